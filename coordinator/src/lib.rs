@@ -1,0 +1,1 @@
+//! The coordinator: sweep files, the durable store, scheduling, the gRPC service, reports.

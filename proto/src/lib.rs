@@ -1,0 +1,7 @@
+//! The gRPC protocol of the sweep orchestrator, generated from `proto/sal_sweep.proto`.
+//! Business logic works on domain types converted from these messages; nothing else lives here.
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("sal_sweep.v1");
+}

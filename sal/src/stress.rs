@@ -1,0 +1,354 @@
+//! The stress state machine of SAL: metrics in, decision out, no tensors.
+//!
+//! One call of [`StressState::step`] per epoch, with that epoch's training loss and accuracy
+//! averaged over every sample on every rank. It applies Equation 1, then decides on failure
+//! recovery, noise (Equation 2) and plastic deformation (Equation 3). The tensor work that carries
+//! a decision out lives in [`crate::intervene`].
+//!
+//! Order within one epoch's step (SAL_SPEC.md, with the points the spec leaves open fixed here):
+//! 1. Equation 1 updates `S_g`, `prev_loss` and `prev_acc` (it runs during warm-up too).
+//! 2. If a yield point is pending: a loss below the yield point's loss drops it (the deformation
+//!    paid off); otherwise, once `recovery_patience` epochs have passed since the deformation, the
+//!    yield point is restored. A restoring epoch does nothing else, and `prev_loss`/`prev_acc`
+//!    become the yield point's, since the model is back at that state.
+//! 3. After warm-up: noise if `S_g > S_noise`; then plastic deformation if `S_g` reached
+//!    `S_yield` (`>=` or `>`), which first takes a snapshot (the yield point: the model as trained
+//!    this epoch, before this epoch's noise), then resets `S_g` to 0.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::StressConfig;
+
+/// One epoch's training metrics, over all samples of all ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+/// What SAL did at the end of an epoch, as recorded in histories and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    None,
+    Noise,
+    Plastic,
+    /// Noise, then a plastic deformation, in the same epoch (Algorithm 1 allows both).
+    NoisePlastic,
+    /// The yield point was restored because the deformation did not pay off.
+    Recovered,
+}
+
+/// The interventions decided for one epoch; carried out by the tensor layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// 1-based epoch number.
+    pub epoch: u32,
+    /// `S_g` after Equation 1: the value the decisions were taken on.
+    pub stress: f64,
+    /// `S_g` at the end of the step (0 after a plastic deformation).
+    pub stress_after: f64,
+    /// Standard deviation of Equation 2's noise, when noise is injected.
+    pub noise_sigma: Option<f64>,
+    /// Snapshot the yield point, then deform the last layers (Equation 3).
+    pub plastic: bool,
+    /// Restore the yield point snapshot.
+    pub restore: bool,
+}
+
+impl Decision {
+    pub fn action(&self) -> Action {
+        match (self.restore, self.noise_sigma.is_some(), self.plastic) {
+            (true, _, _) => Action::Recovered,
+            (false, true, true) => Action::NoisePlastic,
+            (false, true, false) => Action::Noise,
+            (false, false, true) => Action::Plastic,
+            (false, false, false) => Action::None,
+        }
+    }
+
+    /// The serializable record of this epoch, for histories, reports and plots.
+    pub fn record(&self, metrics: EpochMetrics) -> EpochRecord {
+        EpochRecord {
+            epoch: self.epoch,
+            loss: metrics.loss,
+            accuracy: metrics.accuracy,
+            stress: self.stress,
+            stress_after: self.stress_after,
+            action: self.action(),
+            noise_sigma: self.noise_sigma.unwrap_or(0.0),
+        }
+    }
+}
+
+/// One line of the stress trace (figures 5-7 of the paper are drawn from these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: u32,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub stress: f64,
+    pub stress_after: f64,
+    pub action: Action,
+    /// 0 when no noise was injected.
+    pub noise_sigma: f64,
+}
+
+/// The yield point awaiting its verdict: the metrics of the epoch it was taken at.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct YieldPoint {
+    pub epoch: u32,
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+/// SAL's state between epochs; serializable so that checkpoints carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StressState {
+    /// `S_g`, in `[0, S_max]`.
+    pub stress: f64,
+    /// `None` stands for the spec's `+inf` before the first epoch (JSON has no infinity).
+    pub prev_loss: Option<f64>,
+    pub prev_acc: f64,
+    /// Epochs stepped so far.
+    pub epoch: u32,
+    /// Set between a plastic deformation and its verdict.
+    pub yield_point: Option<YieldPoint>,
+}
+
+impl Default for StressState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StressState {
+    pub fn new() -> Self {
+        Self { stress: 0.0, prev_loss: None, prev_acc: 0.0, epoch: 0, yield_point: None }
+    }
+
+    /// Equation 1 and Algorithm 1's decisions for the epoch that just ended.
+    pub fn step(&mut self, config: &StressConfig, metrics: EpochMetrics) -> Decision {
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let EpochMetrics { loss, accuracy } = metrics;
+
+        let prev_loss = self.prev_loss.unwrap_or(f64::INFINITY);
+        let improved = (prev_loss - loss > config.eps_loss) && (accuracy - self.prev_acc > config.eps_acc);
+        self.stress = if improved {
+            (self.stress - config.rho).max(0.0)
+        } else {
+            (self.stress + config.theta).min(config.s_max)
+        };
+        self.prev_loss = Some(loss);
+        self.prev_acc = accuracy;
+
+        let mut decision = Decision {
+            epoch,
+            stress: self.stress,
+            stress_after: self.stress,
+            noise_sigma: None,
+            plastic: false,
+            restore: false,
+        };
+
+        if let Some(yield_point) = self.yield_point {
+            if loss < yield_point.loss {
+                self.yield_point = None;
+            } else if epoch - yield_point.epoch >= config.recovery_patience {
+                self.yield_point = None;
+                self.prev_loss = Some(yield_point.loss);
+                self.prev_acc = yield_point.accuracy;
+                decision.restore = true;
+                return decision;
+            }
+        }
+
+        if epoch > config.warmup_epochs {
+            if self.stress > config.s_noise {
+                decision.noise_sigma = Some(config.noise_sigma(self.stress));
+            }
+            if config.has_yielded(self.stress) {
+                decision.plastic = true;
+                self.yield_point = Some(YieldPoint { epoch, loss, accuracy });
+                self.stress = 0.0;
+                decision.stress_after = 0.0;
+            }
+        }
+        decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::YieldComparison;
+
+    /// Defaults without warm-up, so that traces start intervening at once.
+    fn no_warmup() -> StressConfig {
+        StressConfig { warmup_epochs: 0, ..StressConfig::default() }
+    }
+
+    fn m(loss: f64, accuracy: f64) -> EpochMetrics {
+        EpochMetrics { loss, accuracy }
+    }
+
+    #[test]
+    fn two_stagnant_steps_reach_the_yield_exactly_in_f64() {
+        // SAL_SPEC.md: 0.005 + 0.005 == 0.01 in f64, so `>=` deforms on the second stagnant epoch.
+        assert_eq!(0.0 + 0.005 + 0.005, 0.01_f64);
+    }
+
+    #[test]
+    fn trace_with_at_least_deforms_on_second_stagnant_epoch_then_recovers() {
+        let config = no_warmup();
+        let mut state = StressState::new();
+
+        // Epoch 1 improves on (+inf, 0): stress stays clamped at 0.
+        let d1 = state.step(&config, m(1.0, 0.5));
+        assert_eq!((d1.stress, d1.action()), (0.0, Action::None));
+
+        // Epoch 2 stagnates: 0.005, not strictly above S_noise.
+        let d2 = state.step(&config, m(1.0, 0.5));
+        assert_eq!((d2.stress, d2.action()), (0.005, Action::None));
+
+        // Epoch 3 stagnates: exactly 0.01 -> noise (sigma = 1 * (1e-7 + 1e-5 * 0.01)) and plastic.
+        let d3 = state.step(&config, m(1.0, 0.5));
+        assert_eq!(d3.stress, 0.01);
+        assert_eq!(d3.action(), Action::NoisePlastic);
+        assert_eq!(d3.noise_sigma, Some(1e-7 + 1e-5 * 0.01));
+        assert_eq!(d3.stress_after, 0.0);
+        assert_eq!(state.yield_point, Some(YieldPoint { epoch: 3, loss: 1.0, accuracy: 0.5 }));
+
+        // Epoch 4 does not beat the yield point's loss within 1 epoch: restore it.
+        let d4 = state.step(&config, m(1.2, 0.6));
+        assert_eq!(d4.action(), Action::Recovered);
+        assert_eq!(d4.stress, 0.005);
+        assert_eq!(state.yield_point, None);
+        assert_eq!((state.prev_loss, state.prev_acc), (Some(1.0), 0.5));
+
+        // Epoch 5 stagnates again from 0.005: 0.01 -> deforms again.
+        let d5 = state.step(&config, m(1.0, 0.5));
+        assert_eq!((d5.stress, d5.action()), (0.01, Action::NoisePlastic));
+    }
+
+    #[test]
+    fn trace_with_above_deforms_on_third_stagnant_epoch() {
+        let config = StressConfig { yield_comparison: YieldComparison::Above, ..no_warmup() };
+        let mut state = StressState::new();
+        let actions: Vec<(f64, Action)> =
+            (0..4).map(|_| state.step(&config, m(1.0, 0.5))).map(|d| (d.stress, d.action())).collect();
+        assert_eq!(
+            actions,
+            vec![
+                (0.0, Action::None),
+                (0.005, Action::None),
+                (0.01, Action::Noise),
+                (0.015, Action::NoisePlastic),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deformation_that_pays_off_is_kept() {
+        let config = no_warmup();
+        let mut state = StressState::new();
+        for _ in 0..3 {
+            state.step(&config, m(1.0, 0.5));
+        }
+        assert!(state.yield_point.is_some());
+        // Loss below the yield point's loss (1.0) and accuracy up: improving, snapshot dropped.
+        let d = state.step(&config, m(0.9, 0.55));
+        assert_eq!((d.stress, d.action()), (0.0, Action::None));
+        assert_eq!(state.yield_point, None);
+        assert_eq!(state.prev_loss, Some(0.9));
+    }
+
+    #[test]
+    fn lower_loss_without_higher_accuracy_is_stagnation() {
+        let config = no_warmup();
+        let mut state = StressState::new();
+        state.step(&config, m(1.0, 0.5));
+        let d = state.step(&config, m(0.5, 0.5));
+        assert_eq!(d.stress, 0.005);
+        let d = state.step(&config, m(0.4, 0.6));
+        // 0.005 - 0.0005 in f64.
+        assert_eq!(d.stress, 0.0045000000000000005);
+    }
+
+    #[test]
+    fn first_epoch_with_zero_accuracy_is_stagnant() {
+        // prev_acc starts at 0 and the improvement must be strict.
+        let mut state = StressState::new();
+        let d = state.step(&no_warmup(), m(2.3, 0.0));
+        assert_eq!(d.stress, 0.005);
+    }
+
+    #[test]
+    fn stress_clamps_at_s_max_and_at_zero() {
+        let config = StressConfig { warmup_epochs: 10_000, ..StressConfig::default() };
+        let mut state = StressState::new();
+        state.step(&config, m(1.0, 0.5));
+        for _ in 0..250 {
+            state.step(&config, m(1.0, 0.5));
+        }
+        assert_eq!(state.stress, 1.0);
+        // 1.0 needs 2000 improving epochs at rho = 0.0005 to come back to 0; clamp below 0.
+        let mut loss = 1.0;
+        let mut acc = 0.5;
+        for _ in 0..2100 {
+            loss -= 1e-4;
+            acc += 1e-5;
+            state.step(&config, m(loss, acc));
+        }
+        assert_eq!(state.stress, 0.0);
+    }
+
+    #[test]
+    fn nothing_intervenes_during_warmup_but_stress_accumulates() {
+        let config = StressConfig::default();
+        let mut state = StressState::new();
+        let mut actions = Vec::new();
+        for _ in 0..16 {
+            let d = state.step(&config, m(1.0, 0.5));
+            actions.push(d.action());
+        }
+        assert!(actions[..15].iter().all(|a| *a == Action::None), "{actions:?}");
+        // Epoch 16 is the first after warm-up: 15 stagnant steps of 0.005 = 0.075 >= 0.01.
+        assert_eq!(actions[15], Action::NoisePlastic);
+        assert!((state.yield_point.map(|y| y.epoch)) == Some(16));
+    }
+
+    #[test]
+    fn noise_sigma_follows_equation_2() {
+        let config = StressConfig::default();
+        // alpha = 0.75 below the yield point; alpha = 1 at and above it.
+        assert!((config.noise_sigma(0.0075) - 0.75 * (1e-7 + 1e-5 * 0.0075)).abs() < 1e-22);
+        assert_eq!(config.noise_sigma(0.5), 1e-7 + 1e-5 * 0.5);
+        assert_eq!(config.noise_sigma(0.0), 0.0);
+    }
+
+    #[test]
+    fn longer_patience_waits_before_restoring() {
+        let config = StressConfig { recovery_patience: 2, ..no_warmup() };
+        let mut state = StressState::new();
+        for _ in 0..3 {
+            state.step(&config, m(1.0, 0.5));
+        }
+        assert_eq!(state.step(&config, m(1.1, 0.5)).action(), Action::None);
+        assert_eq!(state.step(&config, m(1.1, 0.5)).action(), Action::Recovered);
+    }
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let config = no_warmup();
+        let mut state = StressState::new();
+        let metrics = m(1.0, 0.5);
+        let record = state.step(&config, metrics).record(metrics);
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.contains("\"action\":\"none\""), "{json}");
+        assert_eq!(serde_json::from_str::<EpochRecord>(&json).unwrap(), record);
+        let state_json = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<StressState>(&state_json).unwrap(), state);
+    }
+}

@@ -1,0 +1,78 @@
+//! What a trial is: the one definition shared by `worker train --trial FILE`, sweep files and the
+//! gRPC protocol (which carries it as canonical JSON).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use sal::StressConfig;
+use serde::{Deserialize, Serialize};
+
+/// Baseline (the optimizer alone) or SAL (the optimizer plus the stress-aware interventions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Baseline,
+    Sal,
+}
+
+/// The classifier put on top of the trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// Global average pool, Linear 512, Dropout 0.5, Linear 128, Linear classes (section 3.1).
+    #[default]
+    Paper,
+    /// Global average pool, Linear classes.
+    Linear,
+}
+
+/// Where a dataset lives and how it is laid out on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// The dataset's name in reports (`cifar10`, `imagenette`, ...).
+    pub name: String,
+    /// On-disk layout: `synthetic`, `image_folder`, `imagenette`, `tiny_imagenet`, `eurosat`,
+    /// `pacs`, `cifar10_bin`, `corel1k`.
+    pub format: String,
+    /// Root folder; not used by `synthetic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Format options (`val_fraction`, `holdout_domain`, `classes`, `train_size`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, serde_json::Value>,
+}
+
+/// One trial: a cell of the grid with one seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialSpec {
+    pub architecture: String,
+    pub optimizer: String,
+    pub dataset: DatasetSpec,
+    /// Square input side in pixels.
+    pub resolution: u32,
+    pub method: Method,
+    /// Overrides of SAL's defaults; used when `method` is `sal`.
+    #[serde(default)]
+    pub sal: StressConfig,
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub seed: u64,
+    #[serde(default)]
+    pub head: Head,
+    /// Converted ImageNet weights for the trunk (`.safetensors` or `.ot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
+}
+
+impl TrialSpec {
+    /// The canonical JSON form: the same trial always gives the same bytes (map keys sorted,
+    /// fields in declaration order), so a hash of it is a stable trial id.
+    pub fn canonical_json(&self) -> String {
+        // Serializing plain data to a String cannot fail.
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        value.to_string()
+    }
+}
