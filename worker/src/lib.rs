@@ -1,6 +1,8 @@
 //! The worker: trains one trial at a time on this node's devices.
 //!
 //! - [`trial`]: what a trial is (shared with sweep files and the gRPC protocol);
+//! - [`run`]: running one trial, with events and checkpoints (the CLI and the client share it);
+//! - [`outcome`]: epoch reports and final results;
 //! - [`models`]: the paper's architectures and heads;
 //! - [`optim`]: optimizers with Keras' semantics;
 //! - [`error`]: the crate's error type.
@@ -8,7 +10,11 @@
 pub mod error;
 pub mod models;
 pub mod optim;
+pub mod outcome;
+pub mod run;
 pub mod trial;
 
 pub use error::WorkerError;
+pub use outcome::{EpochReport, TrialResult, TrialStatus};
+pub use run::{run_trial, CancelFlag, Devices, RunOptions, TrialEvent, TrialOutcome};
 pub use trial::{DatasetSpec, Head, Method, TrialSpec};

@@ -19,9 +19,8 @@ pub type Model = Box<dyn ModuleT>;
 pub fn build(path: &nn::Path, architecture: &str, head: Head, classes: i64) -> Result<Model, WorkerError> {
     match architecture {
         "small_cnn" => Ok(Box::new(small_cnn::SmallCnn::new(path, head, classes))),
-        other => Err(WorkerError::UnknownArchitecture {
-            name: other.to_string(),
-            known: ARCHITECTURES.join(", "),
-        }),
+        other => {
+            Err(WorkerError::UnknownArchitecture { name: other.to_string(), known: ARCHITECTURES.join(", ") })
+        }
     }
 }

@@ -1,0 +1,59 @@
+//! What a trial reports: one record per epoch while it runs, one result at the end. Both travel
+//! to the coordinator as JSON and are what reports are drawn from.
+
+use serde::{Deserialize, Serialize};
+
+/// One epoch of one trial, over all ranks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: u32,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    /// Global L2 norm of the averaged gradient, mean over the epoch's steps (the paper's
+    /// sharpness proxy, figure 7).
+    pub grad_norm: f64,
+    /// SAL's record of the epoch; `None` for baseline trials.
+    pub sal: Option<sal::EpochRecord>,
+    pub seconds: f64,
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialStatus {
+    Completed,
+    /// A NaN or infinite loss ended the trial; its history is kept.
+    Diverged,
+}
+
+/// Precision, recall and F1 of one class, or an average of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    pub label: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: u64,
+}
+
+/// The final evaluation of a trial (the paper's tables 1-5) and its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialResult {
+    pub status: TrialStatus,
+    pub top1: f64,
+    pub top5: f64,
+    pub test_loss: f64,
+    pub per_class: Vec<ClassMetrics>,
+    pub macro_avg: ClassMetrics,
+    pub weighted_avg: ClassMetrics,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<u64>>,
+    pub train_seconds: f64,
+    pub peak_host_mb: f64,
+    pub peak_device_mb: Option<f64>,
+    pub inference_ms_per_batch: f64,
+    pub history: Vec<EpochReport>,
+}

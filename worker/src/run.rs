@@ -1,0 +1,178 @@
+//! Running one trial: the entry point the CLI (`worker train`) and the coordinator client share.
+//!
+//! `architecture: noop` is a stand-in trial that trains nothing: it reports made-up epochs, writes
+//! and resumes from checkpoints like a real trial, and can take `dataset.options.epoch_ms`
+//! milliseconds per epoch. The coordinator's tests and dispatch benchmark use it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::WorkerError;
+use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
+use crate::trial::TrialSpec;
+
+/// The devices a trial runs on: one replica per entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Devices {
+    /// `ranks` replicas as threads on the CPU.
+    Cpu { ranks: usize },
+    /// One replica per CUDA device ordinal.
+    Cuda(Vec<usize>),
+}
+
+impl Devices {
+    pub fn count(&self) -> usize {
+        match self {
+            Devices::Cpu { ranks } => *ranks,
+            Devices::Cuda(ordinals) => ordinals.len(),
+        }
+    }
+}
+
+/// Asks a running trial to stop at the next step boundary; cloneable across threads.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Where and how a trial runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub devices: Devices,
+    /// Decoded datasets, shared by every trial on this node.
+    pub cache_dir: PathBuf,
+    /// Where this trial's checkpoints are written.
+    pub checkpoint_dir: PathBuf,
+    /// A checkpoint to resume from (written by this or another worker).
+    pub resume_from: Option<PathBuf>,
+    /// Write a checkpoint every this many epochs (0: never).
+    pub checkpoint_every: u32,
+    pub cancel: CancelFlag,
+}
+
+/// Progress a trial announces while it runs.
+#[derive(Debug)]
+pub enum TrialEvent<'a> {
+    Epoch(&'a EpochReport),
+    /// A checkpoint was written, atomically, after `epoch`.
+    Checkpoint {
+        epoch: u32,
+        path: &'a Path,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum TrialOutcome {
+    /// Completed or diverged; the result says which.
+    Finished(Box<TrialResult>),
+    /// Cancelled; the last checkpoint, if any, lets it resume.
+    Interrupted { epoch: u32, checkpoint: Option<PathBuf> },
+}
+
+/// Runs a trial to its end, its divergence, or its cancellation.
+pub fn run_trial(
+    spec: &TrialSpec,
+    options: &RunOptions,
+    on_event: &mut dyn FnMut(TrialEvent<'_>),
+) -> Result<TrialOutcome, WorkerError> {
+    if spec.architecture == NOOP {
+        return run_noop(spec, options, on_event);
+    }
+    Err(WorkerError::InvalidTrial(format!(
+        "architecture `{}`: the training engine is not built yet (only `noop` runs)",
+        spec.architecture
+    )))
+}
+
+/// The name of the stand-in architecture.
+pub const NOOP: &str = "noop";
+
+#[derive(Serialize, Deserialize)]
+struct NoopCheckpoint {
+    epoch: u32,
+    history: Vec<EpochReport>,
+}
+
+fn run_noop(
+    spec: &TrialSpec,
+    options: &RunOptions,
+    on_event: &mut dyn FnMut(TrialEvent<'_>),
+) -> Result<TrialOutcome, WorkerError> {
+    let epoch_ms = spec.dataset.options.get("epoch_ms").and_then(|v| v.as_u64()).unwrap_or(0);
+    let mut history = match &options.resume_from {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| WorkerError::io(path, e))?;
+            let checkpoint: NoopCheckpoint = serde_json::from_slice(&bytes).map_err(|e| {
+                WorkerError::InvalidTrial(format!("{}: not a noop checkpoint: {e}", path.display()))
+            })?;
+            checkpoint.history
+        }
+        None => Vec::new(),
+    };
+    let mut last_checkpoint = None;
+    let first = history.len() as u32 + 1;
+    for epoch in first..=spec.epochs {
+        if options.cancel.is_cancelled() {
+            return Ok(TrialOutcome::Interrupted { epoch: epoch - 1, checkpoint: last_checkpoint });
+        }
+        if epoch_ms > 0 {
+            // Stands in for an epoch's work.
+            std::thread::sleep(std::time::Duration::from_millis(epoch_ms));
+        }
+        let loss = 1.0 / f64::from(epoch);
+        let report = EpochReport {
+            epoch,
+            train_loss: loss,
+            train_accuracy: 1.0 - loss / 2.0,
+            val_loss: loss,
+            val_accuracy: 1.0 - loss / 2.0,
+            grad_norm: loss,
+            sal: None,
+            seconds: epoch_ms as f64 / 1000.0,
+        };
+        on_event(TrialEvent::Epoch(&report));
+        history.push(report);
+        if options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
+            std::fs::create_dir_all(&options.checkpoint_dir)
+                .map_err(|e| WorkerError::io(&options.checkpoint_dir, e))?;
+            let path = options.checkpoint_dir.join("noop-checkpoint.json");
+            let partial = path.with_extension("json.partial");
+            let bytes = serde_json::to_vec(&NoopCheckpoint { epoch, history: history.clone() })
+                .map_err(|e| WorkerError::InvalidTrial(e.to_string()))?;
+            std::fs::write(&partial, bytes).map_err(|e| WorkerError::io(&partial, e))?;
+            std::fs::rename(&partial, &path).map_err(|e| WorkerError::io(&path, e))?;
+            on_event(TrialEvent::Checkpoint { epoch, path: &path });
+            last_checkpoint = Some(path);
+        }
+    }
+    let accuracy = history.last().map_or(0.0, |r| r.val_accuracy);
+    let average =
+        ClassMetrics { label: "avg".into(), precision: accuracy, recall: accuracy, f1: accuracy, support: 1 };
+    Ok(TrialOutcome::Finished(Box::new(TrialResult {
+        status: TrialStatus::Completed,
+        top1: accuracy,
+        top5: 1.0,
+        test_loss: history.last().map_or(0.0, |r| r.val_loss),
+        per_class: Vec::new(),
+        macro_avg: average.clone(),
+        weighted_avg: average,
+        confusion: Vec::new(),
+        train_seconds: history.iter().map(|r| r.seconds).sum(),
+        peak_host_mb: 0.0,
+        peak_device_mb: None,
+        inference_ms_per_batch: 0.0,
+        history,
+    })))
+}
