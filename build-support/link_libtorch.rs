@@ -15,7 +15,8 @@ fn link_libtorch() {
         return;
     }
     if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
-        let lib = std::path::PathBuf::from(lib);
+        // `.venv/libtorch` is a link into site-packages; NCCL is found relative to the real folder.
+        let lib = std::fs::canonicalize(&lib).unwrap_or_else(|_| std::path::PathBuf::from(lib));
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
         if let Some(site_packages) = lib.parent().and_then(|torch| torch.parent()) {
             let nccl = site_packages.join("nvidia").join("nccl").join("lib");

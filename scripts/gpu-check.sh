@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The GPU check: on a CUDA machine, show that our binaries see every GPU and that the NCCL
+# collectives keep replicas identical across all visible GPUs. A few minutes in all.
+#
+#   scripts/gpu-check.sh --prepare   on a build machine (no GPU needed): build the check binaries
+#                                    with the `nccl` feature into .device/bin (git-ignored), to
+#                                    carry to a GPU machine that has no Rust toolchain.
+#   scripts/gpu-check.sh             on the GPU machine: run them (building first if cargo is
+#                                    there and .device/bin is not). Exits non-zero on any failure.
+#
+# On the GPU machine libtorch is taken from TORCH_VENV (default: /opt/torch/.venv if present,
+# else this checkout's .venv): it must hold torch 2.11.0, the version the binaries were built for.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.device/bin
+
+prepare() {
+    scripts/setup.sh
+    mkdir -p "$bin"
+    # Test executables are named with a hash; ask cargo where it put them.
+    cargo test -p sal --features nccl --test nccl_gpu --no-run --message-format=json 2>/dev/null \
+        | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "nccl_gpu":
+        print(m["executable"])' \
+        | while read -r exe; do cp "$exe" "$bin/nccl_gpu"; done
+    cargo build -p sal --features nccl --example cuda_info
+    cp target/debug/examples/cuda_info "$bin/"
+    if [ -f worker/gpu-check.sh ]; then worker/gpu-check.sh --prepare "$bin"; fi
+    ls -la "$bin"
+}
+
+if [ "${1:-}" = "--prepare" ]; then
+    prepare
+    exit 0
+fi
+
+if [ ! -x "$bin/cuda_info" ]; then
+    command -v cargo >/dev/null || { echo "gpu-check: no $bin and no cargo: run --prepare on a build machine" >&2; exit 1; }
+    prepare
+fi
+
+venv=${TORCH_VENV:-}
+if [ -z "$venv" ]; then
+    if [ -x /opt/torch/.venv/bin/python ]; then venv=/opt/torch/.venv; else venv=.venv; fi
+fi
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+version=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))')
+echo "gpu-check: torch $version from $site"
+case "$version" in 2.11.0*) ;; *) echo "gpu-check: need torch 2.11.0, found $version" >&2; exit 1 ;; esac
+
+# cudarc opens NCCL as libnccl.so; the wheel has libnccl.so.2 only.
+nccl_link=$(mktemp -d)
+trap 'rm -rf "$nccl_link"' EXIT
+ln -s "$site/nvidia/nccl/lib/libnccl.so.2" "$nccl_link/libnccl.so"
+export LD_LIBRARY_PATH="$site/torch/lib:$nccl_link${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+echo "== nvidia-smi"
+nvidia-smi -L || true
+echo "== what our binary sees"
+"$bin/cuda_info" | tee /tmp/cuda_info.txt
+visible=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+seen=$(sed -n 's/^cuda devices: //p' /tmp/cuda_info.txt)
+if [ -n "$visible" ] && [ "$visible" != "0" ] && [ "$seen" != "$visible" ]; then
+    echo "gpu-check: nvidia-smi lists $visible GPUs, the binary sees $seen" >&2
+    exit 1
+fi
+echo "== NCCL collectives on all $seen GPUs"
+"$bin/nccl_gpu" --ignored --test-threads=1
+if [ -x "$bin/worker-gpu-check" ]; then
+    echo "== worker: trials on one GPU and data-parallel on all"
+    "$bin/worker-gpu-check"
+fi
+echo "gpu-check: all passed"
