@@ -19,6 +19,101 @@ fn torchvision_fixture(architecture: &str) -> Option<(i64, BTreeMap<String, Vec<
     Some((count, trunk))
 }
 
+/// What torchvision's trunk computes from `deterministic_fill`ed weights on `reference_images`.
+struct ReferenceFeatures {
+    channels: i64,
+    stride: usize,
+    every_16th: Vec<Vec<f64>>,
+    sum: Vec<f64>,
+    sum_of_squares: Vec<f64>,
+}
+
+fn reference_features(architecture: &str) -> ReferenceFeatures {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torchvision_trunks.json");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
+    let f = &json["architectures"][architecture]["features_64px"];
+    let parse = |key: &str| serde_json::from_value(f[key].clone()).expect("fixture field");
+    ReferenceFeatures {
+        channels: f["channels"].as_i64().expect("channels"),
+        stride: f["stride"].as_u64().expect("stride") as usize,
+        every_16th: serde_json::from_value(f["every_16th"].clone()).expect("features"),
+        sum: parse("sum"),
+        sum_of_squares: parse("sum_of_squares"),
+    }
+}
+
+/// The formula `scripts/gen_model_fixtures.py` fills torchvision's variables with, computed with
+/// the same libtorch ops so that both sides get the same numbers.
+fn deterministic_fill(name: &str, shape: &[i64]) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let wave = (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 0.61 + (name.len() % 17) as f64 * 0.1).sin();
+    let values = if name.ends_with("running_var") {
+        wave * 0.5 + 1.0
+    } else if name.ends_with("running_mean") || (shape.len() == 1 && !name.ends_with("weight")) {
+        wave * 0.1
+    } else if shape.len() == 1 {
+        wave * 0.1 + 1.0
+    } else {
+        wave * (3.0 / (n / shape[0]) as f64).sqrt()
+    };
+    values.to_kind(Kind::Float).reshape(shape)
+}
+
+/// Two 64 px images in [0, 1], as the script makes them.
+fn reference_images() -> Tensor {
+    let n = 2 * 3 * 64 * 64;
+    let wave = (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 0.013).sin();
+    (wave * 0.5 + 0.5).to_kind(Kind::Float).reshape([2, 3, 64, 64])
+}
+
+/// Fills the trunk as the script filled torchvision's, makes the linear head the identity (so
+/// that the logits are the pooled features), and compares with torchvision's features: this
+/// pins the wiring (strides, paddings, activations, concatenation order, residuals, squeeze-
+/// excitation), which names and shapes alone do not.
+fn check_computes_like_torchvision(architecture: &str) {
+    let reference = reference_features(architecture);
+    let vs = VarStore::new(Device::Cpu);
+    let model = models::build(&vs.root(), architecture, Head::Linear, reference.channels).expect("known");
+    tch::no_grad(|| {
+        for (name, var) in vs.variables() {
+            let value = match name.as_str() {
+                "head.fc.weight" => Tensor::eye(reference.channels, (Kind::Float, Device::Cpu)),
+                "head.fc.bias" => Tensor::zeros([reference.channels], (Kind::Float, Device::Cpu)),
+                _ => deterministic_fill(&name, &var.size()),
+            };
+            var.shallow_clone().copy_(&value);
+        }
+    });
+    // Training mode, as the script: batch statistics keep the arbitrary weights' activations sane.
+    let features = tch::no_grad(|| model.forward_t(&reference_images(), true)).to_kind(Kind::Double);
+    let scale = features.abs().max().double_value(&[]);
+    for (sample, expected) in reference.every_16th.iter().enumerate() {
+        let got =
+            Vec::<f64>::try_from(features.get(sample as i64).slice(0, 0, None, reference.stride as i64))
+                .expect("values");
+        assert_eq!(got.len(), expected.len());
+        for (channel, (g, e)) in got.iter().zip(expected).enumerate() {
+            assert!(
+                (g - e).abs() <= 1e-3 * scale,
+                "{architecture}: sample {sample}, channel {}: {g} vs torchvision {e}",
+                channel * reference.stride
+            );
+        }
+        let sum = features.get(sample as i64).sum(Kind::Double).double_value(&[]);
+        let squares = features.get(sample as i64).square().sum(Kind::Double).double_value(&[]);
+        assert!(
+            (sum - reference.sum[sample]).abs() <= 1e-3 * reference.sum[sample].abs(),
+            "{architecture}: sum {sum} vs {}",
+            reference.sum[sample]
+        );
+        assert!(
+            (squares - reference.sum_of_squares[sample]).abs() <= 1e-3 * reference.sum_of_squares[sample],
+            "{architecture}: sum of squares {squares} vs {}",
+            reference.sum_of_squares[sample]
+        );
+    }
+}
+
 /// Every variable outside the head, with its shape.
 fn trunk_variables(vs: &VarStore) -> BTreeMap<String, Vec<i64>> {
     vs.variables()
@@ -116,6 +211,36 @@ fn mobilenet_v2_is_torchvisions() {
 #[test]
 fn efficientnet_b2_is_torchvisions() {
     check_architecture("efficientnet_b2", 9_109_994);
+}
+
+#[test]
+fn resnet18_computes_like_torchvision() {
+    check_computes_like_torchvision("resnet18");
+}
+
+#[test]
+fn resnet50_computes_like_torchvision() {
+    check_computes_like_torchvision("resnet50");
+}
+
+#[test]
+fn densenet121_computes_like_torchvision() {
+    check_computes_like_torchvision("densenet121");
+}
+
+#[test]
+fn densenet201_computes_like_torchvision() {
+    check_computes_like_torchvision("densenet201");
+}
+
+#[test]
+fn mobilenet_v2_computes_like_torchvision() {
+    check_computes_like_torchvision("mobilenet_v2");
+}
+
+#[test]
+fn efficientnet_b2_computes_like_torchvision() {
+    check_computes_like_torchvision("efficientnet_b2");
 }
 
 /// Keras' `ResNet50V2(weights=None)` reports 25,568,360 trainable parameters (25,613,800 in all;
