@@ -12,6 +12,10 @@ pub enum WorkerError {
     #[error("unknown optimizer `{name}` (known: {known})")]
     UnknownOptimizer { name: String, known: String },
 
+    /// A pretrained weights file that cannot be read or does not fit the model.
+    #[error("pretrained weights {path}: {reason}")]
+    Pretrained { path: PathBuf, reason: String },
+
     #[error("invalid trial: {0}")]
     InvalidTrial(String),
 

@@ -1,15 +1,36 @@
 //! Optimizers with Keras' semantics (the paper ran Keras), written over tch tensors so that their
 //! state is ours to snapshot, checkpoint and restore.
+//!
+//! Each update follows Keras 3's `keras/src/optimizers/*.py` formula by formula (where epsilon
+//! sits, how bias correction enters), with Keras' defaults; `tests/optimizers.rs` checks five
+//! steps of each against `scripts/gen_optimizer_fixtures.py`, an independent implementation.
+//!
+//! Scalars (bias corrections, Nadam's momentum schedule) are computed on the host in f64 from a
+//! step counter that lives in a CPU tensor: reading it never waits for a GPU, and restoring the
+//! state tensors restores the counter with the moments.
 
 use tch::nn::VarStore;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use crate::error::WorkerError;
 
+mod adam;
+mod adamax;
+mod nadam;
+mod rmsprop;
 mod sgd;
 
+pub use adam::Adam;
+pub use adamax::Adamax;
+pub use nadam::Nadam;
+pub use rmsprop::RmsProp;
+pub use sgd::Sgd;
+
 /// Every optimizer `build` knows.
-pub const OPTIMIZERS: &[&str] = &["sgd"];
+pub const OPTIMIZERS: &[&str] = &["adam", "adamax", "nadam", "rmsprop", "sgd"];
+
+/// Keras' default epsilon for Adam, Adamax, Nadam and RMSprop.
+pub const KERAS_EPSILON: f64 = 1e-7;
 
 /// Updates a model's trainable parameters from their gradients.
 pub trait Optimizer: Send {
@@ -24,10 +45,96 @@ pub trait Optimizer: Send {
     fn state_tensors(&self) -> Vec<Tensor>;
 }
 
-/// Creates the named optimizer over `vs`'s trainable variables.
+/// Creates the named optimizer over `vs`'s trainable variables, with Keras' defaults.
 pub fn build(name: &str, vs: &VarStore, learning_rate: f64) -> Result<Box<dyn Optimizer>, WorkerError> {
+    let parameters = vs.trainable_variables();
     match name {
-        "sgd" => Ok(Box::new(sgd::Sgd::new(vs, learning_rate))),
+        "adam" => Ok(Box::new(Adam::new(parameters, learning_rate, AdamConfig::default()))),
+        "adamax" => Ok(Box::new(Adamax::new(parameters, learning_rate, AdamConfig::default()))),
+        "nadam" => Ok(Box::new(Nadam::new(parameters, learning_rate, AdamConfig::default()))),
+        "rmsprop" => Ok(Box::new(RmsProp::new(parameters, learning_rate, RmsPropConfig::default()))),
+        "sgd" => Ok(Box::new(Sgd::new(parameters, learning_rate, SgdConfig::default()))),
         other => Err(WorkerError::UnknownOptimizer { name: other.to_string(), known: OPTIMIZERS.join(", ") }),
     }
+}
+
+/// Adam, Adamax and Nadam's constants (Keras' names and defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    pub beta_1: f64,
+    pub beta_2: f64,
+    pub epsilon: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self { beta_1: 0.9, beta_2: 0.999, epsilon: KERAS_EPSILON }
+    }
+}
+
+/// RMSprop's constants (Keras' names and defaults; `centered` is not offered).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsPropConfig {
+    pub rho: f64,
+    pub momentum: f64,
+    pub epsilon: f64,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        Self { rho: 0.9, momentum: 0.0, epsilon: KERAS_EPSILON }
+    }
+}
+
+/// SGD's constants (Keras' names and defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SgdConfig {
+    pub momentum: f64,
+    pub nesterov: bool,
+}
+
+/// Keras' `iterations`: the number of steps taken, in a CPU tensor so that it is part of the
+/// state tensors and reading it costs no device synchronization.
+#[derive(Debug)]
+struct StepCounter(Tensor);
+
+impl StepCounter {
+    fn new() -> Self {
+        Self(Tensor::zeros([], (Kind::Int64, Device::Cpu)))
+    }
+
+    /// Counts one more step and returns its 1-based number (Keras' `iterations + 1`).
+    fn advance(&mut self) -> i64 {
+        let step = self.0.int64_value(&[]) + 1;
+        let _ = self.0.fill_(step);
+        step
+    }
+
+    fn tensor(&self) -> Tensor {
+        self.0.shallow_clone()
+    }
+}
+
+/// A zero tensor shaped, typed and placed like each parameter: one moment per parameter.
+fn zeros_like_each(parameters: &[Tensor]) -> Vec<Tensor> {
+    parameters.iter().map(Tensor::zeros_like).collect()
+}
+
+fn zero_grads(parameters: &[Tensor]) {
+    for p in parameters {
+        let mut grad = p.grad();
+        if grad.defined() {
+            let _ = grad.detach_();
+            let _ = grad.zero_();
+        }
+    }
+}
+
+/// The parameters that have a gradient this step, each with its index (for its moments).
+/// A parameter without one (unused by the forward pass) is left alone, moments included.
+fn with_gradients(parameters: &[Tensor]) -> impl Iterator<Item = (usize, &Tensor, Tensor)> {
+    parameters.iter().enumerate().filter_map(|(i, p)| {
+        let grad = p.grad();
+        grad.defined().then_some((i, p, grad))
+    })
 }

@@ -1,0 +1,86 @@
+//! Nadam as Keras 3 writes it (`keras/src/optimizers/nadam.py`), Dozat's momentum schedule:
+//!
+//! ```text
+//! u_t     = beta_1 * (1 - 0.5 * 0.96^t)        u_{t+1} = beta_1 * (1 - 0.5 * 0.96^(t+1))
+//! P_t     = u_1 * u_2 * ... * u_t  (kept as state)   P_{t+1} = P_t * u_{t+1}
+//! m += (g - m) * (1 - beta_1)
+//! v += (g² - v) * (1 - beta_2)
+//! m_hat = u_{t+1} * m / (1 - P_{t+1}) + (1 - u_t) * g / (1 - P_t)
+//! v_hat = v / (1 - beta_2^t)
+//! w -= lr * m_hat / (sqrt(v_hat) + epsilon)
+//! ```
+
+use tch::{Device, Kind, Tensor};
+
+use super::{with_gradients, zero_grads, zeros_like_each, AdamConfig, Optimizer, StepCounter};
+
+/// Dozat's schedule decays the momentum by this factor per step (Keras hard-codes it).
+const SCHEDULE_DECAY: f64 = 0.96;
+
+pub struct Nadam {
+    parameters: Vec<Tensor>,
+    learning_rate: f64,
+    config: AdamConfig,
+    step: StepCounter,
+    /// Keras' `_u_product`, `P_t` above: a CPU f64 scalar, so that it travels with the state.
+    u_product: Tensor,
+    momentums: Vec<Tensor>,
+    velocities: Vec<Tensor>,
+}
+
+impl Nadam {
+    pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: AdamConfig) -> Self {
+        let momentums = zeros_like_each(&parameters);
+        let velocities = zeros_like_each(&parameters);
+        let u_product = Tensor::ones([], (Kind::Double, Device::Cpu));
+        Self { parameters, learning_rate, config, step: StepCounter::new(), u_product, momentums, velocities }
+    }
+}
+
+impl Optimizer for Nadam {
+    fn step(&mut self) {
+        let _guard = tch::no_grad_guard();
+        let t = self.step.advance() as f64;
+        let AdamConfig { beta_1, beta_2, epsilon } = self.config;
+        let u_t = beta_1 * (1.0 - 0.5 * SCHEDULE_DECAY.powf(t));
+        let u_next = beta_1 * (1.0 - 0.5 * SCHEDULE_DECAY.powf(t + 1.0));
+        let u_product = self.u_product.double_value(&[]) * u_t;
+        let _ = self.u_product.fill_(u_product);
+        let u_product_next = u_product * u_next;
+        let momentum_weight = u_next / (1.0 - u_product_next);
+        let gradient_weight = (1.0 - u_t) / (1.0 - u_product);
+        let v_correction = 1.0 - beta_2.powf(t);
+        for (i, p, g) in with_gradients(&self.parameters) {
+            let m = &mut self.momentums[i];
+            let v = &mut self.velocities[i];
+            let _ = m.lerp_(&g, 1.0 - beta_1);
+            let _ = v.lerp_(&g.square(), 1.0 - beta_2);
+            let m_hat = (&*m * momentum_weight).g_add_(&(g * gradient_weight));
+            // w += m_hat / ((sqrt(v_hat) + eps) / -lr)
+            let denominator =
+                (&*v / v_correction).sqrt_().g_add_scalar_(epsilon).g_div_scalar_(-self.learning_rate);
+            let _ = p.shallow_clone().addcdiv_(&m_hat, &denominator);
+        }
+    }
+
+    fn zero_grad(&mut self) {
+        zero_grads(&self.parameters);
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.learning_rate = learning_rate;
+    }
+
+    /// The step counter, the momentum-schedule product, every momentum, every velocity.
+    fn state_tensors(&self) -> Vec<Tensor> {
+        [self.step.tensor(), self.u_product.shallow_clone()]
+            .into_iter()
+            .chain(self.momentums.iter().map(Tensor::shallow_clone))
+            .chain(self.velocities.iter().map(Tensor::shallow_clone))
+            .collect()
+    }
+}
