@@ -400,3 +400,22 @@ fn mismatched_pretrained_file_is_one_clear_error() {
     let message = load_pretrained(&mut target, &wrong).expect_err("wrong format").to_string();
     assert!(message.contains(".safetensors") && message.contains("weights.pth"), "{message}");
 }
+
+/// Replicas built from the same seed start identical (the trainer relies on it), and the
+/// trainable variables come in the same order every time (the optimizers' state order).
+#[test]
+fn same_seed_builds_the_same_model() {
+    let build = |seed: i64| {
+        tch::manual_seed(seed);
+        let vs = VarStore::new(Device::Cpu);
+        let _m = models::build(&vs.root(), "mobilenet_v2", Head::Paper, 10).expect("known");
+        vs
+    };
+    let (a, b, c) = (build(3), build(3), build(4));
+    assert!(same_values(&a, &b, |_| true), "same seed, same weights");
+    assert!(!same_values(&a, &c, |_| true), "another seed, other weights");
+    let shapes = |vs: &VarStore| vs.trainable_variables().iter().map(Tensor::size).collect::<Vec<_>>();
+    assert_eq!(shapes(&a), shapes(&b));
+    let (ta, tb) = (a.trainable_variables(), b.trainable_variables());
+    assert!(ta.iter().zip(&tb).all(|(x, y)| x.equal(y)), "same creation order");
+}
