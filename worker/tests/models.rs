@@ -301,6 +301,8 @@ fn unknown_architecture_lists_the_known_ones() {
     let vs = VarStore::new(Device::Cpu);
     let error = models::build(&vs.root(), "vgg16", Head::Linear, 10).expect_err("unknown").to_string();
     assert!(error.contains("vgg16") && ARCHITECTURES.iter().all(|a| error.contains(a)), "{error}");
+    let error = models::build(&vs.root(), "small_cnn", Head::Linear, 0).expect_err("no classes").to_string();
+    assert!(error.contains("at least one class"), "{error}");
 }
 
 /// Trunk variables equal, name by name.

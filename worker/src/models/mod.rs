@@ -63,6 +63,11 @@ pub const HEAD_PREFIX: &str = "head";
 
 /// Creates the named architecture's variables under `path`.
 pub fn build(path: &nn::Path, architecture: &str, head: Head, classes: i64) -> Result<Model, WorkerError> {
+    if classes < 1 {
+        return Err(WorkerError::InvalidTrial(format!(
+            "a classifier needs at least one class, got {classes}"
+        )));
+    }
     let device = path.device();
     let head_path = || path / HEAD_PREFIX;
     let model: Model = match architecture {
