@@ -301,6 +301,8 @@ fn unknown_architecture_lists_the_known_ones() {
     let vs = VarStore::new(Device::Cpu);
     let error = models::build(&vs.root(), "vgg16", Head::Linear, 10).expect_err("unknown").to_string();
     assert!(error.contains("vgg16") && ARCHITECTURES.iter().all(|a| error.contains(a)), "{error}");
+    let error = models::build(&vs.root(), "small_cnn", Head::Linear, 0).expect_err("no classes").to_string();
+    assert!(error.contains("at least one class"), "{error}");
 }
 
 /// Trunk variables equal, name by name.
@@ -399,4 +401,23 @@ fn mismatched_pretrained_file_is_one_clear_error() {
     std::fs::write(&wrong, b"not ours").expect("write");
     let message = load_pretrained(&mut target, &wrong).expect_err("wrong format").to_string();
     assert!(message.contains(".safetensors") && message.contains("weights.pth"), "{message}");
+}
+
+/// Replicas built from the same seed start identical (the trainer relies on it), and the
+/// trainable variables come in the same order every time (the optimizers' state order).
+#[test]
+fn same_seed_builds_the_same_model() {
+    let build = |seed: i64| {
+        tch::manual_seed(seed);
+        let vs = VarStore::new(Device::Cpu);
+        let _m = models::build(&vs.root(), "mobilenet_v2", Head::Paper, 10).expect("known");
+        vs
+    };
+    let (a, b, c) = (build(3), build(3), build(4));
+    assert!(same_values(&a, &b, |_| true), "same seed, same weights");
+    assert!(!same_values(&a, &c, |_| true), "another seed, other weights");
+    let shapes = |vs: &VarStore| vs.trainable_variables().iter().map(Tensor::size).collect::<Vec<_>>();
+    assert_eq!(shapes(&a), shapes(&b));
+    let (ta, tb) = (a.trainable_variables(), b.trainable_variables());
+    assert!(ta.iter().zip(&tb).all(|(x, y)| x.equal(y)), "same creation order");
 }

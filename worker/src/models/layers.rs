@@ -216,7 +216,10 @@ impl InputScaling {
     pub fn apply(&self, xs: &Tensor) -> Tensor {
         match self {
             InputScaling::Unit => xs.shallow_clone(),
-            InputScaling::ImageNet { mean, std } => (xs - mean) / std,
+            // A no-op move unless the var store was moved to another device after `build`.
+            InputScaling::ImageNet { mean, std } => {
+                (xs - mean.to_device(xs.device())) / std.to_device(xs.device())
+            }
             InputScaling::Symmetric => xs * 2.0 - 1.0,
         }
     }

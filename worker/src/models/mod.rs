@@ -51,8 +51,9 @@ pub const ARCHITECTURES: &[&str] = &[
     "small_cnn",
 ];
 
-/// The smallest input side every architecture handles: the trunks downsample by 32 (DenseNet's
-/// last transition pools a 2×2 map to 1×1; below 32 px it would pool a 1×1 map and fail).
+/// The smallest input side the trunks are built and tested for: they downsample by 32, to a 1×1
+/// map at 32 px. Smaller inputs fail somewhere (DenseNet's average-pooling transitions fail once
+/// a map is 1×1 before the last one, at 24 px for instance); the paper's smallest is 32.
 pub const MIN_RESOLUTION: i64 = 32;
 
 /// A classifier taking `[N, 3, H, W]` images in [0, 1] to `[N, classes]` logits.
@@ -63,6 +64,11 @@ pub const HEAD_PREFIX: &str = "head";
 
 /// Creates the named architecture's variables under `path`.
 pub fn build(path: &nn::Path, architecture: &str, head: Head, classes: i64) -> Result<Model, WorkerError> {
+    if classes < 1 {
+        return Err(WorkerError::InvalidTrial(format!(
+            "a classifier needs at least one class, got {classes}"
+        )));
+    }
     let device = path.device();
     let head_path = || path / HEAD_PREFIX;
     let model: Model = match architecture {

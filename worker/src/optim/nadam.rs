@@ -49,16 +49,19 @@ impl Optimizer for Nadam {
         let u_product_next = u_product * u_next;
         let momentum_weight = u_next / (1.0 - u_product_next);
         let gradient_weight = (1.0 - u_t) / (1.0 - u_product);
-        let v_correction = 1.0 - beta_2.powf(t);
+        // Rearranged to fewer passes over memory, the same update:
+        //   m_hat = (a + b) * lerp(m, g, b / (a + b))        a, b: the weights of m and g
+        //   lr * m_hat / (sqrt(v / c) + eps) = lr * (a + b) * sqrt(c) * lerp / (sqrt(v) + eps * sqrt(c))
+        let weights = momentum_weight + gradient_weight;
+        let root_correction = (1.0 - beta_2.powf(t)).sqrt();
+        let scale = -self.learning_rate * weights * root_correction;
         for (i, p, g) in with_gradients(&self.parameters) {
             let m = &mut self.momentums[i];
             let v = &mut self.velocities[i];
             let _ = m.lerp_(&g, 1.0 - beta_1);
             let _ = v.lerp_(&g.square(), 1.0 - beta_2);
-            let m_hat = (&*m * momentum_weight).g_add_(&(g * gradient_weight));
-            // w += m_hat / ((sqrt(v_hat) + eps) / -lr)
-            let denominator =
-                (&*v / v_correction).sqrt_().g_add_scalar_(epsilon).g_div_scalar_(-self.learning_rate);
+            let m_hat = m.lerp(&g, gradient_weight / weights);
+            let denominator = v.sqrt().g_add_scalar_(epsilon * root_correction).g_div_scalar_(scale);
             let _ = p.shallow_clone().addcdiv_(&m_hat, &denominator);
         }
     }
