@@ -1,5 +1,6 @@
 //! The worker: trains one trial at a time on this node's devices.
 //!
+//! - [`data`]: datasets in their distributed layouts, decoded once into a cache;
 //! - [`trial`]: what a trial is (shared with sweep files and the gRPC protocol);
 //! - [`run`]: running one trial, with events and checkpoints (the CLI and the client share it);
 //! - [`outcome`]: epoch reports and final results;
@@ -7,6 +8,7 @@
 //! - [`optim`]: optimizers with Keras' semantics;
 //! - [`error`]: the crate's error type.
 
+pub mod data;
 pub mod error;
 pub mod models;
 pub mod optim;
