@@ -103,8 +103,7 @@ impl From<anyhow::Error> for Failure {
 fn train(args: &TrainArgs) -> Result<ExitCode, Failure> {
     let text = std::fs::read_to_string(&args.trial)
         .map_err(|e| Failure::bad_input(format!("{}: {e}", args.trial.display())))?;
-    let spec: TrialSpec = serde_yaml_ng::from_str(&text)
-        .map_err(|e| Failure::bad_input(format!("{}: {}", args.trial.display(), one_line(&e.to_string()))))?;
+    let spec: TrialSpec = serde_yaml_ng::from_str(&text).map_err(|e| yaml_error(&args.trial, &e))?;
     let devices = match &args.gpus {
         Some(ids) if ids.is_empty() => return Err(Failure::bad_input("--gpus: no device ids".into())),
         Some(ids) => Devices::Cuda(ids.clone()),
@@ -211,6 +210,18 @@ fn describe_error(error: &WorkerError, file: &Path, text: &str) -> Failure {
         Failure::bad_input(message)
     } else {
         Failure { message, code: 1 }
+    }
+}
+
+/// `FILE:LINE:COLUMN: message`, as compilers write it.
+fn yaml_error(file: &Path, error: &serde_yaml_ng::Error) -> Failure {
+    let message = one_line(&error.to_string());
+    match error.location() {
+        Some(at) => {
+            let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(head, _)| head);
+            Failure::bad_input(format!("{}:{}:{}: {message}", file.display(), at.line(), at.column()))
+        }
+        None => Failure::bad_input(format!("{}: {message}", file.display())),
     }
 }
 

@@ -218,7 +218,7 @@ impl Engine {
     /// before any data is decoded.
     fn probe(&self, spec: &TrialSpec) -> Result<(), WorkerError> {
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = (self.factory)(&vs.root(), spec, 2)?;
+        let model = rank::build_locked(self.factory.as_ref(), &vs, spec, 2, None)?;
         crate::optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
         let side = i64::from(spec.resolution);
         let forward = panics::quietly(|| {

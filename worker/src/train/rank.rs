@@ -22,7 +22,23 @@ use crate::trial::{Method, TrialSpec};
 
 /// Model construction draws from libtorch's process-wide generator: seed and build under one
 /// lock so that a trial's initial weights depend on its seed alone.
-static INIT: Mutex<()> = Mutex::new(());
+pub(super) static INIT: Mutex<()> = Mutex::new(());
+
+/// Builds a model under [`INIT`] (scratch and probe models too: their draws must not fall between
+/// another trial's seeding and its initialisation).
+pub(super) fn build_locked(
+    factory: &ModelFactory,
+    vs: &VarStore,
+    spec: &TrialSpec,
+    classes: i64,
+    seed: Option<u64>,
+) -> Result<crate::models::Model, WorkerError> {
+    let _lock = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(seed) = seed {
+        tch::manual_seed(seed as i64);
+    }
+    factory(&vs.root(), spec, classes)
+}
 
 /// A rank's collective, or what it is made from on the rank's own thread (an NCCL communicator
 /// must be created on the thread that uses it).
@@ -188,11 +204,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
     drop((train, val));
 
     let vs = VarStore::new(device);
-    let model = {
-        let _lock = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tch::manual_seed(spec.seed as i64);
-        factory(&vs.root(), &spec, class_count)?
-    };
+    let model = build_locked(factory.as_ref(), &vs, &spec, class_count, Some(spec.seed))?;
     if rank == 0 {
         if let Some(path) = &spec.pretrained {
             pretrained::load(&vs, path)?;
