@@ -313,6 +313,14 @@ fn synthetic_is_deterministic_and_balanced() {
     let reseeded = with_option(spec.clone(), "seed", serde_json::json!(1));
     let (c, _) = load(&reseeded, 16, dir.path());
     assert!(!a.train.images.equal(&c.train.images));
+
+    // Label noise changes some training labels, never the validation labels.
+    let noisy = with_option(spec.clone(), "label_noise", serde_json::json!(0.5));
+    let (n, _) = load(&noisy, 16, dir.path());
+    let changed = labels(&n.train).iter().zip(labels(&a.train)).filter(|(x, y)| *x != y).count();
+    assert!((3..=20).contains(&changed), "{changed} of 30 labels changed");
+    assert_eq!(labels(&n.val), labels(&a.val));
+    assert!(n.train.images.equal(&a.train.images));
 }
 
 #[test]

@@ -23,6 +23,9 @@ pub struct Options {
     pub val_size: usize,
     /// Amplitude of the uniform per-pixel noise, in [0, 1] intensity units.
     pub noise: f32,
+    /// Share of training samples whose label is replaced by a random class: the training accuracy
+    /// then plateaus below 1, as on real data (validation labels stay clean).
+    pub label_noise: f64,
     /// Seeds the classes' looks and the samples; independent of the trial's seed, so that every
     /// trial sees the same data.
     pub seed: u64,
@@ -30,7 +33,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { classes: 10, train_size: 2000, val_size: 500, noise: 0.3, seed: 0 }
+        Self { classes: 10, train_size: 2000, val_size: 500, noise: 0.3, label_noise: 0.0, seed: 0 }
     }
 }
 
@@ -58,6 +61,12 @@ impl Options {
             return Err(WorkerError::field(
                 "dataset.options.noise",
                 format!("must be in [0, 1], got {}", self.noise),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.label_noise) {
+            return Err(WorkerError::field(
+                "dataset.options.label_noise",
+                format!("must be in [0, 1], got {}", self.label_noise),
             ));
         }
         Ok(())
@@ -97,7 +106,14 @@ pub fn generate(options: &Options, side: u32) -> Result<HostData, WorkerError> {
     options.validate()?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let looks: Vec<ClassLook> = (0..options.classes).map(|_| ClassLook::draw(&mut rng, side)).collect();
-    let (train_images, train_labels) = samples(options, &looks, side, options.train_size, 1);
+    let (train_images, mut train_labels) = samples(options, &looks, side, options.train_size, 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    rng.set_stream(3);
+    for label in &mut train_labels {
+        if rng.random_bool(options.label_noise) {
+            *label = rng.random_range(0..options.classes as i64);
+        }
+    }
     let (val_images, val_labels) = samples(options, &looks, side, options.val_size, 2);
     Ok(HostData {
         classes: (0..options.classes).map(|c| format!("class{c}")).collect(),
