@@ -59,6 +59,9 @@ struct TrainArgs {
     /// No progress bar (epoch lines are still printed).
     #[arg(long)]
     no_progress: bool,
+    /// Compare every replica's parameter checksum after every epoch; exit 1 if any differ.
+    #[arg(long)]
+    check_replicas: bool,
 }
 
 /// Exit codes: 0 finished (completed or diverged), 1 failure of the machine or library, 2 bad
@@ -155,9 +158,32 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Failure> {
             tracing::info!(epoch, path = %path.display(), "checkpoint written");
         }
     };
-    let outcome = run_trial(&spec, &options, &mut on_event);
+    let outcome = if args.check_replicas {
+        worker::train::Engine::default().check_replicas(true).run(&spec, &options, &mut on_event).map(|run| {
+            let differing: Vec<usize> = run
+                .replica_checksums
+                .iter()
+                .enumerate()
+                .filter(|(_, ranks)| ranks.iter().any(|&c| c != ranks[0]))
+                .map(|(i, _)| i + 1)
+                .collect();
+            (run.outcome, Some((run.replica_checksums, differing)))
+        })
+    } else {
+        run_trial(&spec, &options, &mut on_event).map(|outcome| (outcome, None))
+    };
     bar.finish_and_clear();
-    let outcome = outcome.map_err(|e| describe_error(&e, &args.trial, &text))?;
+    let (outcome, replicas) = outcome.map_err(|e| describe_error(&e, &args.trial, &text))?;
+    if let Some((checksums, differing)) = replicas {
+        let ranks = checksums.first().map_or(0, Vec::len);
+        if !differing.is_empty() {
+            return Err(Failure {
+                message: format!("replicas differ after epoch(s) {differing:?}: {checksums:x?}"),
+                code: 1,
+            });
+        }
+        eprintln!("replicas identical after every epoch ({ranks} ranks, {} epochs)", checksums.len());
+    }
     match outcome {
         TrialOutcome::Finished(result) => {
             println!("{}", summary(&spec, &result));

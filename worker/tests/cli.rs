@@ -50,8 +50,10 @@ fn trains_a_trial_prints_the_summary_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     let trial = write_trial(dir.path(), "small.yaml", SMALL);
     let out = dir.path().join("result.json");
-    let output =
-        worker(dir.path(), &["train", "--trial", &trial, "--cpu-ranks", "2", "--out", out.to_str().unwrap()]);
+    let output = worker(
+        dir.path(),
+        &["train", "--trial", &trial, "--cpu-ranks", "2", "--check-replicas", "--out", out.to_str().unwrap()],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -60,6 +62,7 @@ fn trains_a_trial_prints_the_summary_and_writes_json() {
         "{stdout}"
     );
     assert!(stderr.contains("epoch   2:"), "{stderr}");
+    assert!(stderr.contains("replicas identical after every epoch (2 ranks, 2 epochs)"), "{stderr}");
     let result: TrialResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(result.status, TrialStatus::Completed);
     assert_eq!(result.history.len(), 2);

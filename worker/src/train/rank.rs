@@ -238,6 +238,13 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
     let trainable = vs.trainable_variables();
     let buffers = float_buffers(&vs, &trainable);
     let mut checksums = Vec::new();
+    // Sampled after each epoch's steps and after the final evaluation, when usage is highest.
+    let mut peak_device_mb: Option<f64> = None;
+    let mut sample_device = || {
+        if let Some(used) = report::device_used_mb(device) {
+            peak_device_mb = Some(peak_device_mb.map_or(used, |peak: f64| peak.max(used)));
+        }
+    };
 
     for epoch in first_epoch..=spec.epochs {
         let started = Instant::now();
@@ -288,6 +295,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             samples: local_samples as f64,
         };
         let metrics = sums.global_metrics(collective)?;
+        sample_device();
         average_buffers(&buffers, collective)?;
         let grad_norm = norm_sum.double_value(&[]) / steps.max(1) as f64;
         let validation =
@@ -336,6 +344,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
 
     let test = evaluate(model.as_ref(), &val_images, &val_labels, rank, world, batch, class_count, true)?;
     let inference_ms_per_batch = test.local_ms_per_batch();
+    sample_device();
     let test = test.reduce(collective)?;
     let confusion: Vec<Vec<u64>> = test
         .confusion
@@ -354,7 +363,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         confusion,
         train_seconds: history.iter().map(|r| r.seconds).sum(),
         peak_host_mb: report::peak_host_mb(),
-        peak_device_mb: None,
+        peak_device_mb,
         inference_ms_per_batch,
         history,
     };

@@ -61,6 +61,30 @@ pub fn peak_host_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Memory in use on a CUDA device, in MB, as the driver reports it (what `nvidia-smi` shows: the
+/// caching allocator's reserve included, and any other process on that device). tch has no
+/// memory statistics; the driver is reached through cudarc, which comes with feature `nccl`.
+#[cfg(feature = "nccl")]
+pub fn device_used_mb(device: tch::Device) -> Option<f64> {
+    let tch::Device::Cuda(ordinal) = device else {
+        return None;
+    };
+    // cudarc panics when the driver library is missing; a number is not worth failing a trial.
+    super::panics::quietly(|| {
+        let context = cudarc::driver::CudaContext::new(ordinal).ok()?;
+        let (free, total) = context.mem_get_info().ok()?;
+        Some(total.saturating_sub(free) as f64 / (1024.0 * 1024.0))
+    })
+    .ok()
+    .flatten()
+}
+
+/// Without feature `nccl` the driver is not linked: no device figure.
+#[cfg(not(feature = "nccl"))]
+pub fn device_used_mb(_device: tch::Device) -> Option<f64> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +123,6 @@ mod tests {
     #[test]
     fn peak_memory_is_read() {
         assert!(peak_host_mb() > 1.0);
+        assert_eq!(device_used_mb(tch::Device::Cpu), None);
     }
 }
