@@ -19,6 +19,20 @@ pub enum WorkerError {
     #[error("invalid trial: {0}")]
     InvalidTrial(String),
 
+    /// A field of the trial definition holds a value the worker cannot run; `field` is its
+    /// dotted path in the trial file (`dataset.options.val_fraction`).
+    #[error("`{field}`: {reason}")]
+    InvalidField { field: String, reason: String },
+
+    /// A checkpoint that cannot be resumed from (another trial's, or damaged).
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+
+    /// A replica's thread died; libtorch reports most failures (out of memory, a shape that does
+    /// not fit the model) this way.
+    #[error("rank {rank} failed: {message}")]
+    RankFailed { rank: usize, message: String },
+
     #[error("{path}: {reason}")]
     Dataset { path: PathBuf, reason: String },
 
@@ -37,6 +51,42 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
+    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        WorkerError::InvalidField { field: field.into(), reason: reason.into() }
+    }
+
+    pub fn dataset(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        WorkerError::Dataset { path: path.into(), reason: reason.into() }
+    }
+
+    /// The trial-file field this error is about, when it is about one (the CLI turns it into a
+    /// line number).
+    pub fn field_path(&self) -> Option<&str> {
+        match self {
+            WorkerError::UnknownArchitecture { .. } => Some("architecture"),
+            WorkerError::UnknownOptimizer { .. } => Some("optimizer"),
+            WorkerError::InvalidField { field, .. } => Some(field),
+            WorkerError::Dataset { .. } => Some("dataset.root"),
+            WorkerError::Sal(sal::SalError::InvalidConfig { .. }) => Some("sal"),
+            _ => None,
+        }
+    }
+
+    /// Whether the trial definition or its data is at fault (the CLI exits with 2), rather than
+    /// the machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            WorkerError::UnknownArchitecture { .. }
+                | WorkerError::UnknownOptimizer { .. }
+                | WorkerError::InvalidTrial(_)
+                | WorkerError::InvalidField { .. }
+                | WorkerError::Dataset { .. }
+                | WorkerError::Checkpoint { .. }
+                | WorkerError::Sal(sal::SalError::InvalidConfig { .. })
+        )
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         WorkerError::Io { path: path.into(), source }
     }
@@ -46,7 +96,7 @@ impl WorkerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             WorkerError::Sal(e) => e.is_retryable(),
-            WorkerError::Torch(_) | WorkerError::Io { .. } => true,
+            WorkerError::Torch(_) | WorkerError::Io { .. } | WorkerError::RankFailed { .. } => true,
             _ => false,
         }
     }

@@ -1,17 +1,21 @@
 //! The worker: trains one trial at a time on this node's devices.
 //!
+//! - [`data`]: datasets in their distributed layouts, decoded once into a cache;
 //! - [`trial`]: what a trial is (shared with sweep files and the gRPC protocol);
 //! - [`run`]: running one trial, with events and checkpoints (the CLI and the client share it);
+//! - [`train`]: the data-parallel training engine behind `run`;
 //! - [`outcome`]: epoch reports and final results;
 //! - [`models`]: the paper's architectures and heads;
 //! - [`optim`]: optimizers with Keras' semantics;
 //! - [`error`]: the crate's error type.
 
+pub mod data;
 pub mod error;
 pub mod models;
 pub mod optim;
 pub mod outcome;
 pub mod run;
+pub mod train;
 pub mod trial;
 
 pub use error::WorkerError;

@@ -64,6 +64,12 @@ pub struct RunOptions {
 /// Progress a trial announces while it runs.
 #[derive(Debug)]
 pub enum TrialEvent<'a> {
+    /// Training progress within an epoch (about a hundred per epoch), for progress bars.
+    Progress {
+        epoch: u32,
+        step: usize,
+        steps: usize,
+    },
     Epoch(&'a EpochReport),
     /// A checkpoint was written, atomically, after `epoch`.
     Checkpoint {
@@ -90,10 +96,7 @@ pub fn run_trial(
     if spec.architecture == NOOP {
         return run_noop(spec, options, on_event);
     }
-    Err(WorkerError::InvalidTrial(format!(
-        "architecture `{}`: the training engine is not built yet (only `noop` runs)",
-        spec.architecture
-    )))
+    Ok(crate::train::Engine::default().run(spec, options, on_event)?.outcome)
 }
 
 /// The name of the stand-in architecture.

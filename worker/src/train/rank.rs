@@ -1,0 +1,522 @@
+//! One replica's life: model, optimizer, SAL, the epochs, the final evaluation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sal::{model_checksum, Collective, EpochSums, SalController, SingleRank, ThreadGroup};
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use super::{checkpoint, pretrained, report, request_stop, Message, ModelFactory};
+use crate::data::Split;
+use crate::error::WorkerError;
+use crate::optim;
+use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
+use crate::run::{CancelFlag, Devices, RunOptions, TrialOutcome};
+use crate::trial::{Method, TrialSpec};
+
+/// Model construction draws from libtorch's process-wide generator: seed and build under one
+/// lock so that a trial's initial weights depend on its seed alone.
+pub(super) static INIT: Mutex<()> = Mutex::new(());
+
+/// Builds a model under [`INIT`] (scratch and probe models too: their draws must not fall between
+/// another trial's seeding and its initialisation).
+pub(super) fn build_locked(
+    factory: &ModelFactory,
+    vs: &VarStore,
+    spec: &TrialSpec,
+    classes: i64,
+    seed: Option<u64>,
+) -> Result<crate::models::Model, WorkerError> {
+    let _lock = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(seed) = seed {
+        tch::manual_seed(seed as i64);
+    }
+    factory(&vs.root(), spec, classes)
+}
+
+/// A rank's collective, or what it is made from on the rank's own thread (an NCCL communicator
+/// must be created on the thread that uses it).
+pub enum CollectiveSeed {
+    Ready(Box<dyn Collective>),
+    #[cfg(feature = "nccl")]
+    Nccl {
+        id: sal::collective::NcclUniqueId,
+        rank: usize,
+        world: usize,
+        device: usize,
+    },
+}
+
+impl CollectiveSeed {
+    fn open(self) -> Result<Box<dyn Collective>, WorkerError> {
+        match self {
+            CollectiveSeed::Ready(collective) => Ok(collective),
+            #[cfg(feature = "nccl")]
+            CollectiveSeed::Nccl { id, rank, world, device } => {
+                Ok(Box::new(sal::collective::NcclRank::new(id, rank, world, device)?))
+            }
+        }
+    }
+}
+
+/// One collective per rank for `devices`.
+pub fn collectives(devices: &Devices) -> Result<Vec<CollectiveSeed>, WorkerError> {
+    match devices {
+        Devices::Cpu { ranks: 1 } => Ok(vec![CollectiveSeed::Ready(Box::new(SingleRank))]),
+        Devices::Cpu { ranks } => Ok(ThreadGroup::ranks(*ranks)
+            .into_iter()
+            .map(|rank| CollectiveSeed::Ready(Box::new(rank) as Box<dyn Collective>))
+            .collect()),
+        Devices::Cuda(ordinals) => {
+            let available = tch::Cuda::device_count().max(0) as usize;
+            if let Some(missing) = ordinals.iter().find(|&&o| o >= available) {
+                return Err(WorkerError::InvalidTrial(format!(
+                    "CUDA device {missing} requested, {available} visible"
+                )));
+            }
+            if ordinals.len() == 1 {
+                return Ok(vec![CollectiveSeed::Ready(Box::new(SingleRank))]);
+            }
+            nccl_group(ordinals)
+        }
+    }
+}
+
+#[cfg(feature = "nccl")]
+fn nccl_group(ordinals: &[usize]) -> Result<Vec<CollectiveSeed>, WorkerError> {
+    let id = sal::collective::nccl_unique_id()?;
+    let world = ordinals.len();
+    Ok(ordinals
+        .iter()
+        .enumerate()
+        .map(|(rank, &device)| CollectiveSeed::Nccl { id, rank, world, device })
+        .collect())
+}
+
+#[cfg(not(feature = "nccl"))]
+fn nccl_group(ordinals: &[usize]) -> Result<Vec<CollectiveSeed>, WorkerError> {
+    Err(WorkerError::InvalidTrial(format!(
+        "{} GPUs need NCCL: build the worker with `--features nccl`",
+        ordinals.len()
+    )))
+}
+
+/// Everything a rank thread owns.
+pub struct Setup {
+    pub rank: usize,
+    pub world: usize,
+    pub device: Device,
+    pub collective: CollectiveSeed,
+    pub train: Split,
+    pub val: Split,
+    pub classes: Vec<String>,
+    pub spec: TrialSpec,
+    pub options: RunOptions,
+    pub factory: Arc<ModelFactory>,
+    pub check_replicas: bool,
+    pub stop_at: Arc<AtomicU64>,
+    pub events: Option<Sender<Message>>,
+}
+
+/// How a rank ended, and its checksum after every epoch (when asked for).
+pub struct Output {
+    pub outcome: TrialOutcome,
+    pub checksums: Vec<u64>,
+}
+
+/// The shard of the global batch `[start, start + len)` that `rank` of `world` trains on.
+fn shard(start: i64, len: i64, rank: usize, world: usize) -> (i64, i64) {
+    let (rank, world) = (rank as i64, world as i64);
+    let lo = len * rank / world;
+    let hi = len * (rank + 1) / world;
+    (start + lo, hi - lo)
+}
+
+/// The global batches of an epoch as `(offset, length)` into the permutation. A last partial
+/// batch is kept when every rank gets at least 2 of its samples (batch norm needs 2).
+fn plan_batches(samples: i64, batch: i64, world: usize) -> Vec<(i64, i64)> {
+    let mut batches: Vec<(i64, i64)> = (0..samples / batch).map(|b| (b * batch, batch)).collect();
+    let rest = samples % batch;
+    if rest >= 2 * world as i64 {
+        batches.push((samples - rest, rest));
+    }
+    batches
+}
+
+/// The epoch's order of the training samples, the same on every rank.
+fn permutation(samples: i64, seed: u64, epoch: u32) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::from(epoch));
+    let mut order: Vec<i64> = (0..samples).collect();
+    order.shuffle(&mut rng);
+    Tensor::from_slice(&order)
+}
+
+/// libtorch's generator (dropout) is seeded per epoch, so a resumed run draws what an
+/// uninterrupted one would have.
+fn epoch_seed(seed: u64, epoch: u32) -> i64 {
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(epoch)) as i64
+}
+
+fn should_stop(stop_at: &AtomicU64, cancel: &CancelFlag, step: u64) -> bool {
+    let mut at = stop_at.load(Ordering::SeqCst);
+    if at == u64::MAX && cancel.is_cancelled() {
+        at = request_stop(stop_at, step);
+    }
+    step >= at
+}
+
+pub fn run(setup: Setup) -> Result<Output, WorkerError> {
+    let Setup {
+        rank,
+        world,
+        device,
+        collective,
+        train,
+        val,
+        classes,
+        spec,
+        options,
+        factory,
+        check_replicas,
+        stop_at,
+        events,
+    } = setup;
+    let collective = collective.open()?;
+    let collective: &dyn Collective = collective.as_ref();
+    let send = |message: Message| {
+        if let Some(events) = &events {
+            // The receiver outlives the ranks; a send cannot fail before they end.
+            let _ = events.send(message);
+        }
+    };
+    let class_count = classes.len() as i64;
+
+    // The whole dataset moves to the device once; batches are cut there.
+    let (train_images, train_labels) = (train.images.to_device(device), train.labels.to_device(device));
+    let (val_images, val_labels) = (val.images.to_device(device), val.labels.to_device(device));
+    drop((train, val));
+
+    let vs = VarStore::new(device);
+    let model = build_locked(factory.as_ref(), &vs, &spec, class_count, Some(spec.seed))?;
+    if rank == 0 {
+        if let Some(path) = &spec.pretrained {
+            pretrained::load(&vs, path)?;
+        }
+    }
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let variables: Vec<Tensor> = variables.into_iter().map(|(_, t)| t).collect();
+    collective.broadcast_many(&variables, 0)?;
+
+    let mut optimizer = optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
+    let mut sal = match spec.method {
+        Method::Sal => Some(SalController::new(spec.sal.clone(), spec.seed)?),
+        Method::Baseline => None,
+    };
+    let (mut history, mut last_checkpoint, first_epoch) = match &options.resume_from {
+        Some(path) => {
+            let state = optimizer.state_tensors();
+            let restored =
+                checkpoint::load(path, &spec, class_count, &vs, &state, sal.as_mut(), factory.as_ref())?;
+            (restored.history, Some(path.clone()), restored.epoch + 1)
+        }
+        None => (Vec::new(), None, 1),
+    };
+
+    let samples = train_labels.size()[0];
+    let batch = i64::from(spec.batch_size);
+    let batches = plan_batches(samples, batch, world);
+    let steps = batches.len();
+    let progress_every = (steps / 100).max(1);
+    let trainable = vs.trainable_variables();
+    let buffers = float_buffers(&vs, &trainable);
+    let mut checksums = Vec::new();
+    // Sampled after each epoch's steps and after the final evaluation, when usage is highest.
+    let mut peak_device_mb: Option<f64> = None;
+    let mut sample_device = || {
+        if let Some(used) = report::device_used_mb(device) {
+            peak_device_mb = Some(peak_device_mb.map_or(used, |peak: f64| peak.max(used)));
+        }
+    };
+
+    for epoch in first_epoch..=spec.epochs {
+        let started = Instant::now();
+        if rank == 0 {
+            let _lock = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            tch::manual_seed(epoch_seed(spec.seed, epoch));
+        }
+        let order = permutation(samples, spec.seed, epoch).to_device(device);
+        let loss_sum = Tensor::zeros([], (Kind::Double, device));
+        let correct = Tensor::zeros([], (Kind::Int64, device));
+        let norm_sum = Tensor::zeros([], (Kind::Double, device));
+        let mut local_samples = 0i64;
+        for (step, &(start, len)) in batches.iter().enumerate() {
+            let global_step = u64::from(epoch - 1) * steps as u64 + step as u64;
+            if should_stop(&stop_at, &options.cancel, global_step) {
+                let outcome = TrialOutcome::Interrupted { epoch: epoch - 1, checkpoint: last_checkpoint };
+                return Ok(Output { outcome, checksums });
+            }
+            let (from, count) = shard(start, len, rank, world);
+            let index = order.narrow(0, from, count);
+            let images = train_images.index_select(0, &index).to_kind(Kind::Float) / 255.0;
+            let labels = train_labels.index_select(0, &index);
+
+            optimizer.zero_grad();
+            let logits = model.forward_t(&images, true);
+            let batch_loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
+            // This rank's share of the global batch's mean: the all-reduced sum is the mean's gradient.
+            (&batch_loss / len as f64).backward();
+            let gradients: Vec<Tensor> = trainable.iter().map(Tensor::grad).filter(Tensor::defined).collect();
+            collective.all_reduce_sum_many(&gradients)?;
+            optimizer.step();
+
+            let _guard = tch::no_grad_guard();
+            let norms: Vec<Tensor> = gradients.iter().map(|g| g.norm().to_kind(Kind::Double)).collect();
+            let _ = norm_sum.shallow_clone().g_add_(&Tensor::stack(&norms, 0).norm());
+            let _ = loss_sum.shallow_clone().g_add_(&batch_loss.detach().to_kind(Kind::Double));
+            let hits = logits.detach().argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
+            let _ = correct.shallow_clone().g_add_(&hits);
+            local_samples += count;
+            if step % progress_every == 0 || step + 1 == steps {
+                send(Message::Progress { epoch, step: step + 1, steps });
+            }
+        }
+
+        let sums = EpochSums {
+            loss_sum: loss_sum.double_value(&[]),
+            correct: correct.int64_value(&[]) as f64,
+            samples: local_samples as f64,
+        };
+        let metrics = sums.global_metrics(collective)?;
+        sample_device();
+        average_buffers(&buffers, collective)?;
+        let grad_norm = norm_sum.double_value(&[]) / steps.max(1) as f64;
+        let validation =
+            evaluate(model.as_ref(), &val_images, &val_labels, rank, world, batch, class_count, false)?
+                .reduce(collective)?;
+        let (val_loss, val_accuracy) = (validation.loss(), validation.accuracy());
+        if ![metrics.loss, grad_norm, val_loss].iter().all(|v| v.is_finite()) {
+            tracing::warn!(epoch, loss = metrics.loss, grad_norm, val_loss, "trial diverged");
+            return Ok(Output { outcome: TrialOutcome::Finished(Box::new(diverged(history))), checksums });
+        }
+        let record = match sal.as_mut() {
+            Some(controller) => Some(controller.end_epoch(metrics, &vs, &optimizer.state_tensors())?),
+            None => None,
+        };
+        if check_replicas {
+            checksums.push(model_checksum(&vs));
+        }
+        let report = EpochReport {
+            epoch,
+            train_loss: metrics.loss,
+            train_accuracy: metrics.accuracy,
+            val_loss,
+            val_accuracy,
+            grad_norm,
+            sal: record,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        history.push(report.clone());
+        send(Message::Epoch(report));
+        if rank == 0 && options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
+            let state = optimizer.state_tensors();
+            let saved = checkpoint::State {
+                spec: &spec,
+                classes: class_count,
+                epoch,
+                history: &history,
+                vs: &vs,
+                optimizer_state: &state,
+                sal: sal.as_ref(),
+            };
+            let path = checkpoint::save(&options.checkpoint_dir, &saved, factory.as_ref())?;
+            send(Message::Checkpoint { epoch, path: path.clone() });
+            last_checkpoint = Some(path);
+        }
+    }
+
+    let test = evaluate(model.as_ref(), &val_images, &val_labels, rank, world, batch, class_count, true)?;
+    let inference_ms_per_batch = test.local_ms_per_batch();
+    sample_device();
+    let test = test.reduce(collective)?;
+    let confusion: Vec<Vec<u64>> = test
+        .confusion
+        .chunks(class_count as usize)
+        .map(|row| row.iter().map(|&v| v as u64).collect())
+        .collect();
+    let (per_class, macro_avg, weighted_avg) = report::classification_report(&classes, &confusion);
+    let result = TrialResult {
+        status: TrialStatus::Completed,
+        top1: test.accuracy(),
+        top5: test.top5 / test.count.max(1.0),
+        test_loss: test.loss(),
+        per_class,
+        macro_avg,
+        weighted_avg,
+        confusion,
+        train_seconds: history.iter().map(|r| r.seconds).sum(),
+        peak_host_mb: report::peak_host_mb(),
+        peak_device_mb,
+        inference_ms_per_batch,
+        history,
+    };
+    Ok(Output { outcome: TrialOutcome::Finished(Box::new(result)), checksums })
+}
+
+/// The model's floating-point variables that are not trained: batch-norm running statistics.
+fn float_buffers(vs: &VarStore, trainable: &[Tensor]) -> Vec<Tensor> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+        .into_iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.is_floating_point())
+        .filter(|t| !trainable.iter().any(|p| p.data_ptr() == t.data_ptr()))
+        .collect()
+}
+
+/// Replaces every rank's buffers by their mean over the ranks.
+fn average_buffers(buffers: &[Tensor], collective: &dyn Collective) -> Result<(), WorkerError> {
+    let world = collective.world_size();
+    if world == 1 || buffers.is_empty() {
+        return Ok(());
+    }
+    collective.all_reduce_sum_many(buffers)?;
+    let _guard = tch::no_grad_guard();
+    for buffer in buffers {
+        let _ = buffer.shallow_clone().g_div_scalar_(world as f64);
+    }
+    Ok(())
+}
+
+/// A diverged trial: its history up to the last finite epoch; final metrics are zero (a model
+/// with non-finite weights has none worth reporting, and JSON has no NaN).
+fn diverged(history: Vec<EpochReport>) -> TrialResult {
+    let zero = ClassMetrics { label: String::new(), precision: 0.0, recall: 0.0, f1: 0.0, support: 0 };
+    TrialResult {
+        status: TrialStatus::Diverged,
+        top1: 0.0,
+        top5: 0.0,
+        test_loss: 0.0,
+        per_class: Vec::new(),
+        macro_avg: ClassMetrics { label: "macro avg".into(), ..zero.clone() },
+        weighted_avg: ClassMetrics { label: "weighted avg".into(), ..zero },
+        confusion: Vec::new(),
+        train_seconds: history.iter().map(|r| r.seconds).sum(),
+        peak_host_mb: report::peak_host_mb(),
+        peak_device_mb: None,
+        inference_ms_per_batch: 0.0,
+        history,
+    }
+}
+
+/// Sums of one evaluation pass over a rank's shard of a split.
+struct Evaluation {
+    loss_sum: f64,
+    correct: f64,
+    top5: f64,
+    count: f64,
+    confusion: Vec<f64>,
+    batches: usize,
+    seconds: f64,
+}
+
+impl Evaluation {
+    fn reduce(mut self, collective: &dyn Collective) -> Result<Self, WorkerError> {
+        let mut values = vec![self.loss_sum, self.correct, self.top5, self.count];
+        values.extend_from_slice(&self.confusion);
+        collective.all_reduce_sum_f64(&mut values)?;
+        (self.loss_sum, self.correct, self.top5, self.count) = (values[0], values[1], values[2], values[3]);
+        self.confusion = values[4..].to_vec();
+        Ok(self)
+    }
+
+    fn loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1.0)
+    }
+
+    fn accuracy(&self) -> f64 {
+        self.correct / self.count.max(1.0)
+    }
+
+    fn local_ms_per_batch(&self) -> f64 {
+        if self.batches == 0 {
+            0.0
+        } else {
+            1000.0 * self.seconds / self.batches as f64
+        }
+    }
+}
+
+/// Evaluates the model (inference mode) on `rank`'s contiguous shard of a split; with `full`,
+/// also top-5 and the confusion matrix.
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    model: &dyn ModuleT,
+    images: &Tensor,
+    labels: &Tensor,
+    rank: usize,
+    world: usize,
+    batch: i64,
+    classes: i64,
+    full: bool,
+) -> Result<Evaluation, WorkerError> {
+    let _guard = tch::no_grad_guard();
+    let device = images.device();
+    let samples = labels.size()[0];
+    let (from, count) = shard(0, samples, rank, world);
+    let loss_sum = Tensor::zeros([], (Kind::Double, device));
+    let correct = Tensor::zeros([], (Kind::Int64, device));
+    let top5 = Tensor::zeros([], (Kind::Int64, device));
+    let confusion = Tensor::zeros([classes * classes], (Kind::Int64, device));
+    let k = classes.min(5);
+    let started = Instant::now();
+    let mut batches = 0;
+    let mut start = from;
+    while start < from + count {
+        let len = batch.min(from + count - start);
+        let x = images.narrow(0, start, len).to_kind(Kind::Float) / 255.0;
+        let y = labels.narrow(0, start, len);
+        let logits = model.forward_t(&x, false);
+        let _ = loss_sum.shallow_clone().g_add_(
+            &logits
+                .f_cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)?
+                .to_kind(Kind::Double),
+        );
+        let predicted = logits.argmax(-1, false);
+        let _ = correct.shallow_clone().g_add_(&predicted.eq_tensor(&y).sum(Kind::Int64));
+        if full {
+            let (_, best) = logits.topk(k, -1, true, false);
+            let _ = top5
+                .shallow_clone()
+                .g_add_(&best.eq_tensor(&y.unsqueeze(1)).any_dim(1, false).sum(Kind::Int64));
+            let cells = (&y * classes + &predicted).bincount::<Tensor>(None, classes * classes);
+            let _ = confusion.shallow_clone().g_add_(&cells);
+        }
+        batches += 1;
+        start += len;
+    }
+    // Reading the sums waits for the device: the time below covers the whole pass.
+    let confusion: Vec<f64> = if full {
+        Vec::<i64>::try_from(&confusion.to_device(Device::Cpu))?.into_iter().map(|v| v as f64).collect()
+    } else {
+        Vec::new()
+    };
+    let evaluation = Evaluation {
+        loss_sum: loss_sum.double_value(&[]),
+        correct: correct.int64_value(&[]) as f64,
+        top5: top5.int64_value(&[]) as f64,
+        count: count as f64,
+        confusion,
+        batches,
+        seconds: 0.0,
+    };
+    Ok(Evaluation { seconds: started.elapsed().as_secs_f64(), ..evaluation })
+}

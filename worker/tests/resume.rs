@@ -1,0 +1,125 @@
+//! Checkpoints: a run resumed from one ends exactly where an uninterrupted run ends.
+//!
+//! In a test binary of its own, its tests one at a time: dropout draws from libtorch's
+//! process-wide CPU generator, which concurrent trials in the same process would also draw from.
+
+mod common;
+
+use common::synthetic_trial;
+use worker::train::Engine;
+use worker::{
+    CancelFlag, Devices, EpochReport, Head, Method, RunOptions, TrialOutcome, TrialResult, TrialSpec,
+    WorkerError,
+};
+
+/// Held by each test: trials of this file never run concurrently.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn options(dir: &std::path::Path, ranks: usize, every: u32) -> RunOptions {
+    RunOptions {
+        devices: Devices::Cpu { ranks },
+        cache_dir: dir.join("cache"),
+        checkpoint_dir: dir.join("checkpoints"),
+        resume_from: None,
+        checkpoint_every: every,
+        cancel: CancelFlag::default(),
+    }
+}
+
+fn finish(spec: &TrialSpec, options: &RunOptions) -> TrialResult {
+    match Engine::default().run(spec, options, &mut |_| {}).unwrap().outcome {
+        TrialOutcome::Finished(result) => *result,
+        other => panic!("expected a finished trial, got {other:?}"),
+    }
+}
+
+/// The history without wall-clock times.
+fn timeless(history: &[EpochReport]) -> Vec<EpochReport> {
+    history.iter().map(|r| EpochReport { seconds: 0.0, ..r.clone() }).collect()
+}
+
+/// SAL that intervenes from the start: after the first epoch (an improvement on +inf) no epoch
+/// counts as improved, so the stress reaches the yield at epoch 3; the checkpoint after epoch 3
+/// then holds a pending yield point, restored at epoch 4.
+fn stressed(mut spec: TrialSpec) -> TrialSpec {
+    spec.method = Method::Sal;
+    spec.sal.warmup_epochs = 0;
+    spec.sal.eps_loss = 100.0;
+    // A deformation harsh enough that epoch 4 does not beat the yield point: it is restored from
+    // what the checkpoint carried.
+    spec.sal.plastic_scale = 0.2;
+    spec.sal.plastic_std = 1.0;
+    spec
+}
+
+fn resume_matches_uninterrupted(spec: TrialSpec, ranks: usize) {
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole = finish(&spec, &options(whole_dir.path(), ranks, 0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let first_half = TrialSpec { epochs: 3, ..spec.clone() };
+    let head = finish(&first_half, &options(dir.path(), ranks, 3));
+    let checkpoint = dir.path().join("checkpoints").join(worker::train::checkpoint::FILE_NAME);
+    assert!(checkpoint.is_file());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints")).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only the checkpoint itself, no temporary file");
+    assert_eq!(timeless(&head.history), timeless(&whole.history[..3]));
+
+    let mut resumed_options = options(dir.path(), ranks, 0);
+    resumed_options.resume_from = Some(checkpoint);
+    let resumed = finish(&spec, &resumed_options);
+
+    assert_eq!(timeless(&resumed.history), timeless(&whole.history));
+    assert_eq!(resumed.top1, whole.top1);
+    assert_eq!(resumed.top5, whole.top5);
+    assert_eq!(resumed.test_loss, whole.test_loss);
+    assert_eq!(resumed.confusion, whole.confusion);
+    let actions: Vec<_> = whole.history.iter().map(|r| r.sal.unwrap().action).collect();
+    assert_eq!(actions[2], sal::Action::NoisePlastic, "{actions:?}");
+    assert_eq!(actions[3], sal::Action::Recovered, "{actions:?}");
+}
+
+#[test]
+fn resume_equals_uninterrupted_with_dropout_and_a_pending_yield_point() {
+    let _serial = serial();
+    let mut spec = stressed(synthetic_trial("small_cnn", "sgd", 6));
+    spec.head = Head::Paper;
+    resume_matches_uninterrupted(spec, 1);
+}
+
+#[test]
+fn resume_equals_uninterrupted_on_two_ranks() {
+    let _serial = serial();
+    resume_matches_uninterrupted(stressed(synthetic_trial("small_cnn", "sgd", 5)), 2);
+}
+
+#[test]
+fn a_checkpoint_of_another_trial_or_a_damaged_one_is_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = synthetic_trial("small_cnn", "sgd", 1);
+    finish(&spec, &options(dir.path(), 1, 1));
+    let checkpoint = dir.path().join("checkpoints").join(worker::train::checkpoint::FILE_NAME);
+
+    let other = TrialSpec { learning_rate: 0.5, ..spec.clone() };
+    let mut resume = options(dir.path(), 1, 0);
+    resume.resume_from = Some(checkpoint.clone());
+    let error = Engine::default().run(&other, &resume, &mut |_| {}).err().unwrap();
+    assert!(matches!(error, WorkerError::Checkpoint { .. }), "{error}");
+    assert!(error.to_string().contains("another trial"), "{error}");
+
+    let longer = TrialSpec { epochs: 2, ..spec.clone() };
+    let result = match Engine::default().run(&longer, &resume, &mut |_| {}).unwrap().outcome {
+        TrialOutcome::Finished(result) => result,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(result.history.len(), 2, "epochs may grow on resume");
+
+    std::fs::write(&checkpoint, b"not a checkpoint").unwrap();
+    let error = Engine::default().run(&spec, &resume, &mut |_| {}).err().unwrap();
+    assert!(matches!(error, WorkerError::Checkpoint { .. }) && !error.to_string().contains('\n'), "{error}");
+}

@@ -1,0 +1,247 @@
+//! The training engine on CPU ranks: data parallelism that matches one rank, replicas that stay
+//! bit-identical through SAL's interventions, divergence, cancellation and bad trials.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::synthetic_trial;
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+use worker::train::{Engine, ModelFactory, TrainRun};
+use worker::{
+    CancelFlag, Devices, Method, RunOptions, TrialEvent, TrialOutcome, TrialResult, TrialSpec, TrialStatus,
+    WorkerError,
+};
+
+fn options(dir: &std::path::Path, ranks: usize) -> RunOptions {
+    RunOptions {
+        devices: Devices::Cpu { ranks },
+        cache_dir: dir.join("cache"),
+        checkpoint_dir: dir.join("checkpoints"),
+        resume_from: None,
+        checkpoint_every: 0,
+        cancel: CancelFlag::default(),
+    }
+}
+
+fn finished(run: TrainRun) -> TrialResult {
+    match run.outcome {
+        TrialOutcome::Finished(result) => *result,
+        other => panic!("expected a finished trial, got {other:?}"),
+    }
+}
+
+/// A model without batch norm or dropout: its gradient over a batch is the sum of its gradients
+/// over the batch's shards, so data parallelism must reproduce one rank up to float rounding.
+#[derive(Debug)]
+struct PlainCnn {
+    conv: nn::Conv2D,
+    fc: nn::Linear,
+}
+
+impl ModuleT for PlainCnn {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        let x = self.conv.forward(xs).relu().adaptive_avg_pool2d([2, 2]).flatten(1, -1);
+        self.fc.forward(&x)
+    }
+}
+
+fn plain_cnn() -> Arc<ModelFactory> {
+    Arc::new(|path: &nn::Path, _spec: &TrialSpec, classes: i64| {
+        let conv = nn::conv2d(path / "conv", 3, 8, 3, nn::ConvConfig { padding: 1, ..Default::default() });
+        let fc = nn::linear(path / "fc", 32, classes, Default::default());
+        Ok(Box::new(PlainCnn { conv, fc }) as worker::models::Model)
+    })
+}
+
+fn close(a: f64, b: f64, tolerance: f64) -> bool {
+    (a - b).abs() <= tolerance * (1.0 + a.abs().max(b.abs()))
+}
+
+#[test]
+fn two_ranks_match_one_rank_at_the_same_global_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = synthetic_trial("plain", "sgd", 3);
+    let engine = Engine::default().with_model_factory(plain_cnn());
+    let one = finished(engine.run(&spec, &options(dir.path(), 1), &mut |_| {}).unwrap());
+    let two = finished(engine.run(&spec, &options(dir.path(), 2), &mut |_| {}).unwrap());
+    assert_eq!(one.history.len(), 3);
+    for (a, b) in one.history.iter().zip(&two.history) {
+        assert!(
+            close(a.train_loss, b.train_loss, 1e-5),
+            "epoch {}: {} vs {}",
+            a.epoch,
+            a.train_loss,
+            b.train_loss
+        );
+        assert!(close(a.val_loss, b.val_loss, 1e-5), "epoch {}: {} vs {}", a.epoch, a.val_loss, b.val_loss);
+        assert!(
+            close(a.grad_norm, b.grad_norm, 1e-4),
+            "epoch {}: {} vs {}",
+            a.epoch,
+            a.grad_norm,
+            b.grad_norm
+        );
+        assert_eq!(a.train_accuracy, b.train_accuracy);
+    }
+    assert!(close(one.test_loss, two.test_loss, 1e-5));
+    assert_eq!(one.confusion, two.confusion);
+    // It learned something: the loss fell.
+    assert!(one.history[2].train_loss < one.history[0].train_loss);
+}
+
+#[test]
+fn replicas_stay_bit_identical_through_sal_interventions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = synthetic_trial("small_cnn", "sgd", 5);
+    spec.method = Method::Sal;
+    // No epoch counts as improved, so stress rises by theta each epoch: noise and plastic
+    // deformation at epoch 2, its verdict (a restore or not) at 3, again at 4.
+    spec.sal.warmup_epochs = 0;
+    spec.sal.eps_loss = 100.0;
+    let engine = Engine::default().check_replicas(true);
+    let run = engine.run(&spec, &options(dir.path(), 2), &mut |_| {}).unwrap();
+    assert_eq!(run.replica_checksums.len(), 5);
+    for (epoch, ranks) in run.replica_checksums.iter().enumerate() {
+        assert_eq!(ranks.len(), 2);
+        assert_eq!(ranks[0], ranks[1], "replicas differ after epoch {}", epoch + 1);
+    }
+    let distinct: std::collections::BTreeSet<u64> = run.replica_checksums.iter().map(|r| r[0]).collect();
+    assert_eq!(distinct.len(), 5, "the model changes every epoch");
+    let result = finished(run);
+    let actions: Vec<sal::Action> = result.history.iter().map(|r| r.sal.unwrap().action).collect();
+    assert!(actions.contains(&sal::Action::NoisePlastic), "{actions:?}");
+    assert_eq!(actions[0], sal::Action::None);
+}
+
+#[test]
+fn a_huge_learning_rate_ends_as_diverged_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = synthetic_trial("small_cnn", "sgd", 30);
+    spec.learning_rate = 1e12;
+    let result = finished(Engine::default().run(&spec, &options(dir.path(), 2), &mut |_| {}).unwrap());
+    assert_eq!(result.status, TrialStatus::Diverged);
+    assert!(result.history.len() < 30);
+    assert!(result.history.iter().all(|r| r.train_loss.is_finite() && r.val_loss.is_finite()));
+    // The result travels as JSON: no NaN may hide in it.
+    let json = serde_json::to_string(&result).unwrap();
+    let back: TrialResult = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.status, TrialStatus::Diverged);
+}
+
+/// A model that trains normally, then produces NaN from its `nan_after`-th training step on:
+/// a divergence at a known epoch.
+#[derive(Debug)]
+struct Faulty {
+    inner: PlainCnn,
+    steps: std::sync::atomic::AtomicUsize,
+    nan_after: usize,
+}
+
+impl ModuleT for Faulty {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let logits = self.inner.forward_t(xs, train);
+        if train && self.steps.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= self.nan_after {
+            return logits * f64::NAN;
+        }
+        logits
+    }
+}
+
+#[test]
+fn a_nan_loss_ends_the_trial_as_diverged_keeping_the_finite_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    // 96 samples in batches of 16: 6 steps an epoch; NaN from the first step of epoch 3.
+    let factory: Arc<ModelFactory> = Arc::new(|path: &nn::Path, _spec: &TrialSpec, classes: i64| {
+        let inner = PlainCnn {
+            conv: nn::conv2d(path / "conv", 3, 8, 3, nn::ConvConfig { padding: 1, ..Default::default() }),
+            fc: nn::linear(path / "fc", 32, classes, Default::default()),
+        };
+        Ok(Box::new(Faulty { inner, steps: Default::default(), nan_after: 12 }) as worker::models::Model)
+    });
+    let spec = synthetic_trial("faulty", "sgd", 6);
+    let run = Engine::default()
+        .with_model_factory(factory)
+        .run(&spec, &options(dir.path(), 1), &mut |_| {})
+        .unwrap();
+    let result = finished(run);
+    assert_eq!(result.status, TrialStatus::Diverged);
+    assert_eq!(result.history.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2]);
+    assert!(result.history.iter().all(|r| r.train_loss.is_finite()));
+}
+
+#[test]
+fn cancellation_stops_every_rank_at_the_same_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = synthetic_trial("small_cnn", "sgd", 50);
+    let mut opts = options(dir.path(), 2);
+    opts.checkpoint_every = 1;
+    let cancel = opts.cancel.clone();
+    let mut epochs_seen = 0;
+    let run = Engine::default()
+        .run(&spec, &opts, &mut |event| {
+            if let TrialEvent::Epoch(_) = event {
+                epochs_seen += 1;
+                cancel.cancel();
+            }
+        })
+        .unwrap();
+    match run.outcome {
+        TrialOutcome::Interrupted { epoch, checkpoint } => {
+            assert!((1..50).contains(&epoch), "stopped after epoch {epoch}");
+            let path = checkpoint.expect("a checkpoint was written after epoch 1");
+            assert!(path.is_file());
+        }
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    assert!(epochs_seen >= 1);
+
+    // Cancelled before the first step: nothing trained, nothing written.
+    let early = options(dir.path(), 2);
+    early.cancel.cancel();
+    let run = Engine::default().run(&spec, &early, &mut |_| {}).unwrap();
+    assert!(matches!(run.outcome, TrialOutcome::Interrupted { epoch: 0, checkpoint: None }));
+}
+
+#[test]
+fn bad_trials_are_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let run =
+        |spec: &TrialSpec| Engine::default().run(spec, &options(dir.path(), 1), &mut |_| {}).err().unwrap();
+
+    let error = run(&synthetic_trial("resnet9000", "sgd", 1));
+    assert!(matches!(error, WorkerError::UnknownArchitecture { .. }), "{error}");
+    let error = run(&synthetic_trial("small_cnn", "adagrad2", 1));
+    assert!(matches!(error, WorkerError::UnknownOptimizer { .. }), "{error}");
+
+    let mut tiny = synthetic_trial("small_cnn", "sgd", 1);
+    tiny.resolution = 2;
+    let error = run(&tiny);
+    assert_eq!(error.field_path(), Some("resolution"), "{error}");
+    assert!(error.to_string().contains("2 px") && !error.to_string().contains('\n'), "{error}");
+
+    let mut format = synthetic_trial("small_cnn", "sgd", 1);
+    format.dataset.format = "tfrecord".into();
+    assert_eq!(run(&format).field_path(), Some("dataset.format"));
+
+    let mut zero = synthetic_trial("small_cnn", "sgd", 1);
+    zero.epochs = 0;
+    assert_eq!(run(&zero).field_path(), Some("epochs"));
+
+    let mut sal = synthetic_trial("small_cnn", "sgd", 1);
+    sal.method = Method::Sal;
+    sal.sal.s_noise = 0.5;
+    let error = run(&sal);
+    assert!(error.is_bad_input() && error.to_string().contains("s_noise"), "{error}");
+
+    let mut missing = synthetic_trial("small_cnn", "sgd", 1);
+    missing.dataset = common::dataset("eurosat", &dir.path().join("absent"));
+    let error = run(&missing);
+    assert!(matches!(error, WorkerError::Dataset { .. }) && error.to_string().contains("absent"), "{error}");
+
+    let mut split = synthetic_trial("small_cnn", "sgd", 1);
+    split.batch_size = 3;
+    let error = Engine::default().run(&split, &options(dir.path(), 2), &mut |_| {}).err().unwrap();
+    assert_eq!(error.field_path(), Some("batch_size"), "{error}");
+}
