@@ -245,3 +245,36 @@ fn bad_trials_are_refused_before_training() {
     let error = Engine::default().run(&split, &options(dir.path(), 2), &mut |_| {}).err().unwrap();
     assert_eq!(error.field_path(), Some("batch_size"), "{error}");
 }
+
+#[test]
+fn pretrained_weights_load_by_name_and_mismatches_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::default().with_model_factory(plain_cnn());
+    let mut spec = synthetic_trial("plain", "sgd", 1);
+    let run = |spec: &TrialSpec| engine.run(spec, &options(dir.path(), 1), &mut |_| {});
+
+    // A trunk file: the conv's weights and bias; the head keeps its initialisation.
+    let good = dir.path().join("trunk.safetensors");
+    let weight = Tensor::full([8, 3, 3, 3], 0.01, (tch::Kind::Float, tch::Device::Cpu));
+    let bias = Tensor::zeros([8], (tch::Kind::Float, tch::Device::Cpu));
+    Tensor::write_safetensors(&[("conv.weight", &weight), ("conv.bias", &bias)], &good).unwrap();
+    spec.pretrained = Some(good);
+    assert!(run(&spec).is_ok());
+
+    let unexpected = dir.path().join("other.safetensors");
+    Tensor::write_safetensors(&[("features.0.weight", &weight), ("conv.bias", &bias)], &unexpected).unwrap();
+    spec.pretrained = Some(unexpected);
+    let error = run(&spec).err().unwrap();
+    assert_eq!(error.field_path(), Some("pretrained"));
+    assert!(error.to_string().contains("features.0.weight") && !error.to_string().contains('\n'), "{error}");
+
+    let shape = dir.path().join("shape.safetensors");
+    let wide = Tensor::zeros([16, 3, 3, 3], (tch::Kind::Float, tch::Device::Cpu));
+    Tensor::write_safetensors(&[("conv.weight", &wide)], &shape).unwrap();
+    spec.pretrained = Some(shape);
+    let error = run(&spec).err().unwrap();
+    assert!(
+        error.to_string().contains("conv.weight") && error.to_string().contains("[16, 3, 3, 3]"),
+        "{error}"
+    );
+}
