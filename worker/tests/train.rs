@@ -278,3 +278,33 @@ fn pretrained_weights_load_by_name_and_mismatches_are_listed() {
         "{error}"
     );
 }
+
+#[test]
+fn run_trial_dispatches_the_noop_stand_in_and_real_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = 0;
+    let noop = synthetic_trial(worker::run::NOOP, "sgd", 3);
+    match worker::run_trial(&noop, &options(dir.path(), 1), &mut |_| events += 1).unwrap() {
+        TrialOutcome::Finished(result) => assert_eq!(result.history.len(), 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events, 3, "the stand-in reports epochs only");
+
+    let real = synthetic_trial("small_cnn", "sgd", 1);
+    let mut progress = 0;
+    match worker::run_trial(&real, &options(dir.path(), 1), &mut |event| {
+        if let TrialEvent::Progress { epoch, step, steps } = event {
+            assert!(epoch == 1 && step >= 1 && step <= steps);
+            progress += 1;
+        }
+    })
+    .unwrap()
+    {
+        TrialOutcome::Finished(result) => {
+            assert_eq!(result.status, TrialStatus::Completed);
+            assert_eq!(result.confusion.iter().flatten().sum::<u64>(), 32);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(progress >= 1);
+}
