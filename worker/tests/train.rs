@@ -308,3 +308,17 @@ fn run_trial_dispatches_the_noop_stand_in_and_real_trials() {
     }
     assert!(progress >= 1);
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_every_rank_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"a file where the checkpoint folder should be").unwrap();
+    let mut opts = options(dir.path(), 2);
+    opts.checkpoint_every = 1;
+    opts.checkpoint_dir = blocker.join("checkpoints");
+    let error =
+        Engine::default().run(&synthetic_trial("small_cnn", "sgd", 3), &opts, &mut |_| {}).err().unwrap();
+    assert!(matches!(error, WorkerError::Io { .. }), "{error}");
+    assert!(error.to_string().contains("not-a-folder"), "{error}");
+}

@@ -205,10 +205,10 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
 
     let vs = VarStore::new(device);
     let model = build_locked(factory.as_ref(), &vs, &spec, class_count, Some(spec.seed))?;
-    if rank == 0 {
-        if let Some(path) = &spec.pretrained {
-            pretrained::load(&vs, path)?;
-        }
+    // Every rank reads the file, so that a bad one fails all ranks alike instead of leaving the
+    // others waiting in a collective (NCCL has no abort); rank 0's copy is broadcast anyway.
+    if let Some(path) = &spec.pretrained {
+        pretrained::load(&vs, path)?;
     }
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
@@ -325,20 +325,33 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         };
         history.push(report.clone());
         send(Message::Epoch(report));
-        if rank == 0 && options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
-            let state = optimizer.state_tensors();
-            let saved = checkpoint::State {
-                spec: &spec,
-                classes: class_count,
-                epoch,
-                history: &history,
-                vs: &vs,
-                optimizer_state: &state,
-                sal: sal.as_ref(),
-            };
-            let path = checkpoint::save(&options.checkpoint_dir, &saved, factory.as_ref())?;
-            send(Message::Checkpoint { epoch, path: path.clone() });
-            last_checkpoint = Some(path);
+        if options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
+            let saved = (rank == 0).then(|| {
+                let state = optimizer.state_tensors();
+                let saved = checkpoint::State {
+                    spec: &spec,
+                    classes: class_count,
+                    epoch,
+                    history: &history,
+                    vs: &vs,
+                    optimizer_state: &state,
+                    sal: sal.as_ref(),
+                };
+                checkpoint::save(&options.checkpoint_dir, &saved, factory.as_ref())
+            });
+            // Rank 0 tells the others whether it could write: a failed write (a full disk) then
+            // stops every rank, rather than leaving them in the next step's all-reduce.
+            let mut failed = [if matches!(saved, Some(Err(_))) { 1.0 } else { 0.0 }];
+            collective.all_reduce_sum_f64(&mut failed)?;
+            match saved {
+                Some(Ok(path)) => {
+                    send(Message::Checkpoint { epoch, path: path.clone() });
+                    last_checkpoint = Some(path);
+                }
+                Some(Err(error)) => return Err(error),
+                None if failed[0] > 0.0 => return Err(WorkerError::Sal(sal::SalError::Aborted)),
+                None => {}
+            }
         }
     }
 
