@@ -274,12 +274,11 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             // This rank's share of the global batch's mean: the all-reduced sum is the mean's gradient.
             (&batch_loss / len as f64).backward();
             let gradients: Vec<Tensor> = trainable.iter().map(Tensor::grad).filter(Tensor::defined).collect();
-            collective.all_reduce_sum_many(&gradients)?;
+            let bucket = reduce_gradients(&gradients, collective)?;
             optimizer.step();
 
             let _guard = tch::no_grad_guard();
-            let norms: Vec<Tensor> = gradients.iter().map(|g| g.norm().to_kind(Kind::Double)).collect();
-            let _ = norm_sum.shallow_clone().g_add_(&Tensor::stack(&norms, 0).norm());
+            let _ = norm_sum.shallow_clone().g_add_(&bucket.norm().to_kind(Kind::Double));
             let _ = loss_sum.shallow_clone().g_add_(&batch_loss.detach().to_kind(Kind::Double));
             let hits = logits.detach().argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let _ = correct.shallow_clone().g_add_(&hits);
@@ -381,6 +380,25 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         history,
     };
     Ok(Output { outcome: TrialOutcome::Finished(Box::new(result)), checksums })
+}
+
+/// Sums the gradients over the ranks with one collective on one flat bucket (what
+/// `Collective::all_reduce_sum_many` does), and returns the bucket: the global gradient norm is
+/// then one kernel on it rather than one per parameter.
+fn reduce_gradients(gradients: &[Tensor], collective: &dyn Collective) -> Result<Tensor, WorkerError> {
+    let _guard = tch::no_grad_guard();
+    let flat: Vec<Tensor> = gradients.iter().map(|g| g.reshape([-1])).collect();
+    let bucket = Tensor::f_cat(&flat, 0)?;
+    if collective.world_size() > 1 {
+        collective.all_reduce_sum(&bucket)?;
+        let mut offset = 0;
+        for gradient in gradients {
+            let numel = gradient.numel() as i64;
+            gradient.shallow_clone().copy_(&bucket.narrow(0, offset, numel).view(gradient.size().as_slice()));
+            offset += numel;
+        }
+    }
+    Ok(bucket)
 }
 
 /// The model's floating-point variables that are not trained: batch-norm running statistics.
