@@ -27,6 +27,12 @@ enum Command {
     /// The trial file holds a trial definition: architecture, optimizer, dataset (name, format,
     /// root, options), resolution, method (baseline or sal), sal overrides, epochs, batch_size,
     /// learning_rate, seed, head, pretrained. See sweeps/trials/synthetic-small.yaml.
+    #[command(
+        after_help = "Dataset formats: synthetic, image_folder, imagenette, tiny_imagenet, eurosat, pacs, \
+                            cifar10_bin, corel1k.\n\
+                            Exit codes: 0 finished (completed or diverged; see the result's status), 1 failure, \
+                            2 bad trial file, dataset or checkpoint, 130 interrupted (Ctrl-C)."
+    )]
     Train(TrainArgs),
 }
 

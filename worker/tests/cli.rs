@@ -166,3 +166,36 @@ fn help_lists_the_options() {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
 }
+
+#[test]
+fn ctrl_c_stops_at_the_next_step_and_names_the_checkpoint() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let trial = write_trial(dir.path(), "long.yaml", &SMALL.replace("epochs: 2", "epochs: 500"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["train", "--trial", &trial, "--no-progress", "--cache-dir"])
+        .arg(dir.path().join("cache"))
+        .arg("--checkpoint-dir")
+        .arg(dir.path().join("checkpoints"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    // The first epoch line means a checkpoint has been written (every epoch by default).
+    while !line.starts_with("epoch") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "worker ended before its first epoch");
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "{rest}");
+    assert!(rest.contains("interrupted after epoch") && rest.contains("--resume"), "{rest}");
+    assert!(dir.path().join("checkpoints").join(worker::train::checkpoint::FILE_NAME).is_file());
+}

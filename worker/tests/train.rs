@@ -245,3 +245,80 @@ fn bad_trials_are_refused_before_training() {
     let error = Engine::default().run(&split, &options(dir.path(), 2), &mut |_| {}).err().unwrap();
     assert_eq!(error.field_path(), Some("batch_size"), "{error}");
 }
+
+#[test]
+fn pretrained_weights_load_by_name_and_mismatches_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::default().with_model_factory(plain_cnn());
+    let mut spec = synthetic_trial("plain", "sgd", 1);
+    let run = |spec: &TrialSpec| engine.run(spec, &options(dir.path(), 1), &mut |_| {});
+
+    // A trunk file: the conv's weights and bias; the head keeps its initialisation.
+    let good = dir.path().join("trunk.safetensors");
+    let weight = Tensor::full([8, 3, 3, 3], 0.01, (tch::Kind::Float, tch::Device::Cpu));
+    let bias = Tensor::zeros([8], (tch::Kind::Float, tch::Device::Cpu));
+    Tensor::write_safetensors(&[("conv.weight", &weight), ("conv.bias", &bias)], &good).unwrap();
+    spec.pretrained = Some(good);
+    assert!(run(&spec).is_ok());
+
+    let unexpected = dir.path().join("other.safetensors");
+    Tensor::write_safetensors(&[("features.0.weight", &weight), ("conv.bias", &bias)], &unexpected).unwrap();
+    spec.pretrained = Some(unexpected);
+    let error = run(&spec).err().unwrap();
+    assert_eq!(error.field_path(), Some("pretrained"));
+    assert!(error.to_string().contains("features.0.weight") && !error.to_string().contains('\n'), "{error}");
+
+    let shape = dir.path().join("shape.safetensors");
+    let wide = Tensor::zeros([16, 3, 3, 3], (tch::Kind::Float, tch::Device::Cpu));
+    Tensor::write_safetensors(&[("conv.weight", &wide)], &shape).unwrap();
+    spec.pretrained = Some(shape);
+    let error = run(&spec).err().unwrap();
+    assert!(
+        error.to_string().contains("conv.weight") && error.to_string().contains("[16, 3, 3, 3]"),
+        "{error}"
+    );
+}
+
+#[test]
+fn run_trial_dispatches_the_noop_stand_in_and_real_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = 0;
+    let noop = synthetic_trial(worker::run::NOOP, "sgd", 3);
+    match worker::run_trial(&noop, &options(dir.path(), 1), &mut |_| events += 1).unwrap() {
+        TrialOutcome::Finished(result) => assert_eq!(result.history.len(), 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events, 3, "the stand-in reports epochs only");
+
+    let real = synthetic_trial("small_cnn", "sgd", 1);
+    let mut progress = 0;
+    match worker::run_trial(&real, &options(dir.path(), 1), &mut |event| {
+        if let TrialEvent::Progress { epoch, step, steps } = event {
+            assert!(epoch == 1 && step >= 1 && step <= steps);
+            progress += 1;
+        }
+    })
+    .unwrap()
+    {
+        TrialOutcome::Finished(result) => {
+            assert_eq!(result.status, TrialStatus::Completed);
+            assert_eq!(result.confusion.iter().flatten().sum::<u64>(), 32);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(progress >= 1);
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_every_rank_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"a file where the checkpoint folder should be").unwrap();
+    let mut opts = options(dir.path(), 2);
+    opts.checkpoint_every = 1;
+    opts.checkpoint_dir = blocker.join("checkpoints");
+    let error =
+        Engine::default().run(&synthetic_trial("small_cnn", "sgd", 3), &opts, &mut |_| {}).err().unwrap();
+    assert!(matches!(error, WorkerError::Io { .. }), "{error}");
+    assert!(error.to_string().contains("not-a-folder"), "{error}");
+}

@@ -16,7 +16,9 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::HostData;
+use tch::Tensor;
+
+use super::{Dataset, HostData, Split};
 use crate::error::WorkerError;
 
 const MAGIC: &[u8; 8] = b"SALDATA1";
@@ -64,9 +66,10 @@ pub fn path(cache_dir: &Path, name: &str, resolution: u32, key: &str) -> PathBuf
     cache_dir.join(format!("{name}-{resolution}px-{}.bin", &key[..16.min(key.len())]))
 }
 
-/// The cached data, or `None` when there is no cache for this key (a damaged or foreign file is
-/// a miss too: it is decoded again and replaced).
-pub fn read(path: &Path, key: &str) -> Result<Option<HostData>, WorkerError> {
+/// The cached dataset, or `None` when there is no cache for this key (a damaged or foreign file
+/// is a miss too: it is decoded again and replaced). Tensors are made straight from the file's
+/// bytes, so a load holds at most twice the dataset in memory.
+pub fn read(path: &Path, key: &str) -> Result<Option<Dataset>, WorkerError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -79,7 +82,7 @@ pub fn read(path: &Path, key: &str) -> Result<Option<HostData>, WorkerError> {
     Ok(parsed)
 }
 
-fn parse(bytes: &[u8], key: &str) -> Option<HostData> {
+fn parse(bytes: &[u8], key: &str) -> Option<Dataset> {
     let rest = bytes.strip_prefix(MAGIC)?;
     let (length, rest) = rest.split_at_checked(8)?;
     let length = usize::try_from(u64::from_le_bytes(length.try_into().ok()?)).ok()?;
@@ -88,27 +91,25 @@ fn parse(bytes: &[u8], key: &str) -> Option<HostData> {
     if header.key != key {
         return None;
     }
+    let side = i64::from(header.resolution);
     let per_image = 3 * (header.resolution as usize).pow(2);
     let mut take = |n: usize| -> Option<&[u8]> {
         let (head, tail) = body.split_at_checked(n)?;
         body = tail;
         Some(head)
     };
-    let train_images = take(header.train.checked_mul(per_image)?)?.to_vec();
-    let train_labels = labels(take(header.train * 8)?);
-    let val_images = take(header.val.checked_mul(per_image)?)?.to_vec();
-    let val_labels = labels(take(header.val * 8)?);
+    let mut split = |count: usize| -> Option<Split> {
+        let images =
+            Tensor::from_slice(take(count.checked_mul(per_image)?)?).view([count as i64, 3, side, side]);
+        let labels = Tensor::from_slice(&labels(take(count.checked_mul(8)?)?));
+        Some(Split { images, labels })
+    };
+    let train = split(header.train)?;
+    let val = split(header.val)?;
     if !body.is_empty() {
         return None;
     }
-    Some(HostData {
-        classes: header.classes,
-        resolution: header.resolution,
-        train_images,
-        train_labels,
-        val_images,
-        val_labels,
-    })
+    Some(Dataset { classes: header.classes, resolution: header.resolution, train, val })
 }
 
 fn labels(bytes: &[u8]) -> Vec<i64> {

@@ -184,9 +184,9 @@ pub fn load(
     };
     let key = cache::key(&spec.format, &spec.options, resolution, &source.fingerprint_files()?)?;
     let cache_file = cache::path(cache_dir, &spec.name, resolution, &key);
-    if let Some(data) = cache::read(&cache_file, &key)? {
+    if let Some(dataset) = cache::read(&cache_file, &key)? {
         let report = LoadReport { cache_file: Some(cache_file), cache_hit: true, decoded: 0 };
-        return Ok((data.into_dataset(), report));
+        return Ok((dataset, report));
     }
     let (data, decoded) = match source {
         Source::Cifar(files) => {

@@ -4,7 +4,7 @@
 //! devices an NCCL group (feature `nccl`). Rank 0's initial parameters are broadcast to all; each
 //! step every rank takes a disjoint shard of the global batch (cut from the epoch's seeded
 //! permutation), computes the gradient of its share of the batch's mean loss, and one all-reduce
-//! of all gradients (one bucket) sums them into the global mean. Every rank then takes the same
+//! of all gradients (one flat bucket) sums them into the global mean. Every rank then takes the same
 //! optimizer step and, at the end of the epoch, the same SAL decision from the same global
 //! metrics, so replicas stay bit-identical (checked with [`Engine::check_replicas`]).
 //!

@@ -205,10 +205,10 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
 
     let vs = VarStore::new(device);
     let model = build_locked(factory.as_ref(), &vs, &spec, class_count, Some(spec.seed))?;
-    if rank == 0 {
-        if let Some(path) = &spec.pretrained {
-            pretrained::load(&vs, path)?;
-        }
+    // Every rank reads the file, so that a bad one fails all ranks alike instead of leaving the
+    // others waiting in a collective (NCCL has no abort); rank 0's copy is broadcast anyway.
+    if let Some(path) = &spec.pretrained {
+        pretrained::load(&vs, path)?;
     }
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
@@ -274,12 +274,11 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             // This rank's share of the global batch's mean: the all-reduced sum is the mean's gradient.
             (&batch_loss / len as f64).backward();
             let gradients: Vec<Tensor> = trainable.iter().map(Tensor::grad).filter(Tensor::defined).collect();
-            collective.all_reduce_sum_many(&gradients)?;
+            let bucket = reduce_gradients(&gradients, collective)?;
             optimizer.step();
 
             let _guard = tch::no_grad_guard();
-            let norms: Vec<Tensor> = gradients.iter().map(|g| g.norm().to_kind(Kind::Double)).collect();
-            let _ = norm_sum.shallow_clone().g_add_(&Tensor::stack(&norms, 0).norm());
+            let _ = norm_sum.shallow_clone().g_add_(&bucket.norm().to_kind(Kind::Double));
             let _ = loss_sum.shallow_clone().g_add_(&batch_loss.detach().to_kind(Kind::Double));
             let hits = logits.detach().argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let _ = correct.shallow_clone().g_add_(&hits);
@@ -325,20 +324,33 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         };
         history.push(report.clone());
         send(Message::Epoch(report));
-        if rank == 0 && options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
-            let state = optimizer.state_tensors();
-            let saved = checkpoint::State {
-                spec: &spec,
-                classes: class_count,
-                epoch,
-                history: &history,
-                vs: &vs,
-                optimizer_state: &state,
-                sal: sal.as_ref(),
-            };
-            let path = checkpoint::save(&options.checkpoint_dir, &saved, factory.as_ref())?;
-            send(Message::Checkpoint { epoch, path: path.clone() });
-            last_checkpoint = Some(path);
+        if options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
+            let saved = (rank == 0).then(|| {
+                let state = optimizer.state_tensors();
+                let saved = checkpoint::State {
+                    spec: &spec,
+                    classes: class_count,
+                    epoch,
+                    history: &history,
+                    vs: &vs,
+                    optimizer_state: &state,
+                    sal: sal.as_ref(),
+                };
+                checkpoint::save(&options.checkpoint_dir, &saved, factory.as_ref())
+            });
+            // Rank 0 tells the others whether it could write: a failed write (a full disk) then
+            // stops every rank, rather than leaving them in the next step's all-reduce.
+            let mut failed = [if matches!(saved, Some(Err(_))) { 1.0 } else { 0.0 }];
+            collective.all_reduce_sum_f64(&mut failed)?;
+            match saved {
+                Some(Ok(path)) => {
+                    send(Message::Checkpoint { epoch, path: path.clone() });
+                    last_checkpoint = Some(path);
+                }
+                Some(Err(error)) => return Err(error),
+                None if failed[0] > 0.0 => return Err(WorkerError::Sal(sal::SalError::Aborted)),
+                None => {}
+            }
         }
     }
 
@@ -368,6 +380,25 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         history,
     };
     Ok(Output { outcome: TrialOutcome::Finished(Box::new(result)), checksums })
+}
+
+/// Sums the gradients over the ranks with one collective on one flat bucket (what
+/// `Collective::all_reduce_sum_many` does), and returns the bucket: the global gradient norm is
+/// then one kernel on it rather than one per parameter.
+fn reduce_gradients(gradients: &[Tensor], collective: &dyn Collective) -> Result<Tensor, WorkerError> {
+    let _guard = tch::no_grad_guard();
+    let flat: Vec<Tensor> = gradients.iter().map(|g| g.reshape([-1])).collect();
+    let bucket = Tensor::f_cat(&flat, 0)?;
+    if collective.world_size() > 1 {
+        collective.all_reduce_sum(&bucket)?;
+        let mut offset = 0;
+        for gradient in gradients {
+            let numel = gradient.numel() as i64;
+            gradient.shallow_clone().copy_(&bucket.narrow(0, offset, numel).view(gradient.size().as_slice()));
+            offset += numel;
+        }
+    }
+    Ok(bucket)
 }
 
 /// The model's floating-point variables that are not trained: batch-norm running statistics.
