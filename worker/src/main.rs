@@ -1,10 +1,135 @@
-use clap::Parser;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use worker::client::{self, ClientConfig};
+use worker::Devices;
 
 /// Trains Stress-Aware Learning trials on this node's devices.
+///
+/// With `--coordinator URL` (the default mode) the worker registers with a coordinator, leases
+/// trials, runs them, reports every epoch and uploads a checkpoint every epoch, until the sweep is
+/// done. SIGTERM or ctrl-c: the running trial stops, its lease is handed back, the worker exits 0.
 #[derive(Parser, Debug)]
-#[command(name = "worker", version, about)]
-struct Cli {}
+#[command(name = "worker", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Trains one trial from a YAML/JSON file, without a coordinator.
+    // Placeholder: the training engine's `worker train` replaces this variant.
+    Train {
+        #[arg(long)]
+        trial: PathBuf,
+    },
+}
+
+/// `worker --coordinator URL [--gpus 0,1 | --cpu-ranks N]`.
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The coordinator's address, e.g. http://head-node:50051.
+    #[arg(long, value_name = "URL")]
+    coordinator: Option<String>,
+    /// CUDA devices to offer, by ordinal: one trial replica per device.
+    #[arg(long, value_delimiter = ',', value_name = "ORDINALS", conflicts_with = "cpu_ranks")]
+    gpus: Vec<usize>,
+    /// Offer N CPU replicas instead of GPUs (default when no --gpus: 1).
+    #[arg(long, value_name = "N")]
+    cpu_ranks: Option<usize>,
+    /// Dataset caches, checkpoints and downloads go here.
+    #[arg(long, default_value = "sal-worker", value_name = "DIR")]
+    work_dir: PathBuf,
+    /// This worker's name at the coordinator (default: host-pid-nonce).
+    #[arg(long)]
+    worker_id: Option<String>,
+    /// Keep asking for work after the sweep is done.
+    #[arg(long)]
+    stay: bool,
+    /// Give up when the coordinator is unreachable this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    give_up_after: u64,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Some(Command::Train { trial }) => {
+            eprintln!("error: {}: `worker train` is not built yet", trial.display());
+            ExitCode::from(2)
+        }
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let Some(url) = args.coordinator else {
+        eprintln!("error: give --coordinator URL (or a subcommand; see --help)");
+        return ExitCode::from(2);
+    };
+    let devices = if args.gpus.is_empty() {
+        Devices::Cpu { ranks: args.cpu_ranks.unwrap_or(1).max(1) }
+    } else {
+        Devices::Cuda(args.gpus)
+    };
+    let mut config = ClientConfig::new(url, devices, args.work_dir);
+    if let Some(id) = args.worker_id {
+        config.worker_id = id;
+    }
+    config.exit_when_done = !args.stay;
+    config.give_up_after = Duration::from_secs(args.give_up_after);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(client::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
