@@ -204,13 +204,20 @@ struct Document<'a> {
 
 impl<'a> Document<'a> {
     fn new(file: &'a Path, text: &str) -> Result<Self, SpecError> {
+        let lines = LineIndex::new(text);
         let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
-            let line = e.location().map_or(1, |l| l.line());
+            let message = e.to_string();
+            // A duplicate key comes without a position: point at its second occurrence.
+            let repeated = message
+                .strip_prefix("duplicate entry with key \"")
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|key| lines.repeated_line(key));
+            let line = repeated.or(e.location().map(|l| l.line())).unwrap_or(1);
             SpecError::Invalid {
                 file: file.into(),
                 line,
                 key: String::new(),
-                message: format!("invalid YAML: {e}"),
+                message: format!("invalid YAML: {message}"),
             }
         })?;
         let root = match value {
@@ -225,7 +232,7 @@ impl<'a> Document<'a> {
                 })
             }
         };
-        Ok(Self { file, root, lines: LineIndex::new(text) })
+        Ok(Self { file, root, lines })
     }
 
     fn error(&self, key: &str, message: impl Into<String>) -> SpecError {
@@ -530,11 +537,14 @@ pub fn estimate_cost(spec: &TrialSpec) -> f64 {
 #[derive(Debug, Default)]
 pub struct LineIndex {
     lines: HashMap<String, usize>,
+    /// Paths seen twice: the line of the second occurrence.
+    repeated: HashMap<String, usize>,
 }
 
 impl LineIndex {
     pub fn new(text: &str) -> Self {
         let mut lines = HashMap::new();
+        let mut repeated = HashMap::new();
         let mut stack: Vec<(usize, String)> = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let body = line.trim_start();
@@ -552,9 +562,16 @@ impl LineIndex {
             }
             stack.push((indent, key.to_string()));
             let path = stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join(".");
-            lines.entry(path).or_insert(number + 1);
+            match lines.entry(path) {
+                std::collections::hash_map::Entry::Occupied(seen) => {
+                    repeated.entry(seen.key().clone()).or_insert(number + 1);
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(number + 1);
+                }
+            }
         }
-        Self { lines }
+        Self { lines, repeated }
     }
 
     /// The 1-based line of `path`, or of its nearest indexed parent, or 1.
@@ -569,6 +586,16 @@ impl LineIndex {
                 None => return 1,
             }
         }
+    }
+
+    /// The first line where a key named `key` (at any depth) appears a second time.
+    fn repeated_line(&self, key: &str) -> Option<usize> {
+        let dotted = format!(".{key}");
+        self.repeated
+            .iter()
+            .filter(|(path, _)| *path == key || path.ends_with(&dotted))
+            .map(|(_, line)| *line)
+            .min()
     }
 
     /// The indexed path `prefix.….field` with the smallest line, if any.

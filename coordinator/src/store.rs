@@ -373,10 +373,12 @@ impl Store {
         self.call(|core| core.expire(now_ms())).await
     }
 
-    /// Every worker heard from within a lease's life has been told that the sweep is done.
+    /// Every worker heard from lately has been told that the sweep is done. Once the sweep is
+    /// done no worker holds a lease, and a live idle worker asks for work several times a second:
+    /// one silent for two seconds is gone (killed, or away and it will give up by itself).
     pub async fn workers_told_done(&self) -> Result<bool> {
         self.call(|core| {
-            let recent = now_ms().saturating_sub(core.lease_ttl_ms);
+            let recent = now_ms().saturating_sub(core.lease_ttl_ms.min(2000));
             Ok(core.sched.workers.values().filter(|w| w.last_seen_ms >= recent).all(|w| w.told_done))
         })
         .await

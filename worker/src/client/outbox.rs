@@ -88,11 +88,11 @@ impl Outgoing {
     pub(super) fn delivered(self, work_dir: &Path) {
         match self {
             Outgoing::Epoch { lease, epoch, .. } => {
-                tracing::info!(trial = %lease.trial_id, epoch, "epoch reported");
+                tracing::debug!(trial = %lease.trial_id, epoch, "epoch reported");
             }
             Outgoing::Checkpoint { lease, epoch, file } => {
                 let _ = std::fs::remove_file(&file);
-                tracing::info!(trial = %lease.trial_id, epoch, "checkpoint uploaded");
+                tracing::debug!(trial = %lease.trial_id, epoch, "checkpoint uploaded");
             }
             Outgoing::Complete { lease, .. } => {
                 // The result is committed: this trial's local files are no longer needed.
