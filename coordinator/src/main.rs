@@ -119,7 +119,9 @@ const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // With a progress bar on the terminal, per-trial logs would only scroll it away.
+    let quiet = cli.run.local && std::io::stderr().is_terminal();
+    init_logging(if quiet { "warn" } else { "info" });
     let outcome = match cli.command {
         Some(Command::Status(args)) => status(args),
         Some(Command::Report(args)) => report_command(args),
@@ -134,9 +136,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -207,7 +209,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let records: Vec<TrialRecord> = records.into_iter().filter(|r| ids.contains(r.id.as_str())).collect();
     let axes = by.unwrap_or_else(|| default_axes(&records));
     let rows = report::pivot(&records, &axes);
-    println!("{}", report::table(&rows, &axes, &|_| None));
+    println!("{}", report::table(&rows, &axes, None));
     print_failures(&name, &records);
     Ok(ExitCode::SUCCESS)
 }
@@ -258,16 +260,13 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
-    let paper = match &args.paper {
-        Some(path) => PaperFigures::load(path).map_err(anyhow::Error::msg)?,
-        None => PaperFigures::default(),
-    };
+    let paper = args.paper.as_deref().map(PaperFigures::load).transpose().map_err(anyhow::Error::msg)?;
     let (name, records) = store::read_records(&args.state_dir)?;
     let rows = report::pivot(&records, &axes);
     match format {
         Format::Table => {
             println!("{name}");
-            println!("{}", report::table(&rows, &axes, &|row| paper.top1(row)));
+            println!("{}", report::table(&rows, &axes, paper.as_ref()));
         }
         Format::Csv => print!("{}", report::csv(&rows, &axes)),
         Format::Json => println!("{}", report::json(&name, &rows, &axes, &records)),

@@ -223,16 +223,18 @@ const METRICS: [&str; 9] = [
     "paper top-1 %",
 ];
 
-/// Renders the pivot as a table; `paper` gives the published top-1 of a row, when known.
-pub fn table(rows: &[GroupRow], axes: &[Axis], paper: &dyn Fn(&GroupRow) -> Option<f64>) -> String {
+/// Renders the pivot as a table; with `paper`, a column of the published top-1 where a row
+/// matches one of the paper's.
+pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> String {
+    let metrics = if paper.is_some() { &METRICS[..] } else { &METRICS[..METRICS.len() - 1] };
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled);
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
-    header.extend(METRICS.iter().map(|m| m.to_string()));
+    header.extend(metrics.iter().map(|m| m.to_string()));
     table.set_header(header);
     for row in rows {
         let mut cells: Vec<Cell> = axes.iter().map(|a| Cell::new(&row.key[a.name()])).collect();
-        let numbers = [
+        let mut numbers = vec![
             format!("{}/{}", row.finished, row.trials),
             show(row.top1, 2),
             show(row.top5, 2),
@@ -241,8 +243,10 @@ pub fn table(rows: &[GroupRow], axes: &[Axis], paper: &dyn Fn(&GroupRow) -> Opti
             show(row.inference_ms, 2),
             show_delta(row.delta_top1),
             show_delta(row.delta_top5),
-            paper(row).map_or_else(String::new, |p| format!("{p:.2}")),
         ];
+        if let Some(paper) = paper {
+            numbers.push(paper.top1(row).map_or_else(String::new, |p| format!("{p:.2}")));
+        }
         cells.extend(numbers.into_iter().map(|n| Cell::new(n).set_alignment(CellAlignment::Right)));
         table.add_row(cells);
     }
@@ -351,6 +355,73 @@ mod tests {
     fn axes_parse_singular_and_plural_and_refuse_unknown_ones() {
         assert_eq!(parse_axes("architecture,methods").unwrap(), vec![Axis::Architecture, Axis::Method]);
         assert!(parse_axes("colour").unwrap_err().contains("unknown axis `colour`"));
+    }
+
+    fn record(method: Method, seed: u64, top1: Option<f64>) -> TrialRecord {
+        let text = "name: t\nepochs: 1\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1]\nmethods: [baseline]\n\
+                    architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\ndatasets:\n  s:\n    format: synthetic\n";
+        let mut spec = crate::spec::parse(std::path::Path::new("t.yaml"), text, &Default::default())
+            .unwrap()
+            .trials
+            .remove(0)
+            .spec;
+        spec.method = method;
+        spec.seed = seed;
+        let average = worker::outcome::ClassMetrics {
+            label: "avg".into(),
+            precision: 0.0,
+            recall: 0.0,
+            f1: 0.0,
+            support: 0,
+        };
+        let result = top1.map(|top1| worker::TrialResult {
+            status: worker::TrialStatus::Completed,
+            top1,
+            top5: 1.0,
+            test_loss: 0.0,
+            per_class: Vec::new(),
+            macro_avg: average.clone(),
+            weighted_avg: average,
+            confusion: Vec::new(),
+            train_seconds: 10.0,
+            peak_host_mb: 100.0,
+            peak_device_mb: None,
+            inference_ms_per_batch: 2.0,
+            history: Vec::new(),
+        });
+        TrialRecord {
+            id: format!("{method:?}{seed}"),
+            spec,
+            state: if result.is_some() { "done" } else { "failed" }.into(),
+            attempts: 1,
+            last_error: None,
+            result,
+            epochs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pivots_average_over_seeds_and_subtract_the_baseline() {
+        let records = vec![
+            record(Method::Baseline, 1, Some(0.80)),
+            record(Method::Baseline, 2, Some(0.82)),
+            record(Method::Sal, 1, Some(0.84)),
+            record(Method::Sal, 2, Some(0.86)),
+            record(Method::Sal, 3, None),
+        ];
+        let rows = pivot(&records, &[Axis::Architecture, Axis::Method]);
+        assert_eq!(rows.len(), 2);
+        let (baseline, sal) = (&rows[0], &rows[1]);
+        assert_eq!(baseline.key["method"], "baseline");
+        assert!((baseline.top1.unwrap().mean - 81.0).abs() < 1e-9);
+        assert_eq!((sal.trials, sal.finished), (3, 2));
+        assert!((sal.delta_top1.unwrap() - 4.0).abs() < 1e-9);
+        assert_eq!(baseline.delta_top1, None);
+        let csv = csv(&rows, &[Axis::Architecture, Axis::Method]);
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.lines().nth(2).unwrap().starts_with("noop,sal,3,2,85"), "{csv}");
+        let table = table(&rows, &[Axis::Architecture, Axis::Method], None);
+        assert!(table.contains("+4.00") && table.contains("81.00 ± 12.71"), "{table}");
     }
 
     #[test]

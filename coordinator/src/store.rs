@@ -370,7 +370,12 @@ impl Store {
 
     /// Returns the trials of expired leases to pending (or failed); answers how many.
     pub async fn expire_leases(&self) -> Result<usize> {
-        self.call(|core| core.expire(now_ms())).await
+        self.expire_leases_at(now_ms()).await
+    }
+
+    /// As [`Store::expire_leases`], as if the clock read `now_ms`.
+    pub async fn expire_leases_at(&self, now_ms: u64) -> Result<usize> {
+        self.call(move |core| core.expire(now_ms)).await
     }
 
     /// Every worker heard from lately has been told that the sweep is done. Once the sweep is
@@ -1007,4 +1012,188 @@ pub fn read_records(dir: &Path) -> Result<(String, Vec<TrialRecord>)> {
         }
     }
     Ok((name, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{self, LoadOptions};
+
+    fn sweep(seeds: &str, max_attempts: u32) -> Sweep {
+        let text = format!(
+            "name: t\nepochs: 2\nbatch_size: 1\nlearning_rate: 0.1\nseeds: {seeds}\nmethods: [baseline]\n\
+             architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\nmax_attempts: {max_attempts}\n\
+             datasets:\n  s:\n    format: synthetic\n"
+        );
+        spec::parse(Path::new("t.yaml"), &text, &LoadOptions::default()).unwrap()
+    }
+
+    fn result() -> TrialResult {
+        let average = worker::outcome::ClassMetrics {
+            label: "avg".into(),
+            precision: 1.0,
+            recall: 1.0,
+            f1: 1.0,
+            support: 1,
+        };
+        TrialResult {
+            status: TrialStatus::Completed,
+            top1: 0.5,
+            top5: 1.0,
+            test_loss: 0.1,
+            per_class: Vec::new(),
+            macro_avg: average.clone(),
+            weighted_avg: average,
+            confusion: Vec::new(),
+            train_seconds: 1.0,
+            peak_host_mb: 1.0,
+            peak_device_mb: None,
+            inference_ms_per_batch: 1.0,
+            history: Vec::new(),
+        }
+    }
+
+    async fn worker(store: &Store) {
+        store
+            .register(Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 })
+            .await
+            .unwrap();
+    }
+
+    async fn lease(store: &Store) -> Option<Grant> {
+        let ask = LeaseAsk { worker_id: "w".into(), free_devices: 1, held: Vec::new(), cached: Vec::new() };
+        store.lease(ask).await.unwrap().grant
+    }
+
+    fn lease_ref(grant: &Grant) -> LeaseRef {
+        LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone() }
+    }
+
+    async fn complete(store: &Store, grant: &Grant) {
+        let json = serde_json::to_string(&result()).unwrap();
+        store.complete(lease_ref(grant), result(), json).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_result_is_on_disk_when_complete_returns_and_a_second_completion_adds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        let grant = lease(&store).await.unwrap();
+        complete(&store, &grant).await;
+        let (_, records) = read_records(dir.path()).unwrap();
+        assert_eq!(records[0].state, "done");
+        assert_eq!(records[0].result.as_ref().unwrap().top1, 0.5);
+        // The worker did not hear the acknowledgement and sends again: still one result, done.
+        complete(&store, &grant).await;
+        assert_eq!(read_records(dir.path()).unwrap().1.len(), 1);
+        assert!(lease(&store).await.is_none());
+        assert!(store.progress().borrow().is_complete());
+    }
+
+    #[tokio::test]
+    async fn a_restart_keeps_finished_trials_and_adds_only_new_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, summary) =
+                Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), false).unwrap();
+            assert_eq!((summary.trials, summary.new), (2, 2));
+            worker(&store).await;
+            let grant = lease(&store).await.unwrap();
+            complete(&store, &grant).await;
+        }
+        let (store, summary) =
+            Store::open(dir.path(), &sweep("[1, 2, 3]", 3), Duration::from_secs(30), false).unwrap();
+        assert_eq!((summary.trials, summary.new, summary.already_finished), (3, 1, 1));
+        worker(&store).await;
+        let first = lease(&store).await.unwrap();
+        let second = lease(&store).await.unwrap();
+        assert_ne!(first.trial_id, second.trial_id);
+        // The finished trial is never handed out again.
+        assert!(lease(&store).await.is_none());
+        // A sweep that drops a cell keeps its result.
+        drop(store);
+        let (_, summary) = Store::open(dir.path(), &sweep("[3]", 3), Duration::from_secs(30), false).unwrap();
+        assert_eq!(summary.trials, 1);
+        let (_, records) = read_records(dir.path()).unwrap();
+        assert_eq!(records.iter().filter(|r| r.result.is_some()).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_leases_retry_until_max_attempts_then_fail_with_the_last_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(30);
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 2), ttl, false).unwrap();
+        worker(&store).await;
+        let later = || now_ms() + 10 * ttl.as_millis() as u64;
+        let first = lease(&store).await.unwrap();
+        assert_eq!(store.expire_leases().await.unwrap(), 0, "a fresh lease is live");
+        assert_eq!(store.expire_leases_at(later()).await.unwrap(), 1);
+        // The lost worker's late report is refused: its lease is gone.
+        let report = EpochReport {
+            epoch: 1,
+            train_loss: 1.0,
+            train_accuracy: 0.0,
+            val_loss: 1.0,
+            val_accuracy: 0.0,
+            grad_norm: 0.0,
+            sal: None,
+            seconds: 0.0,
+        };
+        let late = store.report_epoch(lease_ref(&first), report, "{}".into()).await;
+        assert!(matches!(late, Err(StoreError::LeaseLost { .. })), "{late:?}");
+        let second = lease(&store).await.unwrap();
+        assert_eq!((second.trial_id.as_str(), second.attempt), (first.trial_id.as_str(), 2));
+        assert_eq!(store.expire_leases_at(later()).await.unwrap(), 1);
+        assert!(lease(&store).await.is_none());
+        let (_, records) = read_records(dir.path()).unwrap();
+        assert_eq!(records[0].state, "failed");
+        assert_eq!(records[0].last_error.as_deref(), Some("worker lost (lease expired) (after 2 attempts)"));
+    }
+
+    #[tokio::test]
+    async fn a_final_failure_does_not_retry_and_a_released_lease_costs_no_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            Store::open(dir.path(), &sweep("[1, 2]", 2), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        let a = lease(&store).await.unwrap();
+        store.fail(lease_ref(&a), "bad config".into(), false).await.unwrap();
+        let b = lease(&store).await.unwrap();
+        assert_ne!(a.trial_id, b.trial_id);
+        store.release(lease_ref(&b)).await.unwrap();
+        // Handed back more often than max_attempts: still pending, never failed.
+        for _ in 0..3 {
+            let again = lease(&store).await.unwrap();
+            assert_eq!(again.trial_id, b.trial_id);
+            store.release(lease_ref(&again)).await.unwrap();
+        }
+        let (_, records) = read_records(dir.path()).unwrap();
+        let failed = records.iter().find(|r| r.id == a.trial_id).unwrap();
+        assert_eq!((failed.state.as_str(), failed.last_error.as_deref()), ("failed", Some("bad config")));
+        assert_eq!(records.iter().find(|r| r.id == b.trial_id).unwrap().state, "pending");
+    }
+
+    #[tokio::test]
+    async fn the_next_attempt_resumes_from_the_newest_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        let grant = lease(&store).await.unwrap();
+        assert_eq!(grant.resume_epoch, 0);
+        let folder = store.checkpoint_dir(&grant.trial_id);
+        std::fs::create_dir_all(&folder).unwrap();
+        for epoch in [2, 1] {
+            let path = folder.join(format!("epoch-{epoch}"));
+            std::fs::write(&path, b"state").unwrap();
+            store.record_checkpoint(lease_ref(&grant), epoch, path, 5).await.unwrap();
+        }
+        // The late epoch-1 upload did not replace epoch 2, and its file is gone.
+        assert!(!folder.join("epoch-1").exists());
+        store.release(lease_ref(&grant)).await.unwrap();
+        let next = lease(&store).await.unwrap();
+        assert_eq!((next.resume_epoch, next.attempt), (2, 2));
+        let (epoch, path) = store.checkpoint(next.trial_id.clone()).await.unwrap().unwrap();
+        assert_eq!((epoch, std::fs::read(path).unwrap()), (2, b"state".to_vec()));
+    }
 }

@@ -205,7 +205,13 @@ impl Session {
             }
             let wake = self.next_wake();
             tokio::select! {
-                Some(message) = self.events_rx.recv() => self.on_trial_message(message),
+                Some(message) = self.events_rx.recv() => {
+                    self.on_trial_message(message);
+                    // Take whatever else the trials said before talking to the coordinator.
+                    while let Ok(message) = self.events_rx.try_recv() {
+                        self.on_trial_message(message);
+                    }
+                }
                 () = &mut shutdown, if self.shutting_down.is_none() => self.begin_shutdown(),
                 () = tokio::time::sleep_until(wake) => {}
             }
@@ -478,6 +484,14 @@ impl Session {
                 match outcome {
                     Ok(crate::run::TrialOutcome::Finished(result)) => {
                         self.cached.insert(running.cache_key);
+                        // The result supersedes a checkpoint not sent yet: nobody will resume.
+                        self.outbox.retain(|m| match m {
+                            Outgoing::Checkpoint { lease: l, .. } if l.lease_id == lease.lease_id => {
+                                m.discard();
+                                false
+                            }
+                            _ => true,
+                        });
                         self.outbox.push_back(Outgoing::complete(lease, &result));
                     }
                     Ok(crate::run::TrialOutcome::Interrupted { epoch, .. }) => {
