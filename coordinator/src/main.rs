@@ -114,6 +114,14 @@ struct ReportArgs {
     paper: Option<PathBuf>,
 }
 
+/// Prints a line to stdout; a closed stdout (`coordinator report | head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit code of a bad sweep file or command line.
 const USAGE: u8 = 2;
 
@@ -130,10 +138,23 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once (many errors already name their source).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn init_logging(default: &str) {
@@ -178,7 +199,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     if args.dry_run {
-        println!("{}: {} trials", sweep.name, sweep.trials.len());
+        out!("{}: {} trials", sweep.name, sweep.trials.len());
         return Ok(ExitCode::SUCCESS);
     }
     if !(args.lease_seconds.is_finite() && args.lease_seconds > 0.0) {
@@ -209,7 +230,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let records: Vec<TrialRecord> = records.into_iter().filter(|r| ids.contains(r.id.as_str())).collect();
     let axes = by.unwrap_or_else(|| default_axes(&records));
     let rows = report::pivot(&records, &axes);
-    println!("{}", report::table(&rows, &axes, None));
+    out!("{}", report::table(&rows, &axes, None));
     print_failures(&name, &records);
     Ok(ExitCode::SUCCESS)
 }
@@ -265,11 +286,11 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let rows = report::pivot(&records, &axes);
     match format {
         Format::Table => {
-            println!("{name}");
-            println!("{}", report::table(&rows, &axes, paper.as_ref()));
+            out!("{name}");
+            out!("{}", report::table(&rows, &axes, paper.as_ref()));
         }
-        Format::Csv => print!("{}", report::csv(&rows, &axes)),
-        Format::Json => println!("{}", report::json(&name, &rows, &axes, &records)),
+        Format::Csv => out!("{}", report::csv(&rows, &axes).trim_end()),
+        Format::Json => out!("{}", report::json(&name, &rows, &axes, &records)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -288,7 +309,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     .into_inner(),
             )
         })?;
-        println!(
+        out!(
             "{}: {} done, {} running, {} leased, {} pending, {} failed, {} diverged",
             status.sweep_name,
             status.done,
@@ -299,10 +320,10 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             status.diverged
         );
         if let Some(eta) = status.eta_seconds {
-            println!("eta: {}", human_duration(eta));
+            out!("eta: {}", human_duration(eta));
         }
         for worker in status.workers {
-            println!(
+            out!(
                 "  {} ({}, {} devices): {} trials running, last heard {:.1} s ago",
                 worker.worker_id,
                 worker.hostname,
@@ -323,7 +344,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         *counts.entry(record.state.as_str()).or_insert(0usize) += 1;
     }
     let parts: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
-    println!("{name}: {} trials: {}", records.len(), parts.join(", "));
+    out!("{name}: {} trials: {}", records.len(), parts.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 

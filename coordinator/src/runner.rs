@@ -82,7 +82,10 @@ pub async fn serve_sweep(
         .await
         .map_err(|source| RunnerError::Bind { addr: options.listen, source })?;
     // Readiness: scripts and tests wait for this line (or the address file) before connecting.
-    println!("listening on {addr}");
+    {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "listening on {addr}");
+    }
     if let Some(path) = &options.addr_file {
         let partial = path.with_extension("partial");
         std::fs::write(&partial, addr.to_string())

@@ -10,7 +10,8 @@ use common::{assert_all_done_once, field, noop_sweep, records, start_worker, Coo
 #[test]
 fn two_workers_share_a_sweep_and_every_trial_is_done_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = noop_sweep(dir.path(), 8, 3, 100);
+    // 8 trials of 0.4 s: plenty for the second worker to join while the first works.
+    let sweep = noop_sweep(dir.path(), 8, 4, 100);
     let state = dir.path().join("state");
     let mut coordinator = Coordinator::start(&sweep, &state, "127.0.0.1:0", &[]);
     let mut a = start_worker(&coordinator.url(), &dir.path().join("a"), "worker-a");
@@ -22,12 +23,12 @@ fn two_workers_share_a_sweep_and_every_trial_is_done_exactly_once() {
     b.wait_success("worker b");
 
     let records = records(&state);
-    assert_all_done_once(&records, 8, 3);
+    assert_all_done_once(&records, 8, 4);
     let mut workers = HashSet::new();
     for record in &records {
         assert_eq!(record.attempts, 1, "trial {} ran more than once", record.id);
         // One report per epoch: nothing was run twice.
-        assert_eq!(record.epochs.len(), 3, "trial {}", record.id);
+        assert_eq!(record.epochs.len(), 4, "trial {}", record.id);
         workers.extend(record.epochs.iter().map(|e| e.worker_id.clone()));
     }
     assert_eq!(workers, HashSet::from(["worker-a".to_string(), "worker-b".to_string()]));
@@ -167,4 +168,17 @@ fn a_worker_of_another_protocol_version_is_refused_with_both_versions() {
     let message = status.message();
     assert!(message.contains(&format!("version {}", proto::PROTOCOL_VERSION + 1)), "{message}");
     assert!(message.contains(&format!("version {}", proto::PROTOCOL_VERSION)), "{message}");
+
+    // Clients still see the sweep, untouched by the refused worker.
+    let (status, results) = runtime.block_on(async {
+        let mut client =
+            proto::pb::coordinator_client::CoordinatorClient::connect(coordinator.url()).await.unwrap();
+        let status = client.status(proto::pb::StatusRequest {}).await.unwrap().into_inner();
+        let results = client.results(proto::pb::ResultsRequest {}).await.unwrap().into_inner();
+        (status, results)
+    });
+    assert_eq!((status.sweep_name.as_str(), status.pending, status.done), ("e2e", 1, 0));
+    assert!(status.workers.is_empty());
+    assert_eq!(results.trials.len(), 1);
+    assert_eq!(results.trials[0].state, "pending");
 }
