@@ -81,10 +81,26 @@ pub fn epoch_report(request: pb::EpochReportRequest) -> Result<(LeaseRef, EpochR
     Ok((lease, report, request.report_json))
 }
 
-pub fn completion(request: pb::CompleteRequest) -> Result<(LeaseRef, TrialResult, String), Status> {
+/// A completion: the lease, the result (parsed, and as sent), and the epoch reports it carries.
+pub struct Completion {
+    pub lease: LeaseRef,
+    pub result: TrialResult,
+    pub result_json: String,
+    pub epochs: Vec<(EpochReport, String)>,
+}
+
+pub fn completion(request: pb::CompleteRequest) -> Result<Completion, Status> {
     let lease = LeaseRef::try_from(request.lease)?;
     let result: TrialResult = json(&request.result_json, "result_json")?;
-    Ok((lease, result, request.result_json))
+    let mut epochs = Vec::with_capacity(request.epochs_json.len());
+    for (i, text) in request.epochs_json.into_iter().enumerate() {
+        let report: EpochReport = json(&text, &format!("epochs_json[{i}]"))?;
+        if report.epoch == 0 {
+            return Err(Status::invalid_argument(format!("`epochs_json[{i}].epoch`: epochs count from 1")));
+        }
+        epochs.push((report, text));
+    }
+    Ok(Completion { lease, result, result_json: request.result_json, epochs })
 }
 
 impl From<Grant> for pb::Assignment {
@@ -181,5 +197,13 @@ mod tests {
             devices: Some(pb::Devices { kind: Some(pb::devices::Kind::CpuRanks(0)) }),
         };
         assert_eq!(registration(no_devices).unwrap_err().code(), tonic::Code::InvalidArgument);
+        let bad_epoch = pb::CompleteRequest {
+            lease: Some(pb::LeaseRef { lease_id: "l".into(), trial_id: "t".into() }),
+            result_json: "{}".into(),
+            epochs_json: vec!["[]".into()],
+        };
+        let status = completion(bad_epoch).err().unwrap();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("`result_json`"), "{}", status.message());
     }
 }

@@ -119,12 +119,41 @@ pub enum AfterLoss {
 /// The scheduler's memory: trials of the current sweep, live leases, workers.
 #[derive(Debug, Default)]
 pub struct Scheduler {
+    /// Read freely; change a trial's state only through [`Scheduler::set_state`], which keeps
+    /// the counts.
     pub trials: HashMap<String, TrialEntry>,
     pub leases: HashMap<String, Lease>,
     pub workers: HashMap<String, WorkerEntry>,
+    /// Trials per state, kept as states change: progress is read after every commit.
+    tally: HashMap<TrialState, u32>,
 }
 
 impl Scheduler {
+    pub fn with_trials(trials: HashMap<String, TrialEntry>) -> Self {
+        let mut scheduler = Scheduler::default();
+        scheduler.set_trials(trials);
+        scheduler
+    }
+
+    /// Replaces the trials (and counts them).
+    pub fn set_trials(&mut self, trials: HashMap<String, TrialEntry>) {
+        self.tally.clear();
+        for trial in trials.values() {
+            *self.tally.entry(trial.state).or_insert(0) += 1;
+        }
+        self.trials = trials;
+    }
+
+    pub fn set_state(&mut self, trial_id: &str, state: TrialState) {
+        if let Some(trial) = self.trials.get_mut(trial_id) {
+            if let Some(count) = self.tally.get_mut(&trial.state) {
+                *count = count.saturating_sub(1);
+            }
+            *self.tally.entry(state).or_insert(0) += 1;
+            trial.state = state;
+        }
+    }
+
     /// The pending trial for a worker with `free` of its `total` devices free, if any fits.
     pub fn pick(&self, worker: &WorkerEntry, free: u32) -> Option<&TrialEntry> {
         self.trials
@@ -143,8 +172,8 @@ impl Scheduler {
 
     /// Records a granted lease.
     pub fn grant(&mut self, lease: Lease) {
+        self.set_state(&lease.trial_id, TrialState::Leased);
         if let Some(trial) = self.trials.get_mut(&lease.trial_id) {
-            trial.state = TrialState::Leased;
             trial.attempts = lease.attempt;
             trial.lease = Some(lease.id.clone());
         }
@@ -172,12 +201,12 @@ impl Scheduler {
     /// Ends a lease; `failed` counts an attempt against the trial.
     pub fn end_lease(&mut self, lease_id: &str, new_state: TrialState, failed: bool, error: Option<String>) {
         let Some(lease) = self.leases.remove(lease_id) else { return };
+        if self.trials.get(&lease.trial_id).is_some_and(|t| !t.state.is_terminal()) {
+            self.set_state(&lease.trial_id, new_state);
+        }
         if let Some(trial) = self.trials.get_mut(&lease.trial_id) {
             if trial.lease.as_deref() == Some(lease_id) {
                 trial.lease = None;
-            }
-            if !trial.state.is_terminal() {
-                trial.state = new_state;
             }
             if failed {
                 trial.failures += 1;
@@ -189,17 +218,13 @@ impl Scheduler {
     }
 
     /// Counts of trials per state.
-    pub fn counts(&self) -> HashMap<TrialState, u32> {
-        let mut counts = HashMap::new();
-        for trial in self.trials.values() {
-            *counts.entry(trial.state).or_insert(0) += 1;
-        }
-        counts
+    pub fn count(&self, state: TrialState) -> u32 {
+        self.tally.get(&state).copied().unwrap_or(0)
     }
 
     /// Every trial of the sweep has ended.
     pub fn sweep_done(&self) -> bool {
-        self.trials.values().all(|t| t.state.is_terminal())
+        TrialState::ALL.iter().filter(|s| !s.is_terminal()).all(|s| self.count(*s) == 0)
     }
 }
 
@@ -243,7 +268,7 @@ mod tests {
     }
 
     fn scheduler(trials: Vec<TrialEntry>) -> Scheduler {
-        Scheduler { trials: trials.into_iter().map(|t| (t.id.clone(), t)).collect(), ..Default::default() }
+        Scheduler::with_trials(trials.into_iter().map(|t| (t.id.clone(), t)).collect())
     }
 
     #[test]
@@ -313,6 +338,28 @@ mod tests {
                 assert_eq!(after, AfterLoss::Fail("worker lost (after 3 attempts)".into()));
             }
         }
+    }
+
+    #[test]
+    fn counts_follow_state_changes() {
+        let mut s = scheduler(vec![trial("a", 1.0, 0, "x"), trial("b", 1.0, 0, "x")]);
+        assert_eq!(s.count(TrialState::Pending), 2);
+        s.grant(Lease {
+            id: "l".into(),
+            trial_id: "a".into(),
+            worker_id: "w".into(),
+            attempt: 1,
+            devices: 1,
+            deadline_ms: 0,
+        });
+        assert_eq!((s.count(TrialState::Pending), s.count(TrialState::Leased)), (1, 1));
+        s.end_lease("l", TrialState::Done, false, None);
+        s.set_state("b", TrialState::Failed);
+        assert_eq!(
+            (s.count(TrialState::Leased), s.count(TrialState::Done), s.count(TrialState::Failed)),
+            (0, 1, 1)
+        );
+        assert!(s.sweep_done());
     }
 
     #[test]

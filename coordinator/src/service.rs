@@ -209,10 +209,12 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn complete(&self, request: Request<pb::CompleteRequest>) -> Result<Response<pb::Ack>, Status> {
-        let (lease, result, json) = convert::completion(request.into_inner())?;
-        tracing::info!(trial = %lease.trial_id, top1 = result.top1, "trial completed");
-        // Answered only once the result is committed.
-        self.store.complete(lease, result, json).await?;
+        let completion = convert::completion(request.into_inner())?;
+        tracing::info!(trial = %completion.lease.trial_id, top1 = completion.result.top1, "trial completed");
+        // Answered only once the result (and the reports it carries) is committed.
+        self.store
+            .complete(completion.lease, completion.result, completion.result_json, completion.epochs)
+            .await?;
         Ok(Response::new(pb::Ack {}))
     }
 

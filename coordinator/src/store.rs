@@ -356,8 +356,15 @@ impl Store {
         self.call(move |core| core.checkpoint_of(&trial_id)).await
     }
 
-    pub async fn complete(&self, lease: LeaseRef, result: TrialResult, json: String) -> Result<()> {
-        self.call(move |core| core.complete(&lease, &result, &json)).await
+    /// Commits a result, with the epoch reports its worker had not sent yet.
+    pub async fn complete(
+        &self,
+        lease: LeaseRef,
+        result: TrialResult,
+        json: String,
+        epochs: Vec<(EpochReport, String)>,
+    ) -> Result<()> {
+        self.call(move |core| core.complete(&lease, &result, &json, &epochs)).await
     }
 
     pub async fn fail(&self, lease: LeaseRef, error: String, retryable: bool) -> Result<()> {
@@ -440,8 +447,7 @@ impl Core {
     }
 
     fn progress(&self) -> Progress {
-        let counts = self.sched.counts();
-        let count = |state| counts.get(&state).copied().unwrap_or(0);
+        let count = |state| self.sched.count(state);
         Progress {
             pending: count(TrialState::Pending),
             leased: count(TrialState::Leased),
@@ -608,7 +614,7 @@ impl Core {
                 }
             }
         }
-        self.sched.trials = trials;
+        self.sched.set_trials(trials);
         self.sched.leases = leases;
         Ok(())
     }
@@ -748,10 +754,8 @@ impl Core {
         if leased {
             self.set_state(&lease.trial_id, TrialState::Running)?;
         }
-        if let Some(trial) = self.sched.trials.get_mut(&lease.trial_id) {
-            if leased {
-                trial.state = TrialState::Running;
-            }
+        if leased {
+            self.sched.set_state(&lease.trial_id, TrialState::Running);
         }
         if let Some(lease) = self.sched.leases.get_mut(&lease.id) {
             lease.deadline_ms = deadline;
@@ -816,7 +820,13 @@ impl Core {
         Ok(leases.into_iter().map(|l| l.id).collect())
     }
 
-    fn complete(&mut self, lease_ref: &LeaseRef, result: &TrialResult, json: &str) -> Result<()> {
+    fn complete(
+        &mut self,
+        lease_ref: &LeaseRef,
+        result: &TrialResult,
+        json: &str,
+        epochs: &[(EpochReport, String)],
+    ) -> Result<()> {
         let trial = self
             .sched
             .trials
@@ -843,14 +853,19 @@ impl Core {
                 "INSERT OR REPLACE INTO results (trial_id, attempt, worker_id, result_json, completed_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![lease_ref.trial_id, attempt, worker_id, json, now_ms()])?;
+        for (report, report_json) in epochs {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO epochs (trial_id, attempt, epoch, worker_id, report_json) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![lease_ref.trial_id, attempt, report.epoch, worker_id, report_json])?;
+        }
         self.set_state(&lease_ref.trial_id, state)?;
         let ended = self.end_trial_leases(&lease_ref.trial_id, state.as_str(), None)?;
         for lease_id in ended {
             self.sched.end_lease(&lease_id, state, false, None);
         }
-        if let Some(trial) = self.sched.trials.get_mut(&lease_ref.trial_id) {
-            trial.state = state;
-        }
+        self.sched.set_state(&lease_ref.trial_id, state);
         Ok(())
     }
 
@@ -1071,7 +1086,7 @@ mod tests {
 
     async fn complete(store: &Store, grant: &Grant) {
         let json = serde_json::to_string(&result()).unwrap();
-        store.complete(lease_ref(grant), result(), json).await.unwrap();
+        store.complete(lease_ref(grant), result(), json, Vec::new()).await.unwrap();
     }
 
     #[tokio::test]
@@ -1089,6 +1104,36 @@ mod tests {
         assert_eq!(read_records(dir.path()).unwrap().1.len(), 1);
         assert!(lease(&store).await.is_none());
         assert!(store.progress().borrow().is_complete());
+    }
+
+    #[tokio::test]
+    async fn a_completion_commits_the_epoch_reports_it_carries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        let grant = lease(&store).await.unwrap();
+        let epochs: Vec<(EpochReport, String)> = (1..=2)
+            .map(|epoch| {
+                let report = EpochReport {
+                    epoch,
+                    train_loss: 1.0,
+                    train_accuracy: 0.5,
+                    val_loss: 1.0,
+                    val_accuracy: 0.5,
+                    grad_norm: 0.1,
+                    sal: None,
+                    seconds: 0.0,
+                };
+                let json = serde_json::to_string(&report).unwrap();
+                (report, json)
+            })
+            .collect();
+        let json = serde_json::to_string(&result()).unwrap();
+        store.complete(lease_ref(&grant), result(), json, epochs).await.unwrap();
+        let (_, records) = read_records(dir.path()).unwrap();
+        let stored: Vec<(u32, u32, &str)> =
+            records[0].epochs.iter().map(|e| (e.attempt, e.report.epoch, e.worker_id.as_str())).collect();
+        assert_eq!(stored, vec![(1, 1, "w"), (1, 2, "w")]);
     }
 
     #[tokio::test]

@@ -484,15 +484,21 @@ impl Session {
                 match outcome {
                     Ok(crate::run::TrialOutcome::Finished(result)) => {
                         self.cached.insert(running.cache_key);
-                        // The result supersedes a checkpoint not sent yet: nobody will resume.
+                        // The result supersedes a checkpoint not sent yet (nobody will resume),
+                        // and carries the epoch reports still waiting: one message, not many.
+                        let mut waiting = Vec::new();
                         self.outbox.retain(|m| match m {
                             Outgoing::Checkpoint { lease: l, .. } if l.lease_id == lease.lease_id => {
                                 m.discard();
                                 false
                             }
+                            Outgoing::Epoch { lease: l, report_json, .. } if l.lease_id == lease.lease_id => {
+                                waiting.push(report_json.clone());
+                                false
+                            }
                             _ => true,
                         });
-                        self.outbox.push_back(Outgoing::complete(lease, &result));
+                        self.outbox.push_back(Outgoing::complete(lease, &result, waiting));
                     }
                     Ok(crate::run::TrialOutcome::Interrupted { epoch, .. }) => {
                         tracing::info!(trial = %lease.trial_id, epoch, "trial interrupted; handing the lease back");

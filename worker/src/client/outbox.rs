@@ -28,9 +28,11 @@ pub(super) enum Outgoing {
         epoch: u32,
         file: PathBuf,
     },
+    /// `epochs_json`: this attempt's reports that were still waiting.
     Complete {
         lease: LeaseKey,
         result_json: String,
+        epochs_json: Vec<String>,
     },
     Fail {
         lease: LeaseKey,
@@ -63,8 +65,8 @@ impl Outgoing {
         Outgoing::Epoch { lease, epoch: report.epoch, report_json: to_json(report) }
     }
 
-    pub(super) fn complete(lease: LeaseKey, result: &TrialResult) -> Self {
-        Outgoing::Complete { lease, result_json: to_json(result) }
+    pub(super) fn complete(lease: LeaseKey, result: &TrialResult, epochs_json: Vec<String>) -> Self {
+        Outgoing::Complete { lease, result_json: to_json(result), epochs_json }
     }
 
     pub(super) fn lease(&self) -> &LeaseKey {
@@ -120,10 +122,11 @@ impl Outgoing {
                     return Sent::Refused(format!("checkpoint {}: {e}", file.display()));
                 }
             },
-            Outgoing::Complete { lease, result_json } => client
+            Outgoing::Complete { lease, result_json, epochs_json } => client
                 .complete(pb::CompleteRequest {
                     lease: Some(lease.to_pb()),
                     result_json: result_json.clone(),
+                    epochs_json: epochs_json.clone(),
                 })
                 .await
                 .map(drop),

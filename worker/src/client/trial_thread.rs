@@ -37,7 +37,7 @@ pub(super) fn spawn(
 ) -> std::io::Result<()> {
     let name = format!("trial-{}", lease.trial_id);
     std::thread::Builder::new().name(name).spawn(move || {
-        let staging = trial_dir.join("upload");
+        let staging = trial_dir;
         let mut on_event = |event: TrialEvent<'_>| match event {
             TrialEvent::Epoch(report) => {
                 let _ = events.send(TrialMessage::Epoch { lease: lease.clone(), report: report.clone() });
@@ -60,11 +60,15 @@ pub(super) fn spawn(
 /// Freezes the checkpoint of `epoch` under `staging`: the trial overwrites its checkpoint file
 /// every epoch, the upload may happen later. A hard link costs nothing; a copy is the fallback.
 fn stage(path: &Path, staging: &Path, epoch: u32) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(staging)?;
-    let staged = staging.join(format!("epoch-{epoch}.ckpt"));
+    let staged = staging.join(format!("upload-epoch-{epoch}.ckpt"));
     let _ = std::fs::remove_file(&staged);
-    if std::fs::hard_link(path, &staged).is_err() {
-        std::fs::copy(path, &staged)?;
+    if let Err(e) = std::fs::hard_link(path, &staged) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            std::fs::create_dir_all(staging)?;
+        }
+        if std::fs::hard_link(path, &staged).is_err() {
+            std::fs::copy(path, &staged)?;
+        }
     }
     Ok(staged)
 }
