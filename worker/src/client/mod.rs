@@ -94,6 +94,8 @@ struct Running {
     cancel: CancelFlag,
     slots: Vec<usize>,
     cache_key: String,
+    /// The newest checkpoint queued for upload, if any.
+    checkpoint_epoch: u32,
     /// The coordinator no longer honours the lease: whatever the trial does is dropped.
     lost: bool,
 }
@@ -439,7 +441,14 @@ impl Session {
             "trial started"
         );
         let cache_key = format!("{}@{}", spec.dataset.name, spec.resolution);
-        let running = Running { trial_id: lease.trial_id.clone(), cancel, slots, cache_key, lost: false };
+        let running = Running {
+            trial_id: lease.trial_id.clone(),
+            cancel,
+            slots,
+            cache_key,
+            checkpoint_epoch: assignment.resume_epoch,
+            lost: false,
+        };
         self.running.insert(lease.lease_id.clone(), running);
         if let Err(e) = trial_thread::spawn(lease.clone(), spec, options, trial_dir, self.events_tx.clone()) {
             // The thread never started: give the devices back and let another attempt try.
@@ -461,6 +470,9 @@ impl Session {
                 if !self.is_live(&lease.lease_id) {
                     let _ = std::fs::remove_file(&file);
                     return;
+                }
+                if let Some(running) = self.running.get_mut(&lease.lease_id) {
+                    running.checkpoint_epoch = running.checkpoint_epoch.max(epoch);
                 }
                 // Only the newest checkpoint matters: drop older ones still waiting.
                 self.outbox.retain(|m| match m {
@@ -500,8 +512,23 @@ impl Session {
                         });
                         self.outbox.push_back(Outgoing::complete(lease, &result, waiting));
                     }
-                    Ok(crate::run::TrialOutcome::Interrupted { epoch, .. }) => {
+                    Ok(crate::run::TrialOutcome::Interrupted { epoch, checkpoint }) => {
                         tracing::info!(trial = %lease.trial_id, epoch, "trial interrupted; handing the lease back");
+                        // A checkpoint written on the way out, newer than any announced: upload it
+                        // first, so that the next worker loses nothing.
+                        if let Some(path) = checkpoint.filter(|_| epoch > running.checkpoint_epoch) {
+                            let staging = self.config.work_dir.join("trials").join(&lease.trial_id);
+                            match trial_thread::stage(&path, &staging, epoch) {
+                                Ok(file) => self.outbox.push_back(Outgoing::Checkpoint {
+                                    lease: lease.clone(),
+                                    epoch,
+                                    file,
+                                }),
+                                Err(e) => {
+                                    tracing::warn!(trial = %lease.trial_id, "cannot stage the last checkpoint: {e}")
+                                }
+                            }
+                        }
                         self.outbox.push_back(Outgoing::Release { lease });
                     }
                     Err(error) => {

@@ -59,7 +59,7 @@ pub(super) fn spawn(
 
 /// Freezes the checkpoint of `epoch` under `staging`: the trial overwrites its checkpoint file
 /// every epoch, the upload may happen later. A hard link costs nothing; a copy is the fallback.
-fn stage(path: &Path, staging: &Path, epoch: u32) -> std::io::Result<PathBuf> {
+pub(super) fn stage(path: &Path, staging: &Path, epoch: u32) -> std::io::Result<PathBuf> {
     let staged = staging.join(format!("upload-epoch-{epoch}.ckpt"));
     let _ = std::fs::remove_file(&staged);
     if let Err(e) = std::fs::hard_link(path, &staged) {
