@@ -49,8 +49,9 @@ struct RunArgs {
     #[arg(long, default_value = "sal-state", value_name = "DIR")]
     state_dir: PathBuf,
     /// Address to serve workers on (port 0: any free port; the bound address is printed).
-    #[arg(long, default_value = "0.0.0.0:50051", value_name = "ADDR")]
-    listen: SocketAddr,
+    /// Default: 0.0.0.0:50051, or 127.0.0.1:0 with --local.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
     /// Run only a slice of the grid: `axis=value[,value]` (architecture, optimizer, dataset,
     /// resolution, method, seed); repeat to intersect.
     #[arg(long, value_name = "AXIS=VALUES")]
@@ -102,11 +103,14 @@ struct StatusArgs {
 
 #[derive(Args, Debug)]
 struct ReportArgs {
+    /// The state dir of a sweep (readable while its coordinator runs).
     #[arg(long, default_value = "sal-state", value_name = "DIR")]
     state_dir: PathBuf,
     /// Group by these axes: architecture, optimizer, dataset, resolution, method, seed.
     #[arg(long, default_value = "architecture,dataset,method", value_name = "AXES")]
     by: String,
+    /// table: mean ± 95% CI over seeds and SAL − baseline deltas; csv: the same, one column per
+    /// number; json: the groups and every trial's spec, result and epoch history.
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
     format: String,
     /// The paper's published figures (tables.yaml), shown beside ours where a row matches.
@@ -208,7 +212,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let options = ServeOptions {
         state_dir: args.state_dir.clone(),
-        listen: if args.local && args.listen.port() == 50051 { "127.0.0.1:0".parse()? } else { args.listen },
+        listen: match args.listen {
+            Some(addr) => addr,
+            None if args.local => SocketAddr::from(([127, 0, 0, 1], 0)),
+            None => SocketAddr::from(([0, 0, 0, 0], 50051)),
+        },
         lease_ttl: Duration::from_secs_f64(args.lease_seconds),
         retry_failed: args.retry_failed,
         addr_file: args.addr_file.clone(),

@@ -842,11 +842,17 @@ impl Core {
         };
         let (attempt, worker_id) = match self.sched.leases.get(&lease_ref.lease_id) {
             Some(lease) => (lease.attempt, lease.worker_id.clone()),
-            // A result from a lease that lapsed is still a result.
-            None => (
-                lease_ref.lease_id.rsplit('-').next().and_then(|a| a.parse().ok()).unwrap_or(0),
-                String::new(),
-            ),
+            // A result from a lease that lapsed is still a result; its attempt says whose.
+            None => {
+                let attempt: u32 =
+                    lease_ref.lease_id.rsplit('-').next().and_then(|a| a.parse().ok()).unwrap_or(0);
+                let worker_id: Option<String> = self
+                    .conn
+                    .prepare_cached("SELECT worker_id FROM attempts WHERE trial_id = ?1 AND attempt = ?2")?
+                    .query_row(params![lease_ref.trial_id, attempt], |r| r.get(0))
+                    .optional()?;
+                (attempt, worker_id.unwrap_or_default())
+            }
         };
         self.conn
             .prepare_cached(
