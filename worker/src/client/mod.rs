@@ -96,6 +96,8 @@ struct Running {
     cache_key: String,
     /// The newest checkpoint queued for upload, if any.
     checkpoint_epoch: u32,
+    /// The checkpoint downloaded to resume from, removed when the trial ends.
+    download: Option<PathBuf>,
     /// The coordinator no longer honours the lease: whatever the trial does is dropped.
     lost: bool,
 }
@@ -400,9 +402,15 @@ impl Session {
             return;
         }
         let slots: Vec<usize> = self.free_slots.drain(..wanted).collect();
-        let trial_dir = self.config.work_dir.join("trials").join(&assignment.trial_id);
+        // Checkpoints are written in the folder of the trial's first device, kept from trial to
+        // trial: creating and deleting a folder per trial costs more than a no-op trial does.
+        let slot_dir = self.slot_dir(slots[0]);
         let resume_from = if assignment.resume_epoch > 0 {
-            let path = trial_dir.join(format!("resume-epoch-{}.ckpt", assignment.resume_epoch));
+            let path = self
+                .config
+                .work_dir
+                .join("downloads")
+                .join(format!("{}-epoch-{}.ckpt", assignment.trial_id, assignment.resume_epoch));
             match outbox::download(
                 &mut self.client.clone(),
                 &assignment.trial_id,
@@ -428,8 +436,8 @@ impl Session {
         let options = RunOptions {
             devices,
             cache_dir: self.config.work_dir.join("cache"),
-            checkpoint_dir: trial_dir.join("checkpoints"),
-            resume_from,
+            checkpoint_dir: slot_dir.clone(),
+            resume_from: resume_from.clone(),
             checkpoint_every: 1,
             cancel: cancel.clone(),
         };
@@ -447,10 +455,11 @@ impl Session {
             slots,
             cache_key,
             checkpoint_epoch: assignment.resume_epoch,
+            download: resume_from,
             lost: false,
         };
         self.running.insert(lease.lease_id.clone(), running);
-        if let Err(e) = trial_thread::spawn(lease.clone(), spec, options, trial_dir, self.events_tx.clone()) {
+        if let Err(e) = trial_thread::spawn(lease.clone(), spec, options, slot_dir, self.events_tx.clone()) {
             // The thread never started: give the devices back and let another attempt try.
             if let Some(running) = self.running.remove(&lease.lease_id) {
                 self.free_slots.extend(running.slots);
@@ -486,6 +495,9 @@ impl Session {
             }
             TrialMessage::Ended { lease, outcome } => {
                 let Some(running) = self.running.remove(&lease.lease_id) else { return };
+                if let Some(download) = &running.download {
+                    let _ = std::fs::remove_file(download);
+                }
                 self.free_slots.extend(running.slots.iter().copied());
                 self.free_slots.sort_unstable();
                 self.next_lease = Instant::now();
@@ -517,7 +529,7 @@ impl Session {
                         // A checkpoint written on the way out, newer than any announced: upload it
                         // first, so that the next worker loses nothing.
                         if let Some(path) = checkpoint.filter(|_| epoch > running.checkpoint_epoch) {
-                            let staging = self.config.work_dir.join("trials").join(&lease.trial_id);
+                            let staging = self.slot_dir(running.slots[0]);
                             match trial_thread::stage(&path, &staging, epoch) {
                                 Ok(file) => self.outbox.push_back(Outgoing::Checkpoint {
                                     lease: lease.clone(),
@@ -542,6 +554,11 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Where the trials on a device write their checkpoints.
+    fn slot_dir(&self, slot: usize) -> PathBuf {
+        self.config.work_dir.join("devices").join(slot.to_string())
     }
 
     fn is_live(&self, lease_id: &str) -> bool {
@@ -588,7 +605,7 @@ impl Session {
             match message.send(&mut self.client.clone()).await {
                 Sent::Delivered => {
                     if let Some(message) = self.outbox.pop_front() {
-                        message.delivered(&self.config.work_dir);
+                        message.delivered();
                     }
                 }
                 Sent::LeaseLost(reason) => {

@@ -87,7 +87,7 @@ impl Outgoing {
     }
 
     /// Cleans up after delivery and says so in the log.
-    pub(super) fn delivered(self, work_dir: &Path) {
+    pub(super) fn delivered(self) {
         match self {
             Outgoing::Epoch { lease, epoch, .. } => {
                 tracing::debug!(trial = %lease.trial_id, epoch, "epoch reported");
@@ -96,11 +96,7 @@ impl Outgoing {
                 let _ = std::fs::remove_file(&file);
                 tracing::debug!(trial = %lease.trial_id, epoch, "checkpoint uploaded");
             }
-            Outgoing::Complete { lease, .. } => {
-                // The result is committed: this trial's local files are no longer needed.
-                let _ = std::fs::remove_dir_all(work_dir.join("trials").join(&lease.trial_id));
-                tracing::info!(trial = %lease.trial_id, "trial completed");
-            }
+            Outgoing::Complete { lease, .. } => tracing::info!(trial = %lease.trial_id, "trial completed"),
             Outgoing::Fail { lease, .. } => tracing::info!(trial = %lease.trial_id, "failure reported"),
             Outgoing::Release { lease } => tracing::info!(trial = %lease.trial_id, "lease handed back"),
         }

@@ -32,12 +32,11 @@ pub(super) fn spawn(
     lease: LeaseKey,
     spec: TrialSpec,
     options: RunOptions,
-    trial_dir: PathBuf,
+    staging: PathBuf,
     events: UnboundedSender<TrialMessage>,
 ) -> std::io::Result<()> {
     let name = format!("trial-{}", lease.trial_id);
     std::thread::Builder::new().name(name).spawn(move || {
-        let staging = trial_dir;
         let mut on_event = |event: TrialEvent<'_>| match event {
             TrialEvent::Epoch(report) => {
                 let _ = events.send(TrialMessage::Epoch { lease: lease.clone(), report: report.clone() });
