@@ -1226,6 +1226,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retry_failed_gives_failed_trials_new_attempts_and_leaves_done_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) =
+                Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), false).unwrap();
+            worker(&store).await;
+            let a = lease(&store).await.unwrap();
+            store.fail(lease_ref(&a), "bad data".into(), false).await.unwrap();
+            let b = lease(&store).await.unwrap();
+            complete(&store, &b).await;
+        }
+        let (store, _) =
+            Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), false).unwrap();
+        assert_eq!((store.progress().borrow().failed, store.progress().borrow().done), (1, 1));
+        drop(store);
+        let (store, _) = Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), true).unwrap();
+        assert_eq!((store.progress().borrow().pending, store.progress().borrow().done), (1, 1));
+        worker(&store).await;
+        let again = lease(&store).await.unwrap();
+        assert_eq!(again.attempt, 2);
+        assert!(lease(&store).await.is_none());
+    }
+
+    #[tokio::test]
     async fn the_next_attempt_resumes_from_the_newest_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), Duration::from_secs(30), false).unwrap();

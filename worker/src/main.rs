@@ -87,6 +87,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     let devices = if args.gpus.is_empty() {
         Devices::Cpu { ranks: args.cpu_ranks.unwrap_or(1).max(1) }
     } else {
+        let available = tch::Cuda::device_count().max(0) as usize;
+        if let Some(missing) = args.gpus.iter().find(|ordinal| **ordinal >= available) {
+            eprintln!("error: --gpus: no CUDA device {missing} on this node ({available} visible)");
+            return ExitCode::from(2);
+        }
         Devices::Cuda(args.gpus)
     };
     let mut config = ClientConfig::new(url, devices, args.work_dir);

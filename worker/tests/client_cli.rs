@@ -37,3 +37,10 @@ fn no_coordinator_and_no_subcommand_is_a_usage_error() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--coordinator"), "{stderr}");
 }
+
+#[test]
+fn gpus_this_node_does_not_have_are_a_usage_error() {
+    let (code, stderr) = worker(&["--coordinator", "http://127.0.0.1:9", "--gpus", "0,4096"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.starts_with("error: --gpus: no CUDA device"), "{stderr}");
+}
