@@ -87,6 +87,8 @@ pub struct Completion {
     pub result: TrialResult,
     pub result_json: String,
     pub epochs: Vec<(EpochReport, String)>,
+    /// The worker asks for its next trial in the same round trip.
+    pub next: Option<LeaseAsk>,
 }
 
 pub fn completion(request: pb::CompleteRequest) -> Result<Completion, Status> {
@@ -100,7 +102,13 @@ pub fn completion(request: pb::CompleteRequest) -> Result<Completion, Status> {
         }
         epochs.push((report, text));
     }
-    Ok(Completion { lease, result, result_json: request.result_json, epochs })
+    let next = (!request.worker_id.is_empty() && request.free_devices > 0).then(|| LeaseAsk {
+        worker_id: request.worker_id,
+        free_devices: request.free_devices,
+        held: Vec::new(),
+        cached: request.cached,
+    });
+    Ok(Completion { lease, result, result_json: request.result_json, epochs, next })
 }
 
 impl From<Grant> for pb::Assignment {
@@ -201,6 +209,7 @@ mod tests {
             lease: Some(pb::LeaseRef { lease_id: "l".into(), trial_id: "t".into() }),
             result_json: "{}".into(),
             epochs_json: vec!["[]".into()],
+            ..Default::default()
         };
         let status = completion(bad_epoch).err().unwrap();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);

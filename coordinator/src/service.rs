@@ -208,14 +208,28 @@ impl Coordinator for CoordinatorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as ChunkStream))
     }
 
-    async fn complete(&self, request: Request<pb::CompleteRequest>) -> Result<Response<pb::Ack>, Status> {
+    async fn complete(
+        &self,
+        request: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
         let completion = convert::completion(request.into_inner())?;
         tracing::info!(trial = %completion.lease.trial_id, top1 = completion.result.top1, "trial completed");
         // Answered only once the result (and the reports it carries) is committed.
         self.store
             .complete(completion.lease, completion.result, completion.result_json, completion.epochs)
             .await?;
-        Ok(Response::new(pb::Ack {}))
+        let mut response = pb::CompleteResponse::default();
+        if let Some(ask) = completion.next {
+            // The result is safe whatever happens here: a failed ask only means no next trial.
+            match self.store.lease(ask).await {
+                Ok(reply) => {
+                    response.assignment = reply.grant.map(Into::into);
+                    response.sweep_done = reply.sweep_done;
+                }
+                Err(e) => tracing::warn!("no next trial with the completion: {e}"),
+            }
+        }
+        Ok(Response::new(response))
     }
 
     async fn fail(&self, request: Request<pb::FailRequest>) -> Result<Response<pb::Ack>, Status> {

@@ -353,13 +353,17 @@ impl Session {
         }
     }
 
-    async fn ask_for_work(&mut self) -> Result<(), Interrupt> {
-        let request = pb::LeaseRequest {
+    fn lease_request(&self) -> pb::LeaseRequest {
+        pb::LeaseRequest {
             worker_id: self.config.worker_id.clone(),
             free_devices: self.free_slots.len() as u32,
             held_leases: self.held(),
             cached: self.cached.iter().cloned().collect(),
-        };
+        }
+    }
+
+    async fn ask_for_work(&mut self) -> Result<(), Interrupt> {
+        let request = self.lease_request();
         let reply = self.client.clone().lease(request).await.map_err(|s| self.interrupt(&s))?.into_inner();
         let now = Instant::now();
         self.next_heartbeat = now + self.heartbeat;
@@ -602,10 +606,24 @@ impl Session {
     /// Sends what waits, in order, until the outbox is empty or the coordinator is away.
     async fn flush(&mut self) -> Result<(), Interrupt> {
         while let Some(message) = self.outbox.front() {
-            match message.send(&mut self.client.clone()).await {
+            let ask = self.wants_work().then(|| self.lease_request());
+            let asked = ask.is_some();
+            match message.send(&mut self.client.clone(), ask).await {
                 Sent::Delivered => {
                     if let Some(message) = self.outbox.pop_front() {
                         message.delivered();
+                    }
+                }
+                Sent::Completed { next, sweep_done } => {
+                    if let Some(message) = self.outbox.pop_front() {
+                        message.delivered();
+                    }
+                    if asked {
+                        self.sweep_done = sweep_done;
+                    }
+                    if let Some(assignment) = next {
+                        self.start(assignment).await;
+                        self.next_lease = Instant::now();
                     }
                 }
                 Sent::LeaseLost(reason) => {

@@ -47,6 +47,11 @@ pub(super) enum Outgoing {
 /// How sending went.
 pub(super) enum Sent {
     Delivered,
+    /// A completion whose reply also says what to do next (see `send`'s `ask`).
+    Completed {
+        next: Option<pb::Assignment>,
+        sweep_done: bool,
+    },
     /// The coordinator does not honour the lease any more.
     LeaseLost(String),
     /// The coordinator will never accept this message.
@@ -102,7 +107,13 @@ impl Outgoing {
         }
     }
 
-    pub(super) async fn send(&self, client: &mut CoordinatorClient<Channel>) -> Sent {
+    /// Sends the message. A completion also asks for the next trial with `ask` (worker id, free
+    /// devices, caches), saving a round trip.
+    pub(super) async fn send(
+        &self,
+        client: &mut CoordinatorClient<Channel>,
+        ask: Option<pb::LeaseRequest>,
+    ) -> Sent {
         let outcome = match self {
             Outgoing::Epoch { lease, report_json, .. } => client
                 .report_epoch(pb::EpochReportRequest {
@@ -118,14 +129,24 @@ impl Outgoing {
                     return Sent::Refused(format!("checkpoint {}: {e}", file.display()));
                 }
             },
-            Outgoing::Complete { lease, result_json, epochs_json } => client
-                .complete(pb::CompleteRequest {
+            Outgoing::Complete { lease, result_json, epochs_json } => {
+                let ask = ask.unwrap_or_default();
+                let request = pb::CompleteRequest {
                     lease: Some(lease.to_pb()),
                     result_json: result_json.clone(),
                     epochs_json: epochs_json.clone(),
-                })
-                .await
-                .map(drop),
+                    worker_id: ask.worker_id,
+                    free_devices: ask.free_devices,
+                    cached: ask.cached,
+                };
+                match client.complete(request).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        return Sent::Completed { next: reply.assignment, sweep_done: reply.sweep_done };
+                    }
+                    Err(status) => Err(status),
+                }
+            }
             Outgoing::Fail { lease, error, retryable } => client
                 .fail(pb::FailRequest {
                     lease: Some(lease.to_pb()),
