@@ -35,6 +35,7 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Lines {
     rx: Receiver<String>,
     seen: Arc<Mutex<Vec<String>>>,
+    reader: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Lines {
@@ -42,7 +43,7 @@ impl Lines {
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { return };
                 log.lock().unwrap().push(line.clone());
@@ -51,7 +52,14 @@ impl Lines {
                 }
             }
         });
-        Self { rx, seen }
+        Self { rx, seen, reader: Mutex::new(Some(reader)) }
+    }
+
+    /// Waits until the stream is closed and read to its end (the process has exited).
+    fn finish(&self) {
+        if let Some(reader) = self.reader.lock().unwrap().take() {
+            let _ = reader.join();
+        }
     }
 
     /// Waits for the next line matching `predicate` and returns it.
@@ -132,7 +140,12 @@ impl Process {
             let _ = tx.send(child.wait());
         });
         match rx.recv_timeout(PATIENCE) {
-            Ok(status) => status.expect("wait works"),
+            Ok(status) => {
+                // Everything the process wrote is read before anyone looks at it.
+                self.stdout.finish();
+                self.stderr.finish();
+                status.expect("wait works")
+            }
             Err(_) => {
                 let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
                 panic!(
