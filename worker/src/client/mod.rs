@@ -115,6 +115,11 @@ impl LeaseKey {
     }
 }
 
+/// Counts and ordinals on the wire are u32; no node has more devices than that.
+fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
 /// Why a round with the coordinator stopped early.
 enum Interrupt {
     /// The coordinator is away (or asked us to register again): retry after a backoff.
@@ -324,9 +329,9 @@ impl Session {
 
     async fn register(&mut self) -> Result<(), Interrupt> {
         let devices = match &self.config.devices {
-            Devices::Cpu { ranks } => pb::devices::Kind::CpuRanks(*ranks as u32),
+            Devices::Cpu { ranks } => pb::devices::Kind::CpuRanks(saturating_u32(*ranks)),
             Devices::Cuda(ordinals) => pb::devices::Kind::Cuda(pb::CudaDevices {
-                ordinals: ordinals.iter().map(|o| *o as u32).collect(),
+                ordinals: ordinals.iter().map(|o| saturating_u32(*o)).collect(),
             }),
         };
         let request = pb::RegisterRequest {
@@ -356,7 +361,7 @@ impl Session {
     fn lease_request(&self) -> pb::LeaseRequest {
         pb::LeaseRequest {
             worker_id: self.config.worker_id.clone(),
-            free_devices: self.free_slots.len() as u32,
+            free_devices: saturating_u32(self.free_slots.len()),
             held_leases: self.held(),
             cached: self.cached.iter().cloned().collect(),
         }
