@@ -1,1 +1,19 @@
 //! The coordinator: sweep files, the durable store, scheduling, the gRPC service, reports.
+//!
+//! - [`spec`]: sweep files, validated and expanded into trials with stable ids;
+//! - [`store`]: SQLite in the state dir, group-committed by one thread; checkpoint files;
+//! - [`schedule`]: which trial goes to which worker; what a lost attempt means;
+//! - [`service`] and [`convert`]: the gRPC layer and its message conversions;
+//! - [`runner`]: serving a sweep to its end, with in-process workers in local mode;
+//! - [`report`]: pivots, confidence intervals, SAL − baseline deltas; table, CSV, JSON.
+
+pub mod convert;
+pub mod report;
+pub mod runner;
+pub mod schedule;
+pub mod service;
+pub mod spec;
+pub mod store;
+
+pub use runner::{serve_sweep, LocalWorkers, RunnerError, ServeOptions};
+pub use spec::{LoadOptions, Sweep};

@@ -1,10 +1,378 @@
-use clap::Parser;
+//! The `coordinator` binary: runs a sweep (serving workers, or with local workers), shows its
+//! status, prints reports.
 
-/// Runs a sweep: expands the grid, leases trials to workers, prints reports.
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use coordinator::report::{self, Axis, Format, PaperFigures};
+use coordinator::spec::{self, LoadOptions};
+use coordinator::store::{self, TrialRecord};
+use coordinator::{serve_sweep, LocalWorkers, ServeOptions};
+use proto::pb::coordinator_client::CoordinatorClient;
+
+/// Runs the Stress-Aware Learning grid: expands a sweep file into trials, leases them to workers
+/// over gRPC, keeps every result in a state dir, and prints the tables.
+///
+/// Examples:
+///   coordinator --sweep sweeps/smoke.yaml --local --workers 2     # everything on this machine
+///   coordinator --sweep sweeps/paper.yaml --data-root /data       # then `worker --coordinator URL` per node
+///   coordinator status --coordinator http://head:50051
+///   coordinator report --state-dir sal-state --by architecture,method --format csv
 #[derive(Parser, Debug)]
-#[command(name = "coordinator", version, about)]
-struct Cli {}
+#[command(name = "coordinator", version, about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Progress of a sweep: trials done / running / pending / failed, workers, ETA.
+    Status(StatusArgs),
+    /// Tables of the results: top-1, top-5, training time, memory, inference time, by any axes.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The sweep file to run (see sweeps/).
+    #[arg(long, value_name = "FILE")]
+    sweep: Option<PathBuf>,
+    /// Where the store (SQLite) and checkpoints live; rerunning on the same dir resumes.
+    #[arg(long, default_value = "sal-state", value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Address to serve workers on (port 0: any free port; the bound address is printed).
+    /// Default: 0.0.0.0:50051, or 127.0.0.1:0 with --local.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Run only a slice of the grid: `axis=value[,value]` (architecture, optimizer, dataset,
+    /// resolution, method, seed); repeat to intersect.
+    #[arg(long, value_name = "AXIS=VALUES")]
+    only: Vec<String>,
+    /// Relative dataset roots and weights are taken under this folder.
+    #[arg(long, env = "SAL_DATA_ROOT", value_name = "DIR")]
+    data_root: Option<PathBuf>,
+    /// Check that dataset roots exist here (always on with --local).
+    #[arg(long)]
+    check_data: bool,
+    /// Run the workers in this process too (CPU ranks), over loopback gRPC.
+    #[arg(long)]
+    local: bool,
+    /// Local workers (with --local).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    workers: usize,
+    /// CPU replicas per local worker (with --local).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    cpu_ranks: usize,
+    /// A lease lives this long without news from its worker.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    lease_seconds: f64,
+    /// Give failed trials a fresh set of attempts.
+    #[arg(long)]
+    retry_failed: bool,
+    /// Also write the bound address to this file.
+    #[arg(long, value_name = "FILE")]
+    addr_file: Option<PathBuf>,
+    /// Keep serving after the sweep is done.
+    #[arg(long)]
+    keep_serving: bool,
+    /// Validate the sweep file and count its trials; run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Report grouping printed at the end (default: the axes with several values, and method).
+    #[arg(long, value_name = "AXES")]
+    by: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// Ask a running coordinator.
+    #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+    coordinator: Option<String>,
+    /// Or read a state dir.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// The state dir of a sweep (readable while its coordinator runs).
+    #[arg(long, default_value = "sal-state", value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Group by these axes: architecture, optimizer, dataset, resolution, method, seed.
+    #[arg(long, default_value = "architecture,dataset,method", value_name = "AXES")]
+    by: String,
+    /// table: mean ± 95% CI over seeds and SAL − baseline deltas; csv: the same, one column per
+    /// number; json: the groups and every trial's spec, result and epoch history.
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+    format: String,
+    /// The paper's published figures (tables.yaml), shown beside ours where a row matches.
+    #[arg(long, value_name = "FILE")]
+    paper: Option<PathBuf>,
+}
+
+/// Prints a line to stdout; a closed stdout (`coordinator report | head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Exit code of a bad sweep file or command line.
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // With a progress bar on the terminal, per-trial logs would only scroll it away.
+    let quiet = cli.run.local && std::io::stderr().is_terminal();
+    init_logging(if quiet { "warn" } else { "info" });
+    let outcome = match cli.command {
+        Some(Command::Status(args)) => status(args),
+        Some(Command::Report(args)) => report_command(args),
+        None => run(cli.run),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause once (many errors already name their source).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(sweep_file) = &args.sweep else {
+        eprintln!("error: give --sweep FILE, or a subcommand (see --help)");
+        return Ok(ExitCode::from(USAGE));
+    };
+    let load = LoadOptions {
+        data_root: args.data_root.clone(),
+        check_data: args.check_data || args.local,
+        only: args.only.clone(),
+    };
+    let sweep = match spec::load(sweep_file, &load) {
+        Ok(sweep) => sweep,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let by = match &args.by {
+        Some(list) => match report::parse_axes(list) {
+            Ok(axes) => Some(axes),
+            Err(e) => {
+                eprintln!("error: --by {list}: {e}");
+                return Ok(ExitCode::from(USAGE));
+            }
+        },
+        None => None,
+    };
+    if args.dry_run {
+        out!("{}: {} trials", sweep.name, sweep.trials.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !(args.lease_seconds.is_finite() && args.lease_seconds > 0.0) {
+        eprintln!("error: --lease-seconds must be > 0");
+        return Ok(ExitCode::from(USAGE));
+    }
+    let options = ServeOptions {
+        state_dir: args.state_dir.clone(),
+        listen: match args.listen {
+            Some(addr) => addr,
+            None if args.local => SocketAddr::from(([127, 0, 0, 1], 0)),
+            None => SocketAddr::from(([0, 0, 0, 0], 50051)),
+        },
+        lease_ttl: Duration::from_secs_f64(args.lease_seconds),
+        retry_failed: args.retry_failed,
+        addr_file: args.addr_file.clone(),
+        local: args.local.then_some(LocalWorkers { count: args.workers.max(1), cpu_ranks: args.cpu_ranks }),
+        keep_serving: args.keep_serving,
+        progress_bar: std::io::stderr().is_terminal(),
+    };
+    let progress = runtime()?.block_on(serve_sweep(&sweep, &options, shutdown_signal()))?;
+    eprintln!(
+        "{}: {} done, {} diverged, {} failed, {} not finished",
+        sweep.name,
+        progress.done,
+        progress.diverged,
+        progress.failed,
+        progress.total() - progress.finished()
+    );
+    let (name, records) = store::read_records(&args.state_dir)?;
+    let ids: std::collections::HashSet<&str> = sweep.trials.iter().map(|t| t.id.as_str()).collect();
+    let records: Vec<TrialRecord> = records.into_iter().filter(|r| ids.contains(r.id.as_str())).collect();
+    let axes = by.unwrap_or_else(|| default_axes(&records));
+    let rows = report::pivot(&records, &axes);
+    out!("{}", report::table(&rows, &axes, None));
+    print_failures(&name, &records);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The axes with more than one value, then method.
+fn default_axes(records: &[TrialRecord]) -> Vec<Axis> {
+    let mut axes: Vec<Axis> = [Axis::Architecture, Axis::Optimizer, Axis::Dataset, Axis::Resolution]
+        .into_iter()
+        .filter(|axis| {
+            let values: std::collections::HashSet<String> = records.iter().map(|r| axis.value(r)).collect();
+            values.len() > 1
+        })
+        .collect();
+    if axes.is_empty() {
+        axes.push(Axis::Architecture);
+    }
+    axes.push(Axis::Method);
+    axes
+}
+
+fn print_failures(sweep: &str, records: &[TrialRecord]) {
+    let failed: Vec<&TrialRecord> = records.iter().filter(|r| r.state == "failed").collect();
+    if failed.is_empty() {
+        return;
+    }
+    eprintln!("{sweep}: {} failed trials:", failed.len());
+    for record in failed.iter().take(10) {
+        let spec = &record.spec;
+        eprintln!(
+            "  {} {}/{}/{}@{}/{}: {}",
+            record.id,
+            spec.architecture,
+            spec.optimizer,
+            spec.dataset.name,
+            spec.resolution,
+            spec::method_name(spec.method),
+            record.last_error.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let axes = match report::parse_axes(&args.by) {
+        Ok(axes) => axes,
+        Err(e) => {
+            eprintln!("error: --by {}: {e}", args.by);
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
+    let paper = args.paper.as_deref().map(PaperFigures::load).transpose().map_err(anyhow::Error::msg)?;
+    let (name, records) = store::read_records(&args.state_dir)?;
+    let rows = report::pivot(&records, &axes);
+    match format {
+        Format::Table => {
+            out!("{name}");
+            out!("{}", report::table(&rows, &axes, paper.as_ref()));
+        }
+        Format::Csv => out!("{}", report::csv(&rows, &axes).trim_end()),
+        Format::Json => out!("{}", report::json(&name, &rows, &axes, &records)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = args.coordinator {
+        let status = runtime()?.block_on(async {
+            let mut client = CoordinatorClient::connect(url.clone())
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
+            anyhow::Ok(
+                client
+                    .status(proto::pb::StatusRequest {})
+                    .await
+                    .with_context(|| format!("asking {url}"))?
+                    .into_inner(),
+            )
+        })?;
+        out!(
+            "{}: {} done, {} running, {} leased, {} pending, {} failed, {} diverged",
+            status.sweep_name,
+            status.done,
+            status.running,
+            status.leased,
+            status.pending,
+            status.failed,
+            status.diverged
+        );
+        if let Some(eta) = status.eta_seconds {
+            out!("eta: {}", human_duration(eta));
+        }
+        for worker in status.workers {
+            out!(
+                "  {} ({}, {} devices): {} trials running, last heard {:.1} s ago",
+                worker.worker_id,
+                worker.hostname,
+                worker.devices,
+                worker.trials.len(),
+                worker.idle_ms as f64 / 1000.0
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(dir) = args.state_dir else {
+        eprintln!("error: give --coordinator URL or --state-dir DIR");
+        return Ok(ExitCode::from(USAGE));
+    };
+    let (name, records) = store::read_records(&dir)?;
+    let mut counts = std::collections::BTreeMap::new();
+    for record in &records {
+        *counts.entry(record.state.as_str()).or_insert(0usize) += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
+    out!("{name}: {} trials: {}", records.len(), parts.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_duration(seconds: f64) -> String {
+    let seconds = seconds.max(0.0).round() as u64;
+    format!("{}h{:02}m{:02}s", seconds / 3600, seconds / 60 % 60, seconds % 60)
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

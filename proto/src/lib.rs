@@ -5,3 +5,7 @@
 pub mod pb {
     tonic::include_proto!("sal_sweep.v1");
 }
+
+/// The protocol version a worker announces when it registers; the coordinator refuses any other.
+/// Bump it whenever a message or its meaning changes incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -48,6 +48,14 @@ pub enum WorkerError {
 
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+
+    /// The coordinator refused this worker for good (a protocol mismatch, a bad address).
+    #[error("coordinator {url}: {message}")]
+    CoordinatorRefused { url: String, message: String },
+
+    /// The coordinator could not be reached for longer than the worker waits.
+    #[error("coordinator {url} unreachable for {seconds} s: {last_error}")]
+    CoordinatorUnreachable { url: String, seconds: u64, last_error: String },
 }
 
 impl WorkerError {

@@ -7,8 +7,10 @@
 //! - [`outcome`]: epoch reports and final results;
 //! - [`models`]: the paper's architectures and heads;
 //! - [`optim`]: optimizers with Keras' semantics;
+//! - [`client`]: the coordinator client loop (`worker --coordinator URL`);
 //! - [`error`]: the crate's error type.
 
+pub mod client;
 pub mod data;
 pub mod error;
 pub mod models;

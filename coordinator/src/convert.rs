@@ -1,0 +1,218 @@
+//! Protocol messages to domain types and back. Every field a request carries is checked here;
+//! a bad one answers `invalid_argument` naming it.
+
+use proto::pb;
+use tonic::Status;
+use worker::{EpochReport, TrialResult};
+
+use crate::store::{self, Grant, LeaseAsk, LeaseRef, Registration, StoreError};
+
+fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("`{field}` is empty")))
+    } else {
+        Ok(value)
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, field: &str) -> Result<T, Status> {
+    serde_json::from_str(text).map_err(|e| Status::invalid_argument(format!("`{field}`: {e}")))
+}
+
+impl TryFrom<Option<pb::LeaseRef>> for LeaseRef {
+    type Error = Status;
+    fn try_from(lease: Option<pb::LeaseRef>) -> Result<Self, Status> {
+        let lease = lease.ok_or_else(|| Status::invalid_argument("`lease` is missing"))?;
+        Ok(LeaseRef {
+            lease_id: required(&lease.lease_id, "lease.lease_id")?.to_string(),
+            trial_id: required(&lease.trial_id, "lease.trial_id")?.to_string(),
+        })
+    }
+}
+
+/// The number of devices a worker declares.
+pub fn device_count(devices: Option<&pb::Devices>) -> Result<u32, Status> {
+    let count = match devices.and_then(|d| d.kind.as_ref()) {
+        Some(pb::devices::Kind::CpuRanks(ranks)) => *ranks,
+        Some(pb::devices::Kind::Cuda(cuda)) => u32::try_from(cuda.ordinals.len())
+            .map_err(|_| Status::invalid_argument("`devices.cuda.ordinals`: too many"))?,
+        None => return Err(Status::invalid_argument("`devices` is missing")),
+    };
+    if count == 0 {
+        return Err(Status::invalid_argument("`devices`: a worker needs at least one device"));
+    }
+    Ok(count)
+}
+
+/// Checks the protocol version first: a mismatch says both versions.
+pub fn registration(request: pb::RegisterRequest) -> Result<Registration, Status> {
+    if request.protocol_version != proto::PROTOCOL_VERSION {
+        return Err(Status::failed_precondition(format!(
+            "protocol version mismatch: the worker speaks version {}, this coordinator speaks version {}",
+            request.protocol_version,
+            proto::PROTOCOL_VERSION
+        )));
+    }
+    Ok(Registration {
+        worker_id: required(&request.worker_id, "worker_id")?.to_string(),
+        hostname: request.hostname,
+        devices: device_count(request.devices.as_ref())?,
+    })
+}
+
+impl TryFrom<pb::LeaseRequest> for LeaseAsk {
+    type Error = Status;
+    fn try_from(request: pb::LeaseRequest) -> Result<Self, Status> {
+        Ok(LeaseAsk {
+            worker_id: required(&request.worker_id, "worker_id")?.to_string(),
+            free_devices: request.free_devices,
+            held: request.held_leases,
+            cached: request.cached,
+        })
+    }
+}
+
+pub fn epoch_report(request: pb::EpochReportRequest) -> Result<(LeaseRef, EpochReport, String), Status> {
+    let lease = LeaseRef::try_from(request.lease)?;
+    let report: EpochReport = json(&request.report_json, "report_json")?;
+    if report.epoch == 0 {
+        return Err(Status::invalid_argument("`report_json.epoch`: epochs count from 1"));
+    }
+    Ok((lease, report, request.report_json))
+}
+
+/// A completion: the lease, the result (parsed, and as sent), and the epoch reports it carries.
+pub struct Completion {
+    pub lease: LeaseRef,
+    pub result: TrialResult,
+    pub result_json: String,
+    pub epochs: Vec<(EpochReport, String)>,
+    /// The worker asks for its next trial in the same round trip.
+    pub next: Option<LeaseAsk>,
+}
+
+pub fn completion(request: pb::CompleteRequest) -> Result<Completion, Status> {
+    let lease = LeaseRef::try_from(request.lease)?;
+    let result: TrialResult = json(&request.result_json, "result_json")?;
+    let mut epochs = Vec::with_capacity(request.epochs_json.len());
+    for (i, text) in request.epochs_json.into_iter().enumerate() {
+        let report: EpochReport = json(&text, &format!("epochs_json[{i}]"))?;
+        if report.epoch == 0 {
+            return Err(Status::invalid_argument(format!("`epochs_json[{i}].epoch`: epochs count from 1")));
+        }
+        epochs.push((report, text));
+    }
+    let next = (!request.worker_id.is_empty() && request.free_devices > 0).then(|| LeaseAsk {
+        worker_id: request.worker_id,
+        free_devices: request.free_devices,
+        held: Vec::new(),
+        cached: request.cached,
+    });
+    Ok(Completion { lease, result, result_json: request.result_json, epochs, next })
+}
+
+impl From<Grant> for pb::Assignment {
+    fn from(grant: Grant) -> Self {
+        pb::Assignment {
+            lease_id: grant.lease_id,
+            trial_id: grant.trial_id,
+            spec_json: grant.spec_json,
+            devices: grant.devices,
+            resume_epoch: grant.resume_epoch,
+            attempt: grant.attempt,
+        }
+    }
+}
+
+impl From<store::Status> for pb::StatusResponse {
+    fn from(status: store::Status) -> Self {
+        let p = status.progress;
+        pb::StatusResponse {
+            sweep_name: status.sweep_name,
+            pending: p.pending,
+            leased: p.leased,
+            running: p.running,
+            done: p.done,
+            failed: p.failed,
+            diverged: p.diverged,
+            workers: status
+                .workers
+                .into_iter()
+                .map(|w| pb::WorkerStatus {
+                    worker_id: w.worker_id,
+                    hostname: w.hostname,
+                    devices: w.devices,
+                    trials: w.trials,
+                    idle_ms: w.idle_ms,
+                })
+                .collect(),
+            eta_seconds: status.eta_seconds,
+        }
+    }
+}
+
+/// How a store error reaches a worker: `not_found` means "stop that trial", `failed_precondition`
+/// "register again", `unavailable` "retry later".
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Self {
+        let message = error.to_string();
+        match error {
+            StoreError::LeaseLost { .. }
+            | StoreError::UnknownTrial { .. }
+            | StoreError::NoCheckpoint { .. } => Status::not_found(message),
+            StoreError::UnknownWorker { .. } => Status::failed_precondition(message),
+            StoreError::Commit { .. } | StoreError::Closed => Status::unavailable(message),
+            StoreError::Sqlite(_) | StoreError::Io { .. } | StoreError::Corrupt { .. } => {
+                Status::internal(message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_mismatch_names_both_versions() {
+        let request = pb::RegisterRequest {
+            protocol_version: 99,
+            worker_id: "w".into(),
+            hostname: "h".into(),
+            devices: Some(pb::Devices { kind: Some(pb::devices::Kind::CpuRanks(1)) }),
+        };
+        let status = registration(request).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("version 99"), "{}", status.message());
+        assert!(status.message().contains(&format!("version {}", proto::PROTOCOL_VERSION)));
+    }
+
+    #[test]
+    fn missing_and_malformed_fields_are_invalid_arguments() {
+        let missing = LeaseRef::try_from(None).unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+        let request = pb::EpochReportRequest {
+            lease: Some(pb::LeaseRef { lease_id: "l".into(), trial_id: "t".into() }),
+            report_json: "{not json".into(),
+        };
+        let status = epoch_report(request).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("report_json"));
+        let no_devices = pb::RegisterRequest {
+            protocol_version: proto::PROTOCOL_VERSION,
+            worker_id: "w".into(),
+            hostname: String::new(),
+            devices: Some(pb::Devices { kind: Some(pb::devices::Kind::CpuRanks(0)) }),
+        };
+        assert_eq!(registration(no_devices).unwrap_err().code(), tonic::Code::InvalidArgument);
+        let bad_epoch = pb::CompleteRequest {
+            lease: Some(pb::LeaseRef { lease_id: "l".into(), trial_id: "t".into() }),
+            result_json: "{}".into(),
+            epochs_json: vec!["[]".into()],
+            ..Default::default()
+        };
+        let status = completion(bad_epoch).err().unwrap();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("`result_json`"), "{}", status.message());
+    }
+}

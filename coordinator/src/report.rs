@@ -1,0 +1,432 @@
+//! Reports: pivots of the results by any axes, mean ± 95% confidence interval over seeds, SAL −
+//! baseline deltas; as a table, CSV or JSON (which carries every trial's result and history).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use serde::Serialize;
+use worker::Method;
+
+use crate::spec::method_name;
+use crate::store::TrialRecord;
+
+/// An axis of the grid that reports can group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Axis {
+    Architecture,
+    Optimizer,
+    Dataset,
+    Resolution,
+    Method,
+    Seed,
+}
+
+impl Axis {
+    pub const ALL: [Axis; 6] =
+        [Axis::Architecture, Axis::Optimizer, Axis::Dataset, Axis::Resolution, Axis::Method, Axis::Seed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Axis::Architecture => "architecture",
+            Axis::Optimizer => "optimizer",
+            Axis::Dataset => "dataset",
+            Axis::Resolution => "resolution",
+            Axis::Method => "method",
+            Axis::Seed => "seed",
+        }
+    }
+
+    /// The record's value on this axis.
+    pub fn value(self, record: &TrialRecord) -> String {
+        let spec = &record.spec;
+        match self {
+            Axis::Architecture => spec.architecture.clone(),
+            Axis::Optimizer => spec.optimizer.clone(),
+            Axis::Dataset => spec.dataset.name.clone(),
+            Axis::Resolution => spec.resolution.to_string(),
+            Axis::Method => method_name(spec.method).to_string(),
+            Axis::Seed => spec.seed.to_string(),
+        }
+    }
+}
+
+impl FromStr for Axis {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Axis::ALL.into_iter().find(|a| a.name() == s || format!("{}s", a.name()) == s).ok_or_else(|| {
+            let known: Vec<_> = Axis::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown axis `{s}` (known: {})", known.join(", "))
+        })
+    }
+}
+
+/// Parses `--by architecture,method,...`.
+pub fn parse_axes(list: &str) -> Result<Vec<Axis>, String> {
+    let mut axes = Vec::new();
+    for part in list.split(',').filter(|p| !p.trim().is_empty()) {
+        let axis: Axis = part.parse()?;
+        if !axes.contains(&axis) {
+            axes.push(axis);
+        }
+    }
+    if axes.is_empty() {
+        return Err("--by needs at least one axis".into());
+    }
+    Ok(axes)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "table" => Ok(Format::Table),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            other => Err(format!("unknown format `{other}` (known: table, csv, json)")),
+        }
+    }
+}
+
+/// Mean and half-width of the 95% confidence interval (Student's t) of a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Estimate {
+    pub mean: f64,
+    /// `None` with fewer than two values.
+    pub ci95: Option<f64>,
+    pub n: usize,
+}
+
+/// Two-sided 97.5% quantiles of Student's t for 1..=30 degrees of freedom.
+const T_975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+];
+
+pub fn estimate(values: &[f64]) -> Option<Estimate> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let ci95 = (n >= 2).then(|| {
+        let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let t = T_975.get(n - 2).copied().unwrap_or(1.96);
+        t * (variance / n as f64).sqrt()
+    });
+    Some(Estimate { mean, ci95, n })
+}
+
+/// A group's value on each axis, by axis name.
+pub type GroupKey = BTreeMap<&'static str, String>;
+
+/// The metrics of one group of trials.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupRow {
+    pub key: GroupKey,
+    /// Trials in the group, and how many ended with a result.
+    pub trials: usize,
+    pub finished: usize,
+    pub top1: Option<Estimate>,
+    pub top5: Option<Estimate>,
+    pub train_seconds: Option<Estimate>,
+    pub peak_memory_mb: Option<Estimate>,
+    pub inference_ms: Option<Estimate>,
+    /// SAL − baseline of the mean top-1/top-5, on SAL rows whose baseline row exists.
+    pub delta_top1: Option<f64>,
+    pub delta_top5: Option<f64>,
+}
+
+/// Groups trials by `axes` and summarizes each group.
+pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
+    let mut groups: BTreeMap<Vec<String>, Vec<&TrialRecord>> = BTreeMap::new();
+    for record in records {
+        let key = axes.iter().map(|a| a.value(record)).collect();
+        groups.entry(key).or_default().push(record);
+    }
+    let mut rows: Vec<GroupRow> = groups
+        .iter()
+        .map(|(key, members)| {
+            let results: Vec<_> = members.iter().filter_map(|r| r.result.as_ref()).collect();
+            let metric = |f: &dyn Fn(&worker::TrialResult) -> f64| {
+                estimate(&results.iter().map(|r| f(r)).collect::<Vec<_>>())
+            };
+            GroupRow {
+                key: axes.iter().map(|a| a.name()).zip(key.iter().cloned()).collect(),
+                trials: members.len(),
+                finished: results.len(),
+                top1: metric(&|r| r.top1 * 100.0),
+                top5: metric(&|r| r.top5 * 100.0),
+                train_seconds: metric(&|r| r.train_seconds),
+                peak_memory_mb: metric(&|r| r.peak_device_mb.unwrap_or(r.peak_host_mb)),
+                inference_ms: metric(&|r| r.inference_ms_per_batch),
+                delta_top1: None,
+                delta_top5: None,
+            }
+        })
+        .collect();
+    if axes.contains(&Axis::Method) {
+        let baseline = method_name(Method::Baseline);
+        let sal = method_name(Method::Sal);
+        let lookup: BTreeMap<GroupKey, (Option<f64>, Option<f64>)> = rows
+            .iter()
+            .filter(|r| r.key.get("method").map(String::as_str) == Some(baseline))
+            .map(|r| {
+                let mut key = r.key.clone();
+                key.remove("method");
+                (key, (r.top1.map(|e| e.mean), r.top5.map(|e| e.mean)))
+            })
+            .collect();
+        for row in rows.iter_mut().filter(|r| r.key.get("method").map(String::as_str) == Some(sal)) {
+            let mut key = row.key.clone();
+            key.remove("method");
+            if let Some((base1, base5)) = lookup.get(&key) {
+                row.delta_top1 = row.top1.zip(*base1).map(|(s, b)| s.mean - b);
+                row.delta_top5 = row.top5.zip(*base5).map(|(s, b)| s.mean - b);
+            }
+        }
+    }
+    rows
+}
+
+fn show(estimate: Option<Estimate>, decimals: usize) -> String {
+    match estimate {
+        None => "–".into(),
+        Some(Estimate { mean, ci95: Some(ci), .. }) => format!("{mean:.decimals$} ± {ci:.decimals$}"),
+        Some(Estimate { mean, ci95: None, .. }) => format!("{mean:.decimals$}"),
+    }
+}
+
+fn show_delta(delta: Option<f64>) -> String {
+    delta.map_or_else(String::new, |d| format!("{d:+.2}"))
+}
+
+const METRICS: [&str; 9] = [
+    "trials",
+    "top-1 %",
+    "top-5 %",
+    "train s",
+    "memory MB",
+    "infer ms",
+    "Δ top-1",
+    "Δ top-5",
+    "paper top-1 %",
+];
+
+/// Renders the pivot as a table; with `paper`, a column of the published top-1 where a row
+/// matches one of the paper's.
+pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> String {
+    let metrics = if paper.is_some() { &METRICS[..] } else { &METRICS[..METRICS.len() - 1] };
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled);
+    let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
+    header.extend(metrics.iter().map(|m| m.to_string()));
+    table.set_header(header);
+    for row in rows {
+        let mut cells: Vec<Cell> = axes.iter().map(|a| Cell::new(&row.key[a.name()])).collect();
+        let mut numbers = vec![
+            format!("{}/{}", row.finished, row.trials),
+            show(row.top1, 2),
+            show(row.top5, 2),
+            show(row.train_seconds, 1),
+            show(row.peak_memory_mb, 0),
+            show(row.inference_ms, 2),
+            show_delta(row.delta_top1),
+            show_delta(row.delta_top5),
+        ];
+        if let Some(paper) = paper {
+            numbers.push(paper.top1(row).map_or_else(String::new, |p| format!("{p:.2}")));
+        }
+        cells.extend(numbers.into_iter().map(|n| Cell::new(n).set_alignment(CellAlignment::Right)));
+        table.add_row(cells);
+    }
+    table.to_string()
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// One line per group; each metric as mean and ci95 columns (empty when unknown).
+pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
+    let mut out = String::new();
+    let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
+    header.extend(["trials", "finished"].map(String::from));
+    for metric in ["top1", "top5", "train_seconds", "peak_memory_mb", "inference_ms"] {
+        header.push(format!("{metric}_mean"));
+        header.push(format!("{metric}_ci95"));
+    }
+    header.extend(["delta_top1", "delta_top5"].map(String::from));
+    let _ = writeln!(out, "{}", header.join(","));
+    let number = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v}"));
+    for row in rows {
+        let mut fields: Vec<String> = axes.iter().map(|a| csv_field(&row.key[a.name()])).collect();
+        fields.push(row.trials.to_string());
+        fields.push(row.finished.to_string());
+        for metric in [row.top1, row.top5, row.train_seconds, row.peak_memory_mb, row.inference_ms] {
+            fields.push(number(metric.map(|e| e.mean)));
+            fields.push(number(metric.and_then(|e| e.ci95)));
+        }
+        fields.push(number(row.delta_top1));
+        fields.push(number(row.delta_top5));
+        let _ = writeln!(out, "{}", fields.join(","));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    sweep: &'a str,
+    by: &'a [Axis],
+    groups: &'a [GroupRow],
+    trials: &'a [TrialRecord],
+}
+
+/// The groups and every trial's full record (spec, state, result, epoch history of every attempt).
+pub fn json(sweep: &str, rows: &[GroupRow], axes: &[Axis], records: &[TrialRecord]) -> String {
+    let report = JsonReport { sweep, by: axes, groups: rows, trials: records };
+    serde_json::to_string_pretty(&report).unwrap_or_default()
+}
+
+/// The paper's published figures (`tables.yaml`): rows of axis values and metrics.
+#[derive(Debug, Default)]
+pub struct PaperFigures {
+    rows: Vec<BTreeMap<String, serde_yaml_ng::Value>>,
+}
+
+impl PaperFigures {
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tables: BTreeMap<String, Vec<BTreeMap<String, serde_yaml_ng::Value>>> =
+            serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self { rows: tables.into_values().flatten().collect() })
+    }
+
+    /// The published top-1 of a group whose axes are exactly a paper row's axes.
+    pub fn top1(&self, row: &GroupRow) -> Option<f64> {
+        let axis_names: Vec<&str> = Axis::ALL.iter().map(|a| a.name()).collect();
+        self.rows.iter().find_map(|paper| {
+            let paper_axes: Vec<&String> =
+                paper.keys().filter(|k| axis_names.contains(&k.as_str())).collect();
+            let same_axes = paper_axes.len() == row.key.len()
+                && paper_axes.iter().all(|k| row.key.contains_key(k.as_str()));
+            let same_values = paper_axes.iter().all(|k| {
+                let value = &paper[k.as_str()];
+                let text =
+                    value.as_str().map(str::to_string).or_else(|| value.as_u64().map(|v| v.to_string()));
+                text.as_deref() == row.key.get(k.as_str()).map(String::as_str)
+            });
+            (same_axes && same_values)
+                .then(|| paper.get("top1").and_then(serde_yaml_ng::Value::as_f64))
+                .flatten()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_uses_students_t() {
+        let e = estimate(&[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(e.mean, 2.0);
+        // s = 1, n = 3, t(2) = 4.303: 4.303 / sqrt(3).
+        assert!((e.ci95.unwrap() - 4.303 / 3f64.sqrt()).abs() < 1e-9);
+        assert_eq!(estimate(&[5.0]).unwrap().ci95, None);
+        assert!(estimate(&[]).is_none());
+    }
+
+    #[test]
+    fn axes_parse_singular_and_plural_and_refuse_unknown_ones() {
+        assert_eq!(parse_axes("architecture,methods").unwrap(), vec![Axis::Architecture, Axis::Method]);
+        assert!(parse_axes("colour").unwrap_err().contains("unknown axis `colour`"));
+    }
+
+    fn record(method: Method, seed: u64, top1: Option<f64>) -> TrialRecord {
+        let text = "name: t\nepochs: 1\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1]\nmethods: [baseline]\n\
+                    architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\ndatasets:\n  s:\n    format: synthetic\n";
+        let mut spec = crate::spec::parse(std::path::Path::new("t.yaml"), text, &Default::default())
+            .unwrap()
+            .trials
+            .remove(0)
+            .spec;
+        spec.method = method;
+        spec.seed = seed;
+        let average = worker::outcome::ClassMetrics {
+            label: "avg".into(),
+            precision: 0.0,
+            recall: 0.0,
+            f1: 0.0,
+            support: 0,
+        };
+        let result = top1.map(|top1| worker::TrialResult {
+            status: worker::TrialStatus::Completed,
+            top1,
+            top5: 1.0,
+            test_loss: 0.0,
+            per_class: Vec::new(),
+            macro_avg: average.clone(),
+            weighted_avg: average,
+            confusion: Vec::new(),
+            train_seconds: 10.0,
+            peak_host_mb: 100.0,
+            peak_device_mb: None,
+            inference_ms_per_batch: 2.0,
+            history: Vec::new(),
+        });
+        TrialRecord {
+            id: format!("{method:?}{seed}"),
+            spec,
+            state: if result.is_some() { "done" } else { "failed" }.into(),
+            attempts: 1,
+            last_error: None,
+            result,
+            epochs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pivots_average_over_seeds_and_subtract_the_baseline() {
+        let records = vec![
+            record(Method::Baseline, 1, Some(0.80)),
+            record(Method::Baseline, 2, Some(0.82)),
+            record(Method::Sal, 1, Some(0.84)),
+            record(Method::Sal, 2, Some(0.86)),
+            record(Method::Sal, 3, None),
+        ];
+        let rows = pivot(&records, &[Axis::Architecture, Axis::Method]);
+        assert_eq!(rows.len(), 2);
+        let (baseline, sal) = (&rows[0], &rows[1]);
+        assert_eq!(baseline.key["method"], "baseline");
+        assert!((baseline.top1.unwrap().mean - 81.0).abs() < 1e-9);
+        assert_eq!((sal.trials, sal.finished), (3, 2));
+        assert!((sal.delta_top1.unwrap() - 4.0).abs() < 1e-9);
+        assert_eq!(baseline.delta_top1, None);
+        let csv = csv(&rows, &[Axis::Architecture, Axis::Method]);
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.lines().nth(2).unwrap().starts_with("noop,sal,3,2,85"), "{csv}");
+        let table = table(&rows, &[Axis::Architecture, Axis::Method], None);
+        assert!(table.contains("+4.00") && table.contains("81.00 ± 12.71"), "{table}");
+    }
+
+    #[test]
+    fn csv_quotes_fields_that_need_it() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}

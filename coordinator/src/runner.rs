@@ -1,0 +1,186 @@
+//! Serving a sweep to its end: the store, the gRPC server, lease expiry, and in local mode the
+//! workers (in-process, over loopback gRPC like any other worker), with a progress bar.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+use worker::client::ClientConfig;
+use worker::Devices;
+
+use crate::service;
+use crate::spec::Sweep;
+use crate::store::{Progress, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Server(#[from] tonic::transport::Error),
+    #[error("local worker {index}: {source}")]
+    Worker {
+        index: usize,
+        #[source]
+        source: worker::WorkerError,
+    },
+}
+
+/// Workers this process runs itself (`--local`).
+#[derive(Debug, Clone)]
+pub struct LocalWorkers {
+    pub count: usize,
+    /// CPU replicas per worker.
+    pub cpu_ranks: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub lease_ttl: Duration,
+    pub retry_failed: bool,
+    /// Also write the bound address here (for scripts; stdout gets it too).
+    pub addr_file: Option<PathBuf>,
+    pub local: Option<LocalWorkers>,
+    /// Keep serving after the sweep is done (until a signal).
+    pub keep_serving: bool,
+    pub progress_bar: bool,
+}
+
+/// Serves `sweep` until every trial has ended (or `shutdown` resolves); answers the final counts.
+pub async fn serve_sweep(
+    sweep: &Sweep,
+    options: &ServeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Progress, RunnerError> {
+    let (store, summary) = Store::open(&options.state_dir, sweep, options.lease_ttl, options.retry_failed)?;
+    tracing::info!(
+        sweep = %sweep.name,
+        trials = summary.trials,
+        new = summary.new,
+        finished = summary.already_finished,
+        leases_expired = summary.leases_expired,
+        state_dir = %options.state_dir.display(),
+        "sweep loaded"
+    );
+    let (listener, addr) = service::bind(options.listen)
+        .await
+        .map_err(|source| RunnerError::Bind { addr: options.listen, source })?;
+    // Readiness: scripts and tests wait for this line (or the address file) before connecting.
+    {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "listening on {addr}");
+    }
+    if let Some(path) = &options.addr_file {
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, addr.to_string())
+            .map_err(|source| RunnerError::Io { path: partial.clone(), source })?;
+        std::fs::rename(&partial, path).map_err(|source| RunnerError::Io { path: path.clone(), source })?;
+    }
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(service::serve(store.clone(), listener, options.lease_ttl, async {
+        let _ = server_stopped.await;
+    }));
+
+    let (stop_workers, workers_stop) = watch::channel(false);
+    let mut workers = Vec::new();
+    if let Some(local) = &options.local {
+        for index in 0..local.count {
+            let mut config = ClientConfig::new(
+                format!("http://{addr}"),
+                Devices::Cpu { ranks: local.cpu_ranks.max(1) },
+                options.state_dir.join("local-workers").join(format!("worker-{index}")),
+            );
+            config.worker_id = format!("local-{index}");
+            let mut stop = workers_stop.clone();
+            workers.push(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                worker::client::run(config, stopped).await
+            }));
+        }
+    }
+
+    let bar = options.progress_bar.then(|| progress_bar(store.progress()));
+    let mut progress = store.progress();
+    tokio::pin!(shutdown);
+    let interrupted = tokio::select! {
+        _ = progress.wait_for(|p| p.is_complete() && !options.keep_serving) => false,
+        () = &mut shutdown => true,
+    };
+    if interrupted {
+        tracing::info!("interrupted: stopping");
+        let _ = stop_workers.send(true);
+    }
+    let mut worker_error = None;
+    for (index, handle) in workers.into_iter().enumerate() {
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => worker_error = Some(RunnerError::Worker { index, source }),
+            Err(e) => tracing::error!("local worker {index} panicked: {e}"),
+        }
+    }
+    if !interrupted && options.local.is_none() {
+        // Let remote workers hear that the sweep is done, so that they exit too.
+        let deadline = tokio::time::Instant::now() + options.lease_ttl;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        while tokio::time::Instant::now() < deadline && !store.workers_told_done().await? {
+            tick.tick().await;
+        }
+    }
+    let _ = stop_server.send(());
+    if let Ok(result) = server.await {
+        result?;
+    }
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let last = *store.progress().borrow();
+    match worker_error {
+        Some(error) => Err(error),
+        None => Ok(last),
+    }
+}
+
+fn progress_bar(mut progress: watch::Receiver<Progress>) -> ProgressBar {
+    let initial = *progress.borrow();
+    let bar = ProgressBar::new(u64::from(initial.total()));
+    let style =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} trials {msg} (eta {eta})")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    let shown = bar.clone();
+    tokio::spawn(async move {
+        loop {
+            let p = *progress.borrow_and_update();
+            shown.set_position(u64::from(p.finished()));
+            shown.set_message(format!(
+                "running {}, pending {}, failed {}",
+                p.running + p.leased,
+                p.pending,
+                p.failed
+            ));
+            if progress.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    bar
+}

@@ -1,0 +1,370 @@
+//! Which pending trial goes to which asking worker, and what a lost or failed attempt means.
+//!
+//! Pull-based: a worker asks with its free devices; the scheduler picks, among the pending trials
+//! that fit, the one with a cached (dataset, resolution) on that worker if any, longest first by
+//! estimated cost. This module is pure bookkeeping in memory; the store persists each decision
+//! before applying it here, and rebuilds this state from SQLite on restart.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a trial is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrialState {
+    Pending,
+    /// Given to a worker, no epoch reported yet.
+    Leased,
+    /// Its worker has reported at least one epoch of this attempt.
+    Running,
+    Done,
+    Failed,
+    Diverged,
+}
+
+impl TrialState {
+    pub const ALL: [TrialState; 6] = [
+        TrialState::Pending,
+        TrialState::Leased,
+        TrialState::Running,
+        TrialState::Done,
+        TrialState::Failed,
+        TrialState::Diverged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Pending => "pending",
+            TrialState::Leased => "leased",
+            TrialState::Running => "running",
+            TrialState::Done => "done",
+            TrialState::Failed => "failed",
+            TrialState::Diverged => "diverged",
+        }
+    }
+
+    /// Nothing more will happen to the trial.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TrialState::Done | TrialState::Failed | TrialState::Diverged)
+    }
+}
+
+impl fmt::Display for TrialState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TrialState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TrialState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown trial state `{s}`"))
+    }
+}
+
+/// A trial as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct TrialEntry {
+    pub id: String,
+    pub state: TrialState,
+    pub cost: f64,
+    /// Devices it takes; 0: all of a worker's.
+    pub devices: u32,
+    pub cache_key: String,
+    /// Attempts started (leases granted).
+    pub attempts: u32,
+    /// Attempts that failed retryably or whose worker was lost.
+    pub failures: u32,
+    pub max_attempts: u32,
+    pub last_error: Option<String>,
+    pub lease: Option<String>,
+}
+
+/// A worker's grant on one trial, valid until `deadline_ms` (milliseconds since the Unix epoch)
+/// unless extended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub id: String,
+    pub trial_id: String,
+    pub worker_id: String,
+    pub attempt: u32,
+    pub devices: u32,
+    pub deadline_ms: u64,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone)]
+pub struct WorkerEntry {
+    pub id: String,
+    pub hostname: String,
+    pub devices: u32,
+    pub cached: HashSet<String>,
+    pub last_seen_ms: u64,
+    /// Has been answered that the sweep is done (the coordinator may stop once all have).
+    pub told_done: bool,
+}
+
+/// What becomes of a trial whose attempt ended without a result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterLoss {
+    /// Back to pending for another attempt.
+    Retry,
+    /// Failed for good, with this error.
+    Fail(String),
+}
+
+/// The scheduler's memory: trials of the current sweep, live leases, workers.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    /// Read freely; change a trial's state only through [`Scheduler::set_state`], which keeps
+    /// the counts.
+    pub trials: HashMap<String, TrialEntry>,
+    pub leases: HashMap<String, Lease>,
+    pub workers: HashMap<String, WorkerEntry>,
+    /// Trials per state, kept as states change: progress is read after every commit.
+    tally: HashMap<TrialState, u32>,
+}
+
+impl Scheduler {
+    pub fn with_trials(trials: HashMap<String, TrialEntry>) -> Self {
+        let mut scheduler = Scheduler::default();
+        scheduler.set_trials(trials);
+        scheduler
+    }
+
+    /// Replaces the trials (and counts them).
+    pub fn set_trials(&mut self, trials: HashMap<String, TrialEntry>) {
+        self.tally.clear();
+        for trial in trials.values() {
+            *self.tally.entry(trial.state).or_insert(0) += 1;
+        }
+        self.trials = trials;
+    }
+
+    pub fn set_state(&mut self, trial_id: &str, state: TrialState) {
+        if let Some(trial) = self.trials.get_mut(trial_id) {
+            if let Some(count) = self.tally.get_mut(&trial.state) {
+                *count = count.saturating_sub(1);
+            }
+            *self.tally.entry(state).or_insert(0) += 1;
+            trial.state = state;
+        }
+    }
+
+    /// The pending trial for a worker with `free` of its `total` devices free, if any fits.
+    pub fn pick(&self, worker: &WorkerEntry, free: u32) -> Option<&TrialEntry> {
+        self.trials
+            .values()
+            .filter(|t| t.state == TrialState::Pending)
+            .filter(|t| fits(t.devices, free, worker.devices))
+            .max_by(|a, b| {
+                let hit = |t: &TrialEntry| worker.cached.contains(&t.cache_key);
+                hit(a)
+                    .cmp(&hit(b))
+                    .then(a.cost.total_cmp(&b.cost))
+                    // Ties: the smaller id first, so that the order is reproducible.
+                    .then_with(|| b.id.cmp(&a.id))
+            })
+    }
+
+    /// Records a granted lease.
+    pub fn grant(&mut self, lease: Lease) {
+        self.set_state(&lease.trial_id, TrialState::Leased);
+        if let Some(trial) = self.trials.get_mut(&lease.trial_id) {
+            trial.attempts = lease.attempt;
+            trial.lease = Some(lease.id.clone());
+        }
+        self.leases.insert(lease.id.clone(), lease);
+    }
+
+    /// Leases past their deadline at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> Vec<Lease> {
+        self.leases.values().filter(|l| l.deadline_ms < now_ms).cloned().collect()
+    }
+
+    /// What a lost or retryably failed attempt leads to: another attempt, or failure once
+    /// `max_attempts` attempts have failed.
+    pub fn after_loss(&self, trial_id: &str, error: &str, retryable: bool) -> AfterLoss {
+        let Some(trial) = self.trials.get(trial_id) else { return AfterLoss::Fail(error.to_string()) };
+        if retryable && trial.failures + 1 < trial.max_attempts {
+            AfterLoss::Retry
+        } else if retryable {
+            AfterLoss::Fail(format!("{error} (after {} attempts)", trial.failures + 1))
+        } else {
+            AfterLoss::Fail(error.to_string())
+        }
+    }
+
+    /// Ends a lease; `failed` counts an attempt against the trial.
+    pub fn end_lease(&mut self, lease_id: &str, new_state: TrialState, failed: bool, error: Option<String>) {
+        let Some(lease) = self.leases.remove(lease_id) else { return };
+        if self.trials.get(&lease.trial_id).is_some_and(|t| !t.state.is_terminal()) {
+            self.set_state(&lease.trial_id, new_state);
+        }
+        if let Some(trial) = self.trials.get_mut(&lease.trial_id) {
+            if trial.lease.as_deref() == Some(lease_id) {
+                trial.lease = None;
+            }
+            if failed {
+                trial.failures += 1;
+            }
+            if error.is_some() {
+                trial.last_error = error;
+            }
+        }
+    }
+
+    /// Counts of trials per state.
+    pub fn count(&self, state: TrialState) -> u32 {
+        self.tally.get(&state).copied().unwrap_or(0)
+    }
+
+    /// Every trial of the sweep has ended.
+    pub fn sweep_done(&self) -> bool {
+        TrialState::ALL.iter().filter(|s| !s.is_terminal()).all(|s| self.count(*s) == 0)
+    }
+}
+
+/// Whether a trial taking `wanted` devices (0: all) fits `free` of a worker's `total`.
+pub fn fits(wanted: u32, free: u32, total: u32) -> bool {
+    if wanted == 0 {
+        free == total && total > 0
+    } else {
+        wanted <= free
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(id: &str, cost: f64, devices: u32, cache_key: &str) -> TrialEntry {
+        TrialEntry {
+            id: id.into(),
+            state: TrialState::Pending,
+            cost,
+            devices,
+            cache_key: cache_key.into(),
+            attempts: 0,
+            failures: 0,
+            max_attempts: 3,
+            last_error: None,
+            lease: None,
+        }
+    }
+
+    fn worker(devices: u32, cached: &[&str]) -> WorkerEntry {
+        WorkerEntry {
+            id: "w".into(),
+            hostname: "h".into(),
+            devices,
+            cached: cached.iter().map(|s| s.to_string()).collect(),
+            last_seen_ms: 0,
+            told_done: false,
+        }
+    }
+
+    fn scheduler(trials: Vec<TrialEntry>) -> Scheduler {
+        Scheduler::with_trials(trials.into_iter().map(|t| (t.id.clone(), t)).collect())
+    }
+
+    #[test]
+    fn picks_the_longest_pending_trial_first() {
+        let s = scheduler(vec![
+            trial("a", 1.0, 0, "x@32"),
+            trial("b", 5.0, 0, "x@32"),
+            trial("c", 3.0, 0, "x@32"),
+        ]);
+        assert_eq!(s.pick(&worker(2, &[]), 2).unwrap().id, "b");
+    }
+
+    #[test]
+    fn prefers_a_trial_whose_dataset_the_worker_has_cached() {
+        let s = scheduler(vec![trial("big", 9.0, 0, "x@224"), trial("cached", 1.0, 0, "y@32")]);
+        assert_eq!(s.pick(&worker(1, &["y@32"]), 1).unwrap().id, "cached");
+        assert_eq!(s.pick(&worker(1, &[]), 1).unwrap().id, "big");
+    }
+
+    #[test]
+    fn a_trial_takes_its_devices_or_all_of_a_worker() {
+        let s = scheduler(vec![trial("two", 9.0, 2, "x"), trial("all", 1.0, 0, "x")]);
+        // Two of four free: only the two-device trial fits.
+        assert_eq!(s.pick(&worker(4, &[]), 2).unwrap().id, "two");
+        // One free: nothing fits.
+        assert!(s.pick(&worker(4, &[]), 1).is_none());
+        let s = scheduler(vec![trial("all", 1.0, 0, "x")]);
+        assert!(s.pick(&worker(4, &[]), 3).is_none());
+        assert_eq!(s.pick(&worker(4, &[]), 4).unwrap().id, "all");
+    }
+
+    #[test]
+    fn leased_trials_are_not_picked_again() {
+        let mut s = scheduler(vec![trial("a", 1.0, 0, "x")]);
+        s.grant(Lease {
+            id: "l".into(),
+            trial_id: "a".into(),
+            worker_id: "w".into(),
+            attempt: 1,
+            devices: 1,
+            deadline_ms: 10,
+        });
+        assert!(s.pick(&worker(1, &[]), 1).is_none());
+        assert_eq!(s.expired(11).len(), 1);
+        assert!(s.expired(10).is_empty());
+    }
+
+    #[test]
+    fn losses_retry_until_max_attempts_then_fail_with_the_last_error() {
+        let mut s = scheduler(vec![trial("a", 1.0, 0, "x")]);
+        for attempt in 1..=3 {
+            let lease = Lease {
+                id: format!("l{attempt}"),
+                trial_id: "a".into(),
+                worker_id: "w".into(),
+                attempt,
+                devices: 1,
+                deadline_ms: 0,
+            };
+            s.grant(lease);
+            let after = s.after_loss("a", "worker lost", true);
+            if attempt < 3 {
+                assert_eq!(after, AfterLoss::Retry);
+                s.end_lease(&format!("l{attempt}"), TrialState::Pending, true, Some("worker lost".into()));
+                assert_eq!(s.trials["a"].state, TrialState::Pending);
+            } else {
+                assert_eq!(after, AfterLoss::Fail("worker lost (after 3 attempts)".into()));
+            }
+        }
+    }
+
+    #[test]
+    fn counts_follow_state_changes() {
+        let mut s = scheduler(vec![trial("a", 1.0, 0, "x"), trial("b", 1.0, 0, "x")]);
+        assert_eq!(s.count(TrialState::Pending), 2);
+        s.grant(Lease {
+            id: "l".into(),
+            trial_id: "a".into(),
+            worker_id: "w".into(),
+            attempt: 1,
+            devices: 1,
+            deadline_ms: 0,
+        });
+        assert_eq!((s.count(TrialState::Pending), s.count(TrialState::Leased)), (1, 1));
+        s.end_lease("l", TrialState::Done, false, None);
+        s.set_state("b", TrialState::Failed);
+        assert_eq!(
+            (s.count(TrialState::Leased), s.count(TrialState::Done), s.count(TrialState::Failed)),
+            (0, 1, 1)
+        );
+        assert!(s.sweep_done());
+    }
+
+    #[test]
+    fn final_failures_do_not_retry() {
+        let s = scheduler(vec![trial("a", 1.0, 0, "x")]);
+        assert_eq!(s.after_loss("a", "bad config", false), AfterLoss::Fail("bad config".into()));
+    }
+}

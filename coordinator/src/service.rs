@@ -1,0 +1,304 @@
+//! The gRPC face of the coordinator: adapts requests to the store and answers. Decisions live in
+//! `schedule`, durability in `store`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use proto::pb;
+use proto::pb::coordinator_server::{Coordinator, CoordinatorServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert;
+use crate::store::{LeaseRef, Store};
+
+/// Checkpoints travel in chunks of this size.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+pub struct CoordinatorService {
+    store: Store,
+    heartbeat: Duration,
+}
+
+impl CoordinatorService {
+    /// `lease_ttl`: how long a lease lives without news; workers heartbeat three times as often.
+    pub fn new(store: Store, lease_ttl: Duration) -> Self {
+        Self { store, heartbeat: lease_ttl / 3 }
+    }
+
+    pub fn into_server(self) -> CoordinatorServer<Self> {
+        CoordinatorServer::new(self).max_decoding_message_size(4 * CHUNK_BYTES)
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves; also returns the trials of expired leases to
+/// pending every quarter of a lease's life.
+pub async fn serve(
+    store: Store,
+    listener: TcpListener,
+    lease_ttl: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let expiry_store = store.clone();
+    let expiry = tokio::spawn(async move {
+        let mut tick = tokio::time::interval((lease_ttl / 4).max(Duration::from_millis(50)));
+        loop {
+            tick.tick().await;
+            if let Err(e) = expiry_store.expire_leases().await {
+                tracing::error!("expiring leases: {e}");
+            }
+        }
+    });
+    let service = CoordinatorService::new(store, lease_ttl);
+    let result = tonic::transport::Server::builder()
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    expiry.abort();
+    result
+}
+
+/// Binds `addr` (port 0: any free port) and answers the bound address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CheckpointChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Coordinator for CoordinatorService {
+    #[tracing::instrument(skip_all, fields(worker = %request.get_ref().worker_id))]
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let registration = convert::registration(request.into_inner())?;
+        tracing::info!(devices = registration.devices, host = %registration.hostname, "worker registered");
+        self.store.register(registration).await?;
+        let status = self.store.status().await?;
+        Ok(Response::new(pb::RegisterResponse {
+            protocol_version: proto::PROTOCOL_VERSION,
+            heartbeat_ms: self.heartbeat.as_millis().try_into().unwrap_or(u32::MAX),
+            sweep_name: status.sweep_name,
+        }))
+    }
+
+    async fn lease(&self, request: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
+        let reply = self.store.lease(request.into_inner().try_into()?).await?;
+        Ok(Response::new(pb::LeaseResponse {
+            assignment: reply.grant.map(Into::into),
+            lost_leases: reply.lost,
+            sweep_done: reply.sweep_done,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        if request.worker_id.is_empty() {
+            return Err(Status::invalid_argument("`worker_id` is empty"));
+        }
+        let reply = self.store.heartbeat(request.worker_id, request.held_leases).await?;
+        Ok(Response::new(pb::HeartbeatResponse { lost_leases: reply.lost, sweep_done: reply.sweep_done }))
+    }
+
+    async fn report_epoch(
+        &self,
+        request: Request<pb::EpochReportRequest>,
+    ) -> Result<Response<pb::Ack>, Status> {
+        let (lease, report, json) = convert::epoch_report(request.into_inner())?;
+        self.store.report_epoch(lease, report, json).await?;
+        Ok(Response::new(pb::Ack {}))
+    }
+
+    async fn upload_checkpoint(
+        &self,
+        request: Request<Streaming<pb::CheckpointChunk>>,
+    ) -> Result<Response<pb::Ack>, Status> {
+        let mut chunks = request.into_inner();
+        let header = match chunks.message().await? {
+            Some(pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Header(header)) }) => header,
+            _ => return Err(Status::invalid_argument("a checkpoint upload starts with its header")),
+        };
+        let lease = LeaseRef::try_from(header.lease)?;
+        if header.epoch == 0 {
+            return Err(Status::invalid_argument("`header.epoch`: epochs count from 1"));
+        }
+        // The lease names a trial of this sweep, so its id is safe in a path.
+        let attempt = self.store.check_lease(lease.clone()).await?;
+        let folder = self.store.checkpoint_dir(&lease.trial_id);
+        tokio::fs::create_dir_all(&folder).await.map_err(|e| io_status(&folder, e))?;
+        let final_path = folder.join(format!("epoch-{}-attempt-{attempt}.ckpt", header.epoch));
+        let partial = folder.join(format!(".upload-epoch-{}-attempt-{attempt}", header.epoch));
+        let written = receive_file(&mut chunks, &partial).await;
+        let bytes = match written {
+            Ok(bytes) => bytes,
+            Err(status) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(status);
+            }
+        };
+        if header.total_bytes != 0 && bytes != header.total_bytes {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(Status::invalid_argument(format!(
+                "checkpoint truncated: {bytes} of {} bytes arrived",
+                header.total_bytes
+            )));
+        }
+        tokio::fs::rename(&partial, &final_path).await.map_err(|e| io_status(&final_path, e))?;
+        self.store.record_checkpoint(lease, header.epoch, final_path, bytes).await?;
+        Ok(Response::new(pb::Ack {}))
+    }
+
+    type DownloadCheckpointStream = ChunkStream;
+
+    async fn download_checkpoint(
+        &self,
+        request: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
+        let request = request.into_inner();
+        let trial_id = request.trial_id;
+        let no_checkpoint =
+            || Status::not_found(format!("trial `{trial_id}` has no checkpoint of epoch {}", request.epoch));
+        let (epoch, path) = self.store.checkpoint(trial_id.clone()).await?.ok_or_else(no_checkpoint)?;
+        if epoch != request.epoch {
+            return Err(no_checkpoint());
+        }
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| io_status(&path, e))?;
+        let total_bytes = file.metadata().await.map_err(|e| io_status(&path, e))?.len();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let header = pb::CheckpointHeader {
+            lease: Some(pb::LeaseRef { lease_id: String::new(), trial_id: trial_id.clone() }),
+            epoch,
+            total_bytes,
+        };
+        tokio::spawn(async move {
+            let first = pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Header(header)) };
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                let mut buffer = vec![0u8; CHUNK_BYTES];
+                match file.read(&mut buffer).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buffer.truncate(n);
+                        let chunk =
+                            pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Data(buffer)) };
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(io_status(&path, e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as ChunkStream))
+    }
+
+    async fn complete(
+        &self,
+        request: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let completion = convert::completion(request.into_inner())?;
+        tracing::info!(trial = %completion.lease.trial_id, top1 = completion.result.top1, "trial completed");
+        // Answered only once the result (and the reports it carries) is committed.
+        self.store
+            .complete(completion.lease, completion.result, completion.result_json, completion.epochs)
+            .await?;
+        let mut response = pb::CompleteResponse::default();
+        if let Some(ask) = completion.next {
+            // The result is safe whatever happens here: a failed ask only means no next trial.
+            match self.store.lease(ask).await {
+                Ok(reply) => {
+                    response.assignment = reply.grant.map(Into::into);
+                    response.sweep_done = reply.sweep_done;
+                }
+                Err(e) => tracing::warn!("no next trial with the completion: {e}"),
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn fail(&self, request: Request<pb::FailRequest>) -> Result<Response<pb::Ack>, Status> {
+        let request = request.into_inner();
+        let lease = LeaseRef::try_from(request.lease)?;
+        tracing::warn!(trial = %lease.trial_id, retryable = request.retryable, "trial failed: {}", request.error);
+        self.store.fail(lease, request.error, request.retryable).await?;
+        Ok(Response::new(pb::Ack {}))
+    }
+
+    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::Ack>, Status> {
+        let lease = LeaseRef::try_from(request.into_inner().lease)?;
+        tracing::info!(trial = %lease.trial_id, "lease handed back");
+        self.store.release(lease).await?;
+        Ok(Response::new(pb::Ack {}))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(self.store.status().await?.into()))
+    }
+
+    async fn results(
+        &self,
+        _request: Request<pb::ResultsRequest>,
+    ) -> Result<Response<pb::ResultsResponse>, Status> {
+        let dir = self.store.dir().to_path_buf();
+        let (_, records) = tokio::task::spawn_blocking(move || crate::store::read_records(&dir))
+            .await
+            .map_err(|e| Status::internal(format!("reading results: {e}")))??;
+        let trials = records
+            .into_iter()
+            .map(|record| pb::TrialRecord {
+                trial_id: record.id,
+                spec_json: record.spec.canonical_json(),
+                state: record.state,
+                attempts: record.attempts,
+                last_error: record.last_error.unwrap_or_default(),
+                result_json: record.result.and_then(|r| serde_json::to_string(&r).ok()).unwrap_or_default(),
+                epochs_json: record
+                    .epochs
+                    .iter()
+                    .filter_map(|e| serde_json::to_string(&e.report).ok())
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ResultsResponse { trials }))
+    }
+}
+
+/// Writes an upload's data chunks to `path` and syncs it; answers the bytes written.
+async fn receive_file(chunks: &mut Streaming<pb::CheckpointChunk>, path: &PathBuf) -> Result<u64, Status> {
+    let mut file = tokio::fs::File::create(path).await.map_err(|e| io_status(path, e))?;
+    let mut bytes = 0u64;
+    while let Some(chunk) = chunks.next().await {
+        match chunk?.part {
+            Some(pb::checkpoint_chunk::Part::Data(data)) => {
+                file.write_all(&data).await.map_err(|e| io_status(path, e))?;
+                bytes += data.len() as u64;
+            }
+            _ => return Err(Status::invalid_argument("only the first chunk of an upload is a header")),
+        }
+    }
+    file.sync_all().await.map_err(|e| io_status(path, e))?;
+    Ok(bytes)
+}
+
+fn io_status(path: &std::path::Path, error: std::io::Error) -> Status {
+    Status::internal(format!("{}: {error}", path.display()))
+}

@@ -1,0 +1,712 @@
+//! Sweep files: parse, validate and expand into trials.
+//!
+//! A sweep file is YAML. Every axis (`seeds`, `methods`, `architectures`, `optimizers`,
+//! `resolutions`, `datasets`) expands; each cell is one [`TrialSpec`], the same definition
+//! `worker train --trial FILE` reads. A trial's id is a hash of its canonical JSON, so rerunning a
+//! sweep finds its finished cells, and a new seed or axis value adds only new cells.
+//!
+//! Every error names the file, the line and the key: YAML syntax errors carry their own position;
+//! for errors found after parsing, [`LineIndex`] finds the line of a key path in the raw text.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sal::StressConfig;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+use sha2::{Digest, Sha256};
+use worker::{DatasetSpec, Head, Method, TrialSpec};
+
+/// Every key a sweep file may have.
+pub const KEYS: &[&str] = &[
+    "name",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "seeds",
+    "methods",
+    "architectures",
+    "optimizers",
+    "resolutions",
+    "datasets",
+    "sal",
+    "head",
+    "pretrained",
+    "max_attempts",
+    "gpus_per_trial",
+];
+
+const REQUIRED: &[&str] = &[
+    "name",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "seeds",
+    "methods",
+    "architectures",
+    "optimizers",
+    "resolutions",
+    "datasets",
+];
+
+/// On-disk dataset layouts (`worker::DatasetSpec::format`). `synthetic` is generated and has no root.
+pub const DATASET_FORMATS: &[&str] = &[
+    "synthetic",
+    "image_folder",
+    "imagenette",
+    "tiny_imagenet",
+    "eurosat",
+    "pacs",
+    "cifar10_bin",
+    "corel1k",
+];
+
+/// Every architecture a trial may name: the worker's registry plus the stand-in.
+pub fn known_architectures() -> Vec<&'static str> {
+    let mut known: Vec<&'static str> = worker::models::ARCHITECTURES.to_vec();
+    known.push(worker::run::NOOP);
+    known
+}
+
+/// A sweep file that cannot be run, with where it is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_invalid(file, *line, key, message))]
+    Invalid { file: PathBuf, line: usize, key: String, message: String },
+    #[error("--only {filter}: {message}")]
+    Only { filter: String, message: String },
+}
+
+fn render_invalid(file: &Path, line: usize, key: &str, message: &str) -> String {
+    if key.is_empty() {
+        format!("{}:{line}: {message}", file.display())
+    } else {
+        format!("{}:{line}: `{key}`: {message}", file.display())
+    }
+}
+
+/// How to resolve and check what a sweep file points at.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Relative dataset roots and pretrained weights are taken under this folder (default: the
+    /// sweep file's folder).
+    pub data_root: Option<PathBuf>,
+    /// Check that dataset roots and weights exist (when the data must be on this machine).
+    pub check_data: bool,
+    /// `key=value[,value]` slices of the grid; all must hold.
+    pub only: Vec<String>,
+}
+
+/// One cell of the grid with one seed, ready to schedule.
+#[derive(Debug, Clone)]
+pub struct PlannedTrial {
+    /// Stable: a hash of the spec's canonical JSON.
+    pub id: String,
+    pub spec: TrialSpec,
+    /// Estimated relative cost (longest first).
+    pub cost: f64,
+    /// Devices the trial takes; 0: all of a worker's.
+    pub devices: u32,
+    pub max_attempts: u32,
+}
+
+impl PlannedTrial {
+    /// The (dataset, resolution) whose decoded cache the trial needs: `name@resolution`.
+    pub fn cache_key(&self) -> String {
+        cache_key(&self.spec)
+    }
+}
+
+pub fn cache_key(spec: &TrialSpec) -> String {
+    format!("{}@{}", spec.dataset.name, spec.resolution)
+}
+
+/// A validated, expanded sweep.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub name: String,
+    pub file: PathBuf,
+    pub trials: Vec<PlannedTrial>,
+}
+
+/// The stable id of a trial: the first 16 hex digits of the SHA-256 of its canonical JSON.
+pub fn trial_id(spec: &TrialSpec) -> String {
+    let digest = Sha256::digest(spec.canonical_json().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// Reads, validates and expands a sweep file.
+pub fn load(file: &Path, options: &LoadOptions) -> Result<Sweep, SpecError> {
+    let text =
+        std::fs::read_to_string(file).map_err(|source| SpecError::Read { file: file.into(), source })?;
+    parse(file, &text, options)
+}
+
+/// Validates and expands a sweep file's text; `file` is only used in messages and to resolve
+/// relative paths when no data root is given.
+pub fn parse(file: &Path, text: &str, options: &LoadOptions) -> Result<Sweep, SpecError> {
+    let doc = Document::new(file, text)?;
+    let raw = doc.read()?;
+    let data_root = match &options.data_root {
+        Some(root) => root.clone(),
+        None => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let mut trials = raw.expand(&doc, &data_root, options.check_data)?;
+    for filter in &options.only {
+        trials = apply_only(filter, trials)?;
+    }
+    Ok(Sweep { name: raw.name, file: file.to_path_buf(), trials })
+}
+
+/// The sweep file's keys, typed but not yet checked against each other.
+struct RawSweep {
+    name: String,
+    epochs: u32,
+    batch_size: u32,
+    learning_rate: f64,
+    seeds: Vec<u64>,
+    methods: Vec<Method>,
+    architectures: Vec<String>,
+    optimizers: Vec<String>,
+    resolutions: Vec<u32>,
+    datasets: BTreeMap<String, DatasetEntry>,
+    sal: StressConfig,
+    head: Head,
+    pretrained: BTreeMap<String, PathBuf>,
+    max_attempts: u32,
+    gpus_per_trial: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetEntry {
+    format: String,
+    #[serde(default)]
+    root: Option<PathBuf>,
+    #[serde(default)]
+    options: BTreeMap<String, serde_json::Value>,
+}
+
+/// The parsed YAML with the text it came from, to put line numbers on errors.
+struct Document<'a> {
+    file: &'a Path,
+    root: serde_yaml_ng::Mapping,
+    lines: LineIndex,
+}
+
+impl<'a> Document<'a> {
+    fn new(file: &'a Path, text: &str) -> Result<Self, SpecError> {
+        let lines = LineIndex::new(text);
+        let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            // A duplicate key comes without a position: point at its second occurrence.
+            let repeated = message
+                .strip_prefix("duplicate entry with key \"")
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|key| lines.repeated_line(key));
+            let line = repeated.or(e.location().map(|l| l.line())).unwrap_or(1);
+            SpecError::Invalid {
+                file: file.into(),
+                line,
+                key: String::new(),
+                message: format!("invalid YAML: {message}"),
+            }
+        })?;
+        let root = match value {
+            Value::Mapping(map) => map,
+            Value::Null => serde_yaml_ng::Mapping::new(),
+            _ => {
+                return Err(SpecError::Invalid {
+                    file: file.into(),
+                    line: 1,
+                    key: String::new(),
+                    message: "a sweep file is a mapping of keys (name, epochs, ...)".into(),
+                })
+            }
+        };
+        Ok(Self { file, root, lines })
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) -> SpecError {
+        SpecError::Invalid {
+            file: self.file.into(),
+            line: self.lines.line_of(key),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.root.get(key)
+    }
+
+    /// Deserializes one key; on failure, the line of the innermost key the message names.
+    fn typed<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SpecError> {
+        let Some(value) = self.get(key) else { return Ok(None) };
+        serde_yaml_ng::from_value(value.clone()).map(Some).map_err(|e| self.value_error(key, &e))
+    }
+
+    fn value_error(&self, key: &str, error: &serde_yaml_ng::Error) -> SpecError {
+        let message = error.to_string();
+        // serde names an unknown field as "unknown field `x`": point at it when it is indexed.
+        let inner = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+            .and_then(|field| self.lines.find_below(key, field));
+        match inner {
+            Some(path) => self.error(&path, message),
+            None => self.error(key, message),
+        }
+    }
+
+    fn required<T: DeserializeOwned>(&self, key: &str) -> Result<T, SpecError> {
+        self.typed(key)?.ok_or_else(|| SpecError::Invalid {
+            file: self.file.into(),
+            line: 1,
+            key: key.into(),
+            message: "missing (required)".into(),
+        })
+    }
+
+    /// An axis: a non-empty list without repeats.
+    fn axis<T: DeserializeOwned + PartialEq + fmt::Debug>(&self, key: &str) -> Result<Vec<T>, SpecError> {
+        let values: Vec<T> = self.required(key)?;
+        if values.is_empty() {
+            return Err(self.error(key, "empty axis: list at least one value"));
+        }
+        for (i, value) in values.iter().enumerate() {
+            if values[..i].contains(value) {
+                return Err(self.error(key, format!("{value:?} is listed twice")));
+            }
+        }
+        Ok(values)
+    }
+
+    fn read(&self) -> Result<RawSweep, SpecError> {
+        for key in self.root.keys() {
+            let Some(name) = key.as_str() else {
+                return Err(SpecError::Invalid {
+                    file: self.file.into(),
+                    line: 1,
+                    key: String::new(),
+                    message: format!("keys are strings, found {key:?}"),
+                });
+            };
+            if !KEYS.contains(&name) {
+                return Err(self.error(name, format!("unknown key (known: {})", KEYS.join(", "))));
+            }
+        }
+        for key in REQUIRED {
+            if self.get(key).is_none() {
+                return Err(SpecError::Invalid {
+                    file: self.file.into(),
+                    line: 1,
+                    key: (*key).into(),
+                    message: "missing (required)".into(),
+                });
+            }
+        }
+        let datasets: BTreeMap<String, DatasetEntry> = self.required("datasets")?;
+        if datasets.is_empty() {
+            return Err(self.error("datasets", "empty axis: name at least one dataset"));
+        }
+        Ok(RawSweep {
+            name: self.required("name")?,
+            epochs: self.required("epochs")?,
+            batch_size: self.required("batch_size")?,
+            learning_rate: self.required("learning_rate")?,
+            seeds: self.axis("seeds")?,
+            methods: self.axis("methods")?,
+            architectures: self.axis("architectures")?,
+            optimizers: self.axis("optimizers")?,
+            resolutions: self.axis("resolutions")?,
+            datasets,
+            sal: self.typed("sal")?.unwrap_or_default(),
+            head: self.typed("head")?.unwrap_or_default(),
+            pretrained: self.typed("pretrained")?.unwrap_or_default(),
+            max_attempts: self.typed("max_attempts")?.unwrap_or(3),
+            gpus_per_trial: self.typed("gpus_per_trial")?.unwrap_or(0),
+        })
+    }
+}
+
+impl RawSweep {
+    fn check(&self, doc: &Document<'_>, data_root: &Path, check_data: bool) -> Result<(), SpecError> {
+        if self.name.trim().is_empty() {
+            return Err(doc.error("name", "must not be empty"));
+        }
+        if self.epochs == 0 {
+            return Err(doc.error("epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(doc.error("batch_size", "must be at least 1"));
+        }
+        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
+            return Err(doc
+                .error("learning_rate", format!("must be a finite number > 0, got {}", self.learning_rate)));
+        }
+        if self.max_attempts == 0 {
+            return Err(doc.error("max_attempts", "must be at least 1"));
+        }
+        if let Some(r) = self.resolutions.iter().find(|r| **r < 8) {
+            return Err(doc.error("resolutions", format!("{r} px is too small (at least 8)")));
+        }
+        let known = known_architectures();
+        if let Some(a) = self.architectures.iter().find(|a| !known.contains(&a.as_str())) {
+            return Err(doc.error(
+                "architectures",
+                format!("unknown architecture `{a}` (known: {})", known.join(", ")),
+            ));
+        }
+        let optimizers = worker::optim::OPTIMIZERS;
+        if let Some(o) = self.optimizers.iter().find(|o| !optimizers.contains(&o.as_str())) {
+            return Err(doc
+                .error("optimizers", format!("unknown optimizer `{o}` (known: {})", optimizers.join(", "))));
+        }
+        if self.methods.contains(&Method::Sal) {
+            self.sal.validate().map_err(|e| doc.error("sal", e.to_string()))?;
+        }
+        for (name, entry) in &self.datasets {
+            let key = format!("datasets.{name}");
+            if !DATASET_FORMATS.contains(&entry.format.as_str()) {
+                return Err(doc.error(
+                    &format!("{key}.format"),
+                    format!(
+                        "unknown dataset format `{}` (known: {})",
+                        entry.format,
+                        DATASET_FORMATS.join(", ")
+                    ),
+                ));
+            }
+            match (&entry.root, entry.format.as_str()) {
+                (None, "synthetic") => {}
+                (None, _) => return Err(doc.error(&key, format!("format `{}` needs a `root`", entry.format))),
+                (Some(root), _) => {
+                    let root = data_root.join(root);
+                    if check_data && !root.is_dir() {
+                        return Err(doc.error(
+                            &format!("{key}.root"),
+                            format!("dataset root {} is not a folder", root.display()),
+                        ));
+                    }
+                }
+            }
+        }
+        for (architecture, weights) in &self.pretrained {
+            let key = format!("pretrained.{architecture}");
+            if !self.architectures.contains(architecture) {
+                return Err(doc.error(&key, format!("`{architecture}` is not in `architectures`")));
+            }
+            let weights = data_root.join(weights);
+            if check_data && !weights.is_file() {
+                return Err(doc.error(&key, format!("weights file {} does not exist", weights.display())));
+            }
+        }
+        Ok(())
+    }
+
+    fn expand(
+        &self,
+        doc: &Document<'_>,
+        data_root: &Path,
+        check_data: bool,
+    ) -> Result<Vec<PlannedTrial>, SpecError> {
+        self.check(doc, data_root, check_data)?;
+        let mut trials = Vec::new();
+        for architecture in &self.architectures {
+            for optimizer in &self.optimizers {
+                for (name, entry) in &self.datasets {
+                    for &resolution in &self.resolutions {
+                        for &method in &self.methods {
+                            for &seed in &self.seeds {
+                                let spec = TrialSpec {
+                                    architecture: architecture.clone(),
+                                    optimizer: optimizer.clone(),
+                                    dataset: DatasetSpec {
+                                        name: name.clone(),
+                                        format: entry.format.clone(),
+                                        root: entry.root.as_ref().map(|r| data_root.join(r)),
+                                        options: entry.options.clone(),
+                                    },
+                                    resolution,
+                                    method,
+                                    // Baselines ignore SAL's settings: keep their ids independent of them.
+                                    sal: if method == Method::Sal {
+                                        self.sal.clone()
+                                    } else {
+                                        StressConfig::default()
+                                    },
+                                    epochs: self.epochs,
+                                    batch_size: self.batch_size,
+                                    learning_rate: self.learning_rate,
+                                    seed,
+                                    head: self.head,
+                                    pretrained: self.pretrained.get(architecture).map(|p| data_root.join(p)),
+                                };
+                                trials.push(PlannedTrial {
+                                    id: trial_id(&spec),
+                                    cost: estimate_cost(&spec),
+                                    spec,
+                                    devices: self.gpus_per_trial,
+                                    max_attempts: self.max_attempts,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(trials)
+    }
+}
+
+/// Keeps the trials one `--only key=value[,value]` selects.
+fn apply_only(filter: &str, trials: Vec<PlannedTrial>) -> Result<Vec<PlannedTrial>, SpecError> {
+    let only_error = |message: String| SpecError::Only { filter: filter.into(), message };
+    let (key, values) =
+        filter.split_once('=').ok_or_else(|| only_error("expected key=value[,value]".into()))?;
+    let values: Vec<&str> = values.split(',').map(str::trim).filter(|v| !v.is_empty()).collect();
+    if values.is_empty() {
+        return Err(only_error("no value after `=`".into()));
+    }
+    let axis: fn(&TrialSpec) -> String = match key.trim() {
+        "architecture" | "architectures" => |s| s.architecture.clone(),
+        "optimizer" | "optimizers" => |s| s.optimizer.clone(),
+        "dataset" | "datasets" => |s| s.dataset.name.clone(),
+        "resolution" | "resolutions" => |s| s.resolution.to_string(),
+        "method" | "methods" => |s| method_name(s.method).to_string(),
+        "seed" | "seeds" => |s| s.seed.to_string(),
+        other => {
+            return Err(only_error(format!(
+                "unknown axis `{other}` (known: architecture, optimizer, dataset, resolution, method, seed)"
+            )))
+        }
+    };
+    for value in &values {
+        if !trials.iter().any(|t| axis(&t.spec) == *value) {
+            return Err(only_error(format!("`{value}` is not a value of this axis in the sweep")));
+        }
+    }
+    Ok(trials.into_iter().filter(|t| values.contains(&axis(&t.spec).as_str())).collect())
+}
+
+pub fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Baseline => "baseline",
+        Method::Sal => "sal",
+    }
+}
+
+/// Relative cost of a trial, to run the longest first: model GFLOPs at 224 px × (resolution /
+/// 224)² × training images × epochs. Only the order matters.
+pub fn estimate_cost(spec: &TrialSpec) -> f64 {
+    let gflops = match spec.architecture.as_str() {
+        "densenet201" => 4.3,
+        "densenet121" => 2.9,
+        "resnet50" | "resnet50_v2" => 4.1,
+        "efficientnet_b2" => 1.0,
+        "mobilenet_v2" => 0.3,
+        "small_cnn" => 0.05,
+        worker::run::NOOP => 0.001,
+        _ => 1.0,
+    };
+    let option_size = spec.dataset.options.get("train_size").and_then(serde_json::Value::as_f64);
+    let images = option_size.unwrap_or(match spec.dataset.format.as_str() {
+        "imagenette" => 9_500.0,
+        "tiny_imagenet" => 100_000.0,
+        "eurosat" => 21_600.0,
+        "pacs" => 8_000.0,
+        "cifar10_bin" => 50_000.0,
+        "corel1k" => 800.0,
+        _ => 1_000.0,
+    });
+    let side = f64::from(spec.resolution) / 224.0;
+    gflops * side * side * images * f64::from(spec.epochs)
+}
+
+/// Where each key path (`datasets.cifar10.root`) starts in block-style YAML. Keys inside flow
+/// mappings (`{a: 1}`) are not indexed; a lookup then falls back to the nearest indexed parent.
+#[derive(Debug, Default)]
+pub struct LineIndex {
+    lines: HashMap<String, usize>,
+    /// Paths seen twice: the line of the second occurrence.
+    repeated: HashMap<String, usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut lines = HashMap::new();
+        let mut repeated = HashMap::new();
+        let mut stack: Vec<(usize, String)> = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let body = line.trim_start();
+            if body.is_empty() || body.starts_with('#') || body.starts_with("---") {
+                continue;
+            }
+            let indent = line.len() - body.len();
+            let Some((key, _)) = body.split_once(':') else { continue };
+            let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+            if key.is_empty() || !key.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c)) {
+                continue;
+            }
+            while stack.last().is_some_and(|(i, _)| *i >= indent) {
+                stack.pop();
+            }
+            stack.push((indent, key.to_string()));
+            let path = stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join(".");
+            match lines.entry(path) {
+                std::collections::hash_map::Entry::Occupied(seen) => {
+                    repeated.entry(seen.key().clone()).or_insert(number + 1);
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(number + 1);
+                }
+            }
+        }
+        Self { lines, repeated }
+    }
+
+    /// The 1-based line of `path`, or of its nearest indexed parent, or 1.
+    pub fn line_of(&self, path: &str) -> usize {
+        let mut path = path;
+        loop {
+            if let Some(line) = self.lines.get(path) {
+                return *line;
+            }
+            match path.rsplit_once('.') {
+                Some((parent, _)) => path = parent,
+                None => return 1,
+            }
+        }
+    }
+
+    /// The first line where a key named `key` (at any depth) appears a second time.
+    fn repeated_line(&self, key: &str) -> Option<usize> {
+        let dotted = format!(".{key}");
+        self.repeated
+            .iter()
+            .filter(|(path, _)| *path == key || path.ends_with(&dotted))
+            .map(|(_, line)| *line)
+            .min()
+    }
+
+    /// The indexed path `prefix.….field` with the smallest line, if any.
+    fn find_below(&self, prefix: &str, field: &str) -> Option<String> {
+        let start = format!("{prefix}.");
+        let end = format!(".{field}");
+        self.lines
+            .iter()
+            .filter(|(path, _)| path.starts_with(&start) && path.ends_with(&end))
+            .min_by_key(|(_, line)| **line)
+            .map(|(path, _)| path.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOOP: &str = "name: t\nepochs: 2\nbatch_size: 4\nlearning_rate: 0.1\nseeds: [1, 2]\n\
+        methods: [baseline, sal]\narchitectures: [noop]\noptimizers: [sgd]\nresolutions: [16, 32]\n\
+        datasets:\n  synth:\n    format: synthetic\n";
+
+    fn parse_str(text: &str) -> Result<Sweep, SpecError> {
+        parse(Path::new("s.yaml"), text, &LoadOptions::default())
+    }
+
+    #[test]
+    fn expands_every_axis_with_distinct_stable_ids() {
+        let sweep = parse_str(NOOP).unwrap();
+        assert_eq!(sweep.trials.len(), 2 * 2 * 2);
+        let again = parse_str(NOOP).unwrap();
+        let ids: Vec<_> = sweep.trials.iter().map(|t| t.id.clone()).collect();
+        assert_eq!(ids, again.trials.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn adding_a_seed_keeps_the_existing_ids() {
+        let before = parse_str(NOOP).unwrap();
+        let after = parse_str(&NOOP.replace("seeds: [1, 2]", "seeds: [1, 2, 3]")).unwrap();
+        assert_eq!(after.trials.len(), 12);
+        for trial in &before.trials {
+            assert!(after.trials.iter().any(|t| t.id == trial.id));
+        }
+    }
+
+    #[test]
+    fn sal_overrides_do_not_change_baseline_ids() {
+        let before = parse_str(NOOP).unwrap();
+        let after = parse_str(&format!("{NOOP}sal:\n  warmup_epochs: 3\n")).unwrap();
+        let baseline = |s: &Sweep| {
+            s.trials
+                .iter()
+                .filter(|t| t.spec.method == Method::Baseline)
+                .map(|t| t.id.clone())
+                .collect::<Vec<_>>()
+        };
+        let sal = |s: &Sweep| {
+            s.trials.iter().filter(|t| t.spec.method == Method::Sal).map(|t| t.id.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(baseline(&before), baseline(&after));
+        assert_ne!(sal(&before), sal(&after));
+    }
+
+    #[test]
+    fn only_selects_a_slice_and_refuses_unknown_values() {
+        let options =
+            LoadOptions { only: vec!["method=sal".into(), "resolution=16".into()], ..Default::default() };
+        let sweep = parse(Path::new("s.yaml"), NOOP, &options).unwrap();
+        assert_eq!(sweep.trials.len(), 2);
+        assert!(sweep.trials.iter().all(|t| t.spec.method == Method::Sal && t.spec.resolution == 16));
+        let bad = LoadOptions { only: vec!["resolution=99".into()], ..Default::default() };
+        let error = parse(Path::new("s.yaml"), NOOP, &bad).unwrap_err().to_string();
+        assert!(error.contains("--only resolution=99") && error.contains("`99`"), "{error}");
+    }
+
+    #[test]
+    fn errors_name_the_line_of_the_key() {
+        let text = NOOP.replace("optimizers: [sgd]", "optimizers: [lion]");
+        let error = parse_str(&text).unwrap_err().to_string();
+        assert!(error.starts_with("s.yaml:8: `optimizers`: unknown optimizer `lion`"), "{error}");
+        let text = format!("{NOOP}    bogus: 1\n");
+        let error = parse_str(&text).unwrap_err().to_string();
+        assert!(error.starts_with("s.yaml:13: `datasets.synth.bogus`: unknown field `bogus`"), "{error}");
+    }
+
+    #[test]
+    fn line_index_follows_nesting_and_falls_back_to_parents() {
+        let index = LineIndex::new("a: 1\nb:\n  c:\n    d: 2\n  e: {f: 1}\n# x: 1\ng: 3\n");
+        assert_eq!(index.line_of("a"), 1);
+        assert_eq!(index.line_of("b.c.d"), 4);
+        assert_eq!(index.line_of("b.e.f"), 5);
+        assert_eq!(index.line_of("g"), 7);
+        assert_eq!(index.line_of("zzz"), 1);
+    }
+
+    #[test]
+    fn cost_orders_bigger_models_and_resolutions_first() {
+        let sweep = parse_str(&NOOP.replace("[noop]", "[noop, small_cnn]")).unwrap();
+        let cost = |arch: &str, res: u32| {
+            sweep
+                .trials
+                .iter()
+                .find(|t| t.spec.architecture == arch && t.spec.resolution == res)
+                .unwrap()
+                .cost
+        };
+        assert!(cost("small_cnn", 32) > cost("small_cnn", 16));
+        assert!(cost("small_cnn", 16) > cost("noop", 32));
+    }
+}

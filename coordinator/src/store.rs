@@ -1,0 +1,1274 @@
+//! The durable store: SQLite (WAL) in the state dir, plus checkpoint files beside it.
+//!
+//! One thread owns the connection and the scheduler's memory; requests reach it as jobs over a
+//! channel. The thread runs whatever jobs are queued in one transaction (group commit) and answers
+//! them only after the commit: a result is on disk before its worker hears that it is safe, and
+//! a burst of small writes costs one commit. Each job runs in a savepoint and writes SQL before it
+//! touches memory, so a failed job leaves both as they were.
+//!
+//! A restart on the same state dir resumes: done trials stay done, leases that expired while the
+//! coordinator was away go back to pending, live leases are honoured when their workers return,
+//! and a changed sweep file adds its new cells beside every earlier result.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{oneshot, watch};
+use worker::{EpochReport, TrialResult, TrialSpec, TrialStatus};
+
+use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
+use crate::spec::Sweep;
+
+/// The database file inside the state dir.
+pub const DB_FILE: &str = "coordinator.sqlite";
+/// Checkpoint files live under this folder of the state dir, one folder per trial.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lease `{lease_id}` is not held (expired, handed back or given to another worker)")]
+    LeaseLost { lease_id: String },
+    #[error("worker `{worker_id}` is not registered")]
+    UnknownWorker { worker_id: String },
+    #[error("trial `{trial_id}` is not part of the running sweep")]
+    UnknownTrial { trial_id: String },
+    #[error("trial `{trial_id}` has no checkpoint of epoch {epoch}")]
+    NoCheckpoint { trial_id: String, epoch: u32 },
+    #[error("state store holds unreadable {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error("state store: commit failed: {message}")]
+    Commit { message: String },
+    #[error("state store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io { path: path.into(), source }
+    }
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Milliseconds since the Unix epoch: lease deadlines outlive the process.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A lease named by a worker's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRef {
+    pub lease_id: String,
+    pub trial_id: String,
+}
+
+/// A worker introducing itself.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub worker_id: String,
+    pub hostname: String,
+    pub devices: u32,
+}
+
+/// A worker asking for work (and extending what it holds).
+#[derive(Debug, Clone)]
+pub struct LeaseAsk {
+    pub worker_id: String,
+    pub free_devices: u32,
+    pub held: Vec<String>,
+    pub cached: Vec<String>,
+}
+
+/// A trial handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub lease_id: String,
+    pub trial_id: String,
+    pub spec_json: String,
+    pub devices: u32,
+    pub resume_epoch: u32,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LeaseReply {
+    pub grant: Option<Grant>,
+    pub lost: Vec<String>,
+    pub sweep_done: bool,
+}
+
+/// Counts of the running sweep's trials by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub pending: u32,
+    pub leased: u32,
+    pub running: u32,
+    pub done: u32,
+    pub failed: u32,
+    pub diverged: u32,
+}
+
+impl Progress {
+    pub fn total(&self) -> u32 {
+        self.pending + self.leased + self.running + self.done + self.failed + self.diverged
+    }
+
+    pub fn finished(&self) -> u32 {
+        self.done + self.failed + self.diverged
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.finished() == self.total()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerStatus {
+    pub worker_id: String,
+    pub hostname: String,
+    pub devices: u32,
+    pub trials: Vec<String>,
+    pub idle_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub sweep_name: String,
+    pub progress: Progress,
+    pub workers: Vec<WorkerStatus>,
+    pub eta_seconds: Option<f64>,
+}
+
+/// What loading a sweep into the store found.
+#[derive(Debug, Clone, Default)]
+pub struct LoadSummary {
+    pub trials: usize,
+    pub new: usize,
+    pub already_finished: usize,
+    pub leases_expired: usize,
+}
+
+/// The connection and the scheduler's memory, owned by the store's thread.
+pub struct Core {
+    conn: Connection,
+    dir: PathBuf,
+    lease_ttl_ms: u64,
+    sched: Scheduler,
+    sweep_name: String,
+    sweep_ids: Vec<String>,
+    started: Instant,
+    finished_at_start: u32,
+    progress: watch::Sender<Progress>,
+}
+
+type Delivery = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&mut Core) -> Delivery + Send>;
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    jobs: std::sync::mpsc::Sender<Job>,
+    progress: watch::Receiver<Progress>,
+    dir: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sweep (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    file TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    id TEXT PRIMARY KEY,
+    spec_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    cost REAL NOT NULL,
+    devices INTEGER NOT NULL,
+    cache_key TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    last_error TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    trial_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    worker_id TEXT NOT NULL,
+    lease_id TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    ended_ms INTEGER,
+    outcome TEXT,
+    error TEXT,
+    PRIMARY KEY (trial_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY,
+    trial_id TEXT NOT NULL UNIQUE,
+    worker_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    devices INTEGER NOT NULL,
+    deadline_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    trial_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    worker_id TEXT NOT NULL,
+    report_json TEXT NOT NULL,
+    PRIMARY KEY (trial_id, attempt, epoch)
+);
+CREATE TABLE IF NOT EXISTS results (
+    trial_id TEXT PRIMARY KEY,
+    attempt INTEGER NOT NULL,
+    worker_id TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    completed_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    trial_id TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+";
+
+fn open_connection(dir: &Path) -> Result<Connection> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let conn = Connection::open(dir.join(DB_FILE))?;
+    // WAL: readers (`coordinator report`) never block the writer. synchronous=FULL: a commit is on
+    // disk before a worker is acknowledged; group commit keeps that affordable.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+    )?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and loads `sweep` into it: new cells are added,
+    /// nothing is dropped. `retry_failed` gives failed trials a fresh set of attempts.
+    pub fn open(
+        dir: &Path,
+        sweep: &Sweep,
+        lease_ttl: Duration,
+        retry_failed: bool,
+    ) -> Result<(Store, LoadSummary)> {
+        let conn = open_connection(dir)?;
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let mut core = Core {
+            conn,
+            dir: dir.to_path_buf(),
+            lease_ttl_ms: lease_ttl.as_millis() as u64,
+            sched: Scheduler::default(),
+            sweep_name: sweep.name.clone(),
+            sweep_ids: Vec::new(),
+            started: Instant::now(),
+            finished_at_start: 0,
+            progress: progress_tx,
+        };
+        let summary = core.load_sweep(sweep, retry_failed)?;
+        core.finished_at_start = core.progress().finished();
+        core.publish();
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || core.serve(rx))
+            .map_err(|e| StoreError::io(dir, e))?;
+        Ok((Store { jobs, progress: progress_rx, dir: dir.to_path_buf() }, summary))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Counts by state, updated after every commit.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |core: &mut Core| {
+            let outcome = core.in_savepoint(f);
+            Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.and(outcome));
+            })
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn register(&self, registration: Registration) -> Result<()> {
+        self.call(move |core| core.register(registration)).await
+    }
+
+    pub async fn lease(&self, ask: LeaseAsk) -> Result<LeaseReply> {
+        self.call(move |core| core.lease(ask)).await
+    }
+
+    pub async fn heartbeat(&self, worker_id: String, held: Vec<String>) -> Result<LeaseReply> {
+        self.call(move |core| core.heartbeat(&worker_id, &held)).await
+    }
+
+    pub async fn report_epoch(&self, lease: LeaseRef, report: EpochReport, json: String) -> Result<()> {
+        self.call(move |core| core.report_epoch(&lease, &report, &json)).await
+    }
+
+    /// Checks that `lease` is held, before a checkpoint upload is accepted; answers the attempt.
+    pub async fn check_lease(&self, lease: LeaseRef) -> Result<u32> {
+        self.call(move |core| core.held(&lease).map(|l| l.attempt)).await
+    }
+
+    /// Indexes an uploaded checkpoint file (already in place under the state dir).
+    pub async fn record_checkpoint(
+        &self,
+        lease: LeaseRef,
+        epoch: u32,
+        path: PathBuf,
+        bytes: u64,
+    ) -> Result<()> {
+        self.call(move |core| core.record_checkpoint(&lease, epoch, &path, bytes)).await
+    }
+
+    /// The latest checkpoint of a trial: its epoch and file.
+    pub async fn checkpoint(&self, trial_id: String) -> Result<Option<(u32, PathBuf)>> {
+        self.call(move |core| core.checkpoint_of(&trial_id)).await
+    }
+
+    /// Commits a result, with the epoch reports its worker had not sent yet.
+    pub async fn complete(
+        &self,
+        lease: LeaseRef,
+        result: TrialResult,
+        json: String,
+        epochs: Vec<(EpochReport, String)>,
+    ) -> Result<()> {
+        self.call(move |core| core.complete(&lease, &result, &json, &epochs)).await
+    }
+
+    pub async fn fail(&self, lease: LeaseRef, error: String, retryable: bool) -> Result<()> {
+        self.call(move |core| core.fail(&lease, &error, retryable)).await
+    }
+
+    pub async fn release(&self, lease: LeaseRef) -> Result<()> {
+        self.call(move |core| core.release(&lease)).await
+    }
+
+    /// Returns the trials of expired leases to pending (or failed); answers how many.
+    pub async fn expire_leases(&self) -> Result<usize> {
+        self.expire_leases_at(now_ms()).await
+    }
+
+    /// As [`Store::expire_leases`], as if the clock read `now_ms`.
+    pub async fn expire_leases_at(&self, now_ms: u64) -> Result<usize> {
+        self.call(move |core| core.expire(now_ms)).await
+    }
+
+    /// Every worker heard from lately has been told that the sweep is done. Once the sweep is
+    /// done no worker holds a lease, and a live idle worker asks for work several times a second:
+    /// one silent for two seconds is gone (killed, or away and it will give up by itself).
+    pub async fn workers_told_done(&self) -> Result<bool> {
+        self.call(|core| {
+            let recent = now_ms().saturating_sub(core.lease_ttl_ms.min(2000));
+            Ok(core.sched.workers.values().filter(|w| w.last_seen_ms >= recent).all(|w| w.told_done))
+        })
+        .await
+    }
+
+    pub async fn status(&self) -> Result<Status> {
+        self.call(|core| Ok(core.status())).await
+    }
+
+    /// The folder where a trial's checkpoint files go.
+    pub fn checkpoint_dir(&self, trial_id: &str) -> PathBuf {
+        self.dir.join(CHECKPOINT_DIR).join(trial_id)
+    }
+}
+
+impl Core {
+    fn serve(mut self, jobs: std::sync::mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let begun = self.conn.execute_batch("BEGIN IMMEDIATE");
+            let deliveries: Vec<Delivery> = batch.into_iter().map(|job| job(&mut self)).collect();
+            let committed = begun.and_then(|()| self.conn.execute_batch("COMMIT"));
+            match committed {
+                Ok(()) => deliveries.into_iter().for_each(|deliver| deliver(Ok(()))),
+                Err(e) => {
+                    tracing::error!("state store commit failed: {e}");
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    // Memory ran ahead of the rolled-back transaction: rebuild it from disk.
+                    if let Err(e) = self.reload() {
+                        tracing::error!("state store reload failed: {e}");
+                    }
+                    let message = e.to_string();
+                    for deliver in deliveries {
+                        deliver(Err(StoreError::Commit { message: message.clone() }));
+                    }
+                }
+            }
+            self.publish();
+        }
+    }
+
+    fn in_savepoint<R>(&mut self, f: impl FnOnce(&mut Core) -> Result<R>) -> Result<R> {
+        self.conn.execute_batch("SAVEPOINT job")?;
+        let outcome = f(self);
+        let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        self.conn.execute_batch(end)?;
+        outcome
+    }
+
+    fn progress(&self) -> Progress {
+        let count = |state| self.sched.count(state);
+        Progress {
+            pending: count(TrialState::Pending),
+            leased: count(TrialState::Leased),
+            running: count(TrialState::Running),
+            done: count(TrialState::Done),
+            failed: count(TrialState::Failed),
+            diverged: count(TrialState::Diverged),
+        }
+    }
+
+    fn publish(&self) {
+        let progress = self.progress();
+        self.progress.send_if_modified(|current| {
+            let changed = *current != progress;
+            *current = progress;
+            changed
+        });
+    }
+
+    fn set_state(&self, trial_id: &str, state: TrialState) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE trials SET state = ?2, updated_ms = ?3 WHERE id = ?1")?
+            .execute(params![trial_id, state.as_str(), now_ms()])?;
+        Ok(())
+    }
+
+    fn load_sweep(&mut self, sweep: &Sweep, retry_failed: bool) -> Result<LoadSummary> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO sweep (id, name, file, updated_ms) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET name = ?1, file = ?2, updated_ms = ?3",
+            params![sweep.name, sweep.file.display().to_string(), now],
+        )?;
+        let mut summary = LoadSummary { trials: sweep.trials.len(), ..Default::default() };
+        for trial in &sweep.trials {
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO trials (id, spec_json, state, cost, devices, cache_key, max_attempts, created_ms, updated_ms)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?7)",
+                params![
+                    trial.id,
+                    trial.spec.canonical_json(),
+                    trial.cost,
+                    trial.devices,
+                    trial.cache_key(),
+                    trial.max_attempts,
+                    now
+                ],
+            )?;
+            if inserted == 1 {
+                summary.new += 1;
+            } else {
+                // The sweep file may have changed how a cell runs, never what it is.
+                tx.execute(
+                    "UPDATE trials SET cost = ?2, devices = ?3, max_attempts = ?4 WHERE id = ?1",
+                    params![trial.id, trial.cost, trial.devices, trial.max_attempts],
+                )?;
+            }
+            if retry_failed {
+                tx.execute(
+                    "UPDATE trials SET state = 'pending', failures = 0, updated_ms = ?2 WHERE id = ?1 AND state = 'failed'",
+                    params![trial.id, now],
+                )?;
+            }
+        }
+        let in_sweep: HashSet<&str> = sweep.trials.iter().map(|t| t.id.as_str()).collect();
+        // Leases that expired while the coordinator was away, or that belong to cells this run
+        // does not schedule, go back to pending. That is the coordinator's absence, not the
+        // trial's failure: no attempt is counted.
+        let stale: Vec<(String, String, u32)> = {
+            let mut statement = tx.prepare("SELECT id, trial_id, attempt, deadline_ms FROM leases")?;
+            let rows = statement.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, u64>(3)?))
+            })?;
+            let mut stale = Vec::new();
+            for row in rows {
+                let (id, trial_id, attempt, deadline) = row?;
+                if deadline < now || !in_sweep.contains(trial_id.as_str()) {
+                    stale.push((id, trial_id, attempt));
+                }
+            }
+            stale
+        };
+        for (lease_id, trial_id, attempt) in &stale {
+            tx.execute("DELETE FROM leases WHERE id = ?1", params![lease_id])?;
+            tx.execute(
+                "UPDATE trials SET state = 'pending', updated_ms = ?2 WHERE id = ?1 AND state IN ('leased', 'running')",
+                params![trial_id, now],
+            )?;
+            tx.execute(
+                "UPDATE attempts SET ended_ms = ?3, outcome = 'expired' WHERE trial_id = ?1 AND attempt = ?2",
+                params![trial_id, attempt, now],
+            )?;
+        }
+        summary.leases_expired = stale.len();
+        // A leased or running trial without a lease cannot make progress.
+        tx.execute(
+            "UPDATE trials SET state = 'pending' WHERE state IN ('leased', 'running')
+             AND id NOT IN (SELECT trial_id FROM leases)",
+            [],
+        )?;
+        tx.commit()?;
+        self.sweep_ids = sweep.trials.iter().map(|t| t.id.clone()).collect();
+        self.reload()?;
+        summary.already_finished = self.sched.trials.values().filter(|t| t.state.is_terminal()).count();
+        Ok(summary)
+    }
+
+    /// Rebuilds the scheduler's trials and leases from SQLite; workers stay.
+    fn reload(&mut self) -> Result<()> {
+        let wanted: HashSet<&str> = self.sweep_ids.iter().map(String::as_str).collect();
+        let mut trials = HashMap::new();
+        {
+            let mut statement = self.conn.prepare(
+                "SELECT id, state, cost, devices, cache_key, attempts, failures, max_attempts, last_error FROM trials",
+            )?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                if !wanted.contains(id.as_str()) {
+                    continue;
+                }
+                let state: String = row.get(1)?;
+                let state = state
+                    .parse::<TrialState>()
+                    .map_err(|reason| StoreError::Corrupt { what: format!("state of trial {id}"), reason })?;
+                trials.insert(
+                    id.clone(),
+                    TrialEntry {
+                        id,
+                        state,
+                        cost: row.get(2)?,
+                        devices: row.get(3)?,
+                        cache_key: row.get(4)?,
+                        attempts: row.get(5)?,
+                        failures: row.get(6)?,
+                        max_attempts: row.get(7)?,
+                        last_error: row.get(8)?,
+                        lease: None,
+                    },
+                );
+            }
+        }
+        let mut leases = HashMap::new();
+        {
+            let mut statement = self
+                .conn
+                .prepare("SELECT id, trial_id, worker_id, attempt, devices, deadline_ms FROM leases")?;
+            let rows = statement.query_map([], |r| {
+                Ok(Lease {
+                    id: r.get(0)?,
+                    trial_id: r.get(1)?,
+                    worker_id: r.get(2)?,
+                    attempt: r.get(3)?,
+                    devices: r.get(4)?,
+                    deadline_ms: r.get(5)?,
+                })
+            })?;
+            for lease in rows {
+                let lease = lease?;
+                if let Some(trial) = trials.get_mut(&lease.trial_id) {
+                    trial.lease = Some(lease.id.clone());
+                    leases.insert(lease.id.clone(), lease);
+                }
+            }
+        }
+        self.sched.set_trials(trials);
+        self.sched.leases = leases;
+        Ok(())
+    }
+
+    fn register(&mut self, registration: Registration) -> Result<()> {
+        let entry = self.sched.workers.entry(registration.worker_id.clone()).or_insert_with(|| WorkerEntry {
+            id: registration.worker_id.clone(),
+            hostname: registration.hostname.clone(),
+            devices: registration.devices,
+            cached: HashSet::new(),
+            last_seen_ms: 0,
+            told_done: false,
+        });
+        entry.hostname = registration.hostname;
+        entry.devices = registration.devices;
+        entry.last_seen_ms = now_ms();
+        Ok(())
+    }
+
+    /// Extends the leases `held` by `worker_id`; answers those it does not hold any more.
+    fn extend(&mut self, worker_id: &str, held: &[String]) -> Result<Vec<String>> {
+        let deadline = now_ms() + self.lease_ttl_ms;
+        let mut lost = Vec::new();
+        for lease_id in held {
+            match self.sched.leases.get(lease_id) {
+                Some(lease) if lease.worker_id == worker_id => {
+                    self.conn
+                        .prepare_cached("UPDATE leases SET deadline_ms = ?2 WHERE id = ?1")?
+                        .execute(params![lease_id, deadline])?;
+                }
+                _ => lost.push(lease_id.clone()),
+            }
+        }
+        for lease_id in held {
+            if let Some(lease) = self.sched.leases.get_mut(lease_id) {
+                if lease.worker_id == worker_id {
+                    lease.deadline_ms = deadline;
+                }
+            }
+        }
+        Ok(lost)
+    }
+
+    fn touch_worker(&mut self, worker_id: &str) -> Result<&mut WorkerEntry> {
+        let worker = self
+            .sched
+            .workers
+            .get_mut(worker_id)
+            .ok_or_else(|| StoreError::UnknownWorker { worker_id: worker_id.to_string() })?;
+        worker.last_seen_ms = now_ms();
+        Ok(worker)
+    }
+
+    fn heartbeat(&mut self, worker_id: &str, held: &[String]) -> Result<LeaseReply> {
+        self.touch_worker(worker_id)?;
+        let lost = self.extend(worker_id, held)?;
+        let sweep_done = self.sched.sweep_done();
+        self.touch_worker(worker_id)?.told_done = sweep_done;
+        Ok(LeaseReply { grant: None, lost, sweep_done })
+    }
+
+    fn lease(&mut self, ask: LeaseAsk) -> Result<LeaseReply> {
+        let worker = self.touch_worker(&ask.worker_id)?;
+        worker.cached.extend(ask.cached.iter().cloned());
+        let lost = self.extend(&ask.worker_id, &ask.held)?;
+        let worker = &self.sched.workers[&ask.worker_id];
+        let picked =
+            if ask.free_devices > 0 { self.sched.pick(worker, ask.free_devices).cloned() } else { None };
+        let mut reply = LeaseReply { grant: None, lost, sweep_done: false };
+        if let Some(trial) = picked {
+            let devices = if trial.devices == 0 { worker.devices } else { trial.devices };
+            let attempt = trial.attempts + 1;
+            let lease = Lease {
+                id: format!("{}-{attempt}", trial.id),
+                trial_id: trial.id.clone(),
+                worker_id: ask.worker_id.clone(),
+                attempt,
+                devices,
+                deadline_ms: now_ms() + self.lease_ttl_ms,
+            };
+            let now = now_ms();
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO leases (id, trial_id, worker_id, attempt, devices, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![lease.id, lease.trial_id, lease.worker_id, attempt, devices, lease.deadline_ms])?;
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO attempts (trial_id, attempt, worker_id, lease_id, started_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![trial.id, attempt, ask.worker_id, lease.id, now])?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE trials SET state = 'leased', attempts = ?2, updated_ms = ?3 WHERE id = ?1",
+                )?
+                .execute(params![trial.id, attempt, now])?;
+            let spec_json: String = self
+                .conn
+                .prepare_cached("SELECT spec_json FROM trials WHERE id = ?1")?
+                .query_row(params![trial.id], |r| r.get(0))?;
+            let resume_epoch = self.checkpoint_of(&trial.id)?.map_or(0, |(epoch, _)| epoch);
+            reply.grant = Some(Grant {
+                lease_id: lease.id.clone(),
+                trial_id: trial.id.clone(),
+                spec_json,
+                devices,
+                resume_epoch,
+                attempt,
+            });
+            self.sched.grant(lease);
+        }
+        reply.sweep_done = self.sched.sweep_done();
+        self.touch_worker(&ask.worker_id)?.told_done = reply.sweep_done;
+        Ok(reply)
+    }
+
+    fn held(&self, lease: &LeaseRef) -> Result<&Lease> {
+        self.sched
+            .leases
+            .get(&lease.lease_id)
+            .filter(|l| l.trial_id == lease.trial_id)
+            .ok_or_else(|| StoreError::LeaseLost { lease_id: lease.lease_id.clone() })
+    }
+
+    fn report_epoch(&mut self, lease_ref: &LeaseRef, report: &EpochReport, json: &str) -> Result<()> {
+        let lease = self.held(lease_ref)?.clone();
+        let deadline = now_ms() + self.lease_ttl_ms;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO epochs (trial_id, attempt, epoch, worker_id, report_json) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![lease.trial_id, lease.attempt, report.epoch, lease.worker_id, json])?;
+        self.conn
+            .prepare_cached("UPDATE leases SET deadline_ms = ?2 WHERE id = ?1")?
+            .execute(params![lease.id, deadline])?;
+        let leased = self.sched.trials.get(&lease.trial_id).is_some_and(|t| t.state == TrialState::Leased);
+        if leased {
+            self.set_state(&lease.trial_id, TrialState::Running)?;
+        }
+        if leased {
+            self.sched.set_state(&lease.trial_id, TrialState::Running);
+        }
+        if let Some(lease) = self.sched.leases.get_mut(&lease.id) {
+            lease.deadline_ms = deadline;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_of(&self, trial_id: &str) -> Result<Option<(u32, PathBuf)>> {
+        let row = self
+            .conn
+            .prepare_cached("SELECT epoch, path FROM checkpoints WHERE trial_id = ?1")?
+            .query_row(params![trial_id], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))
+            .optional()?;
+        Ok(row.map(|(epoch, path)| (epoch, self.dir.join(path))))
+    }
+
+    fn record_checkpoint(&mut self, lease_ref: &LeaseRef, epoch: u32, path: &Path, bytes: u64) -> Result<()> {
+        let lease = match self.held(lease_ref) {
+            Ok(lease) => lease.clone(),
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
+        let previous = self.checkpoint_of(&lease.trial_id)?;
+        if previous.as_ref().is_some_and(|(e, _)| *e > epoch) {
+            // An older epoch arriving late: the newer checkpoint stays.
+            let _ = std::fs::remove_file(path);
+            return Ok(());
+        }
+        let relative = path.strip_prefix(&self.dir).unwrap_or(path);
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO checkpoints (trial_id, epoch, attempt, path, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![lease.trial_id, epoch, lease.attempt, relative.display().to_string(), bytes, now_ms()])?;
+        if let Some((_, old)) = previous {
+            if old != path {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every lease on a trial (the one named and any other), in SQL and then in memory.
+    fn end_trial_leases(
+        &mut self,
+        trial_id: &str,
+        outcome: &str,
+        error: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let leases: Vec<Lease> =
+            self.sched.leases.values().filter(|l| l.trial_id == trial_id).cloned().collect();
+        for lease in &leases {
+            self.conn.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id])?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE attempts SET ended_ms = ?3, outcome = ?4, error = ?5 WHERE trial_id = ?1 AND attempt = ?2",
+                )?
+                .execute(params![trial_id, lease.attempt, now_ms(), outcome, error])?;
+        }
+        Ok(leases.into_iter().map(|l| l.id).collect())
+    }
+
+    fn complete(
+        &mut self,
+        lease_ref: &LeaseRef,
+        result: &TrialResult,
+        json: &str,
+        epochs: &[(EpochReport, String)],
+    ) -> Result<()> {
+        let trial = self
+            .sched
+            .trials
+            .get(&lease_ref.trial_id)
+            .ok_or_else(|| StoreError::UnknownTrial { trial_id: lease_ref.trial_id.clone() })?;
+        if matches!(trial.state, TrialState::Done | TrialState::Diverged) {
+            // Already has its result (from this or another attempt): acknowledge, keep one.
+            return Ok(());
+        }
+        let state = match result.status {
+            TrialStatus::Completed => TrialState::Done,
+            TrialStatus::Diverged => TrialState::Diverged,
+        };
+        let (attempt, worker_id) = match self.sched.leases.get(&lease_ref.lease_id) {
+            Some(lease) => (lease.attempt, lease.worker_id.clone()),
+            // A result from a lease that lapsed is still a result; its attempt says whose.
+            None => {
+                let attempt: u32 =
+                    lease_ref.lease_id.rsplit('-').next().and_then(|a| a.parse().ok()).unwrap_or(0);
+                let worker_id: Option<String> = self
+                    .conn
+                    .prepare_cached("SELECT worker_id FROM attempts WHERE trial_id = ?1 AND attempt = ?2")?
+                    .query_row(params![lease_ref.trial_id, attempt], |r| r.get(0))
+                    .optional()?;
+                (attempt, worker_id.unwrap_or_default())
+            }
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO results (trial_id, attempt, worker_id, result_json, completed_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![lease_ref.trial_id, attempt, worker_id, json, now_ms()])?;
+        for (report, report_json) in epochs {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO epochs (trial_id, attempt, epoch, worker_id, report_json) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![lease_ref.trial_id, attempt, report.epoch, worker_id, report_json])?;
+        }
+        self.set_state(&lease_ref.trial_id, state)?;
+        let ended = self.end_trial_leases(&lease_ref.trial_id, state.as_str(), None)?;
+        for lease_id in ended {
+            self.sched.end_lease(&lease_id, state, false, None);
+        }
+        self.sched.set_state(&lease_ref.trial_id, state);
+        Ok(())
+    }
+
+    /// Ends a lost or failed attempt: another attempt, or failure.
+    fn lose(&mut self, lease: &Lease, error: &str, retryable: bool, outcome: &str) -> Result<()> {
+        let after = self.sched.after_loss(&lease.trial_id, error, retryable);
+        let (state, last_error) = match &after {
+            AfterLoss::Retry => (TrialState::Pending, error.to_string()),
+            AfterLoss::Fail(message) => (TrialState::Failed, message.clone()),
+        };
+        self.conn
+            .prepare_cached(
+                "UPDATE trials SET state = ?2, failures = failures + 1, last_error = ?3, updated_ms = ?4 WHERE id = ?1",
+            )?
+            .execute(params![lease.trial_id, state.as_str(), last_error, now_ms()])?;
+        self.conn.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id])?;
+        self.conn
+            .prepare_cached("UPDATE attempts SET ended_ms = ?3, outcome = ?4, error = ?5 WHERE trial_id = ?1 AND attempt = ?2")?
+            .execute(params![lease.trial_id, lease.attempt, now_ms(), outcome, error])?;
+        self.sched.end_lease(&lease.id, state, true, Some(last_error));
+        Ok(())
+    }
+
+    fn fail(&mut self, lease_ref: &LeaseRef, error: &str, retryable: bool) -> Result<()> {
+        let lease = self.held(lease_ref)?.clone();
+        self.lose(&lease, error, retryable, "failed")
+    }
+
+    fn release(&mut self, lease_ref: &LeaseRef) -> Result<()> {
+        let lease = self.held(lease_ref)?.clone();
+        self.conn.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id])?;
+        self.conn
+            .prepare_cached("UPDATE attempts SET ended_ms = ?3, outcome = 'released' WHERE trial_id = ?1 AND attempt = ?2")?
+            .execute(params![lease.trial_id, lease.attempt, now_ms()])?;
+        self.set_state(&lease.trial_id, TrialState::Pending)?;
+        self.sched.end_lease(&lease.id, TrialState::Pending, false, None);
+        Ok(())
+    }
+
+    fn expire(&mut self, now: u64) -> Result<usize> {
+        let expired = self.sched.expired(now);
+        for lease in &expired {
+            tracing::warn!(lease = %lease.id, worker = %lease.worker_id, "lease expired: worker lost");
+            self.lose(lease, "worker lost (lease expired)", true, "expired")?;
+        }
+        Ok(expired.len())
+    }
+
+    fn status(&self) -> Status {
+        let progress = self.progress();
+        let now = now_ms();
+        let mut workers: Vec<WorkerStatus> = self
+            .sched
+            .workers
+            .values()
+            .map(|w| WorkerStatus {
+                worker_id: w.id.clone(),
+                hostname: w.hostname.clone(),
+                devices: w.devices,
+                trials: self
+                    .sched
+                    .leases
+                    .values()
+                    .filter(|l| l.worker_id == w.id)
+                    .map(|l| l.trial_id.clone())
+                    .collect(),
+                idle_ms: now.saturating_sub(w.last_seen_ms),
+            })
+            .collect();
+        workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        let finished_now = progress.finished().saturating_sub(self.finished_at_start);
+        let remaining = progress.total() - progress.finished();
+        let eta_seconds = (finished_now > 0).then(|| {
+            let rate = f64::from(finished_now) / self.started.elapsed().as_secs_f64().max(1e-3);
+            f64::from(remaining) / rate
+        });
+        Status { sweep_name: self.sweep_name.clone(), progress, workers, eta_seconds }
+    }
+}
+
+/// One epoch report as stored, with the attempt that produced it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredEpoch {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub report: EpochReport,
+}
+
+/// Everything the store knows about one trial (for reports).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrialRecord {
+    pub id: String,
+    pub spec: TrialSpec,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub result: Option<TrialResult>,
+    /// Every epoch report of every attempt, by attempt then epoch.
+    pub epochs: Vec<StoredEpoch>,
+}
+
+/// Reads every trial of the store in `dir` (a running coordinator may be writing meanwhile).
+pub fn read_records(dir: &Path) -> Result<(String, Vec<TrialRecord>)> {
+    let path = dir.join(DB_FILE);
+    if !path.is_file() {
+        return Err(StoreError::io(
+            &path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no state store here"),
+        ));
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let name: String = conn
+        .query_row("SELECT name FROM sweep WHERE id = 1", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default();
+    let corrupt = |what: String, e: serde_json::Error| StoreError::Corrupt { what, reason: e.to_string() };
+    let mut records = Vec::new();
+    let mut index = HashMap::new();
+    {
+        let mut statement = conn.prepare(
+            "SELECT t.id, t.spec_json, t.state, t.attempts, t.last_error, r.result_json
+             FROM trials t LEFT JOIN results r ON r.trial_id = t.id ORDER BY t.created_ms, t.id",
+        )?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let spec_json: String = row.get(1)?;
+            let result_json: Option<String> = row.get(5)?;
+            let spec =
+                serde_json::from_str(&spec_json).map_err(|e| corrupt(format!("spec of trial {id}"), e))?;
+            let result = result_json
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| corrupt(format!("result of trial {id}"), e))?;
+            index.insert(id.clone(), records.len());
+            records.push(TrialRecord {
+                id,
+                spec,
+                state: row.get(2)?,
+                attempts: row.get(3)?,
+                last_error: row.get(4)?,
+                result,
+                epochs: Vec::new(),
+            });
+        }
+    }
+    let mut statement = conn.prepare(
+        "SELECT trial_id, attempt, worker_id, report_json FROM epochs ORDER BY trial_id, attempt, epoch",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let trial_id: String = row.get(0)?;
+        let json: String = row.get(3)?;
+        let report = serde_json::from_str(&json)
+            .map_err(|e| corrupt(format!("epoch report of trial {trial_id}"), e))?;
+        if let Some(&i) = index.get(&trial_id) {
+            records[i].epochs.push(StoredEpoch { attempt: row.get(1)?, worker_id: row.get(2)?, report });
+        }
+    }
+    Ok((name, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{self, LoadOptions};
+
+    fn sweep(seeds: &str, max_attempts: u32) -> Sweep {
+        let text = format!(
+            "name: t\nepochs: 2\nbatch_size: 1\nlearning_rate: 0.1\nseeds: {seeds}\nmethods: [baseline]\n\
+             architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\nmax_attempts: {max_attempts}\n\
+             datasets:\n  s:\n    format: synthetic\n"
+        );
+        spec::parse(Path::new("t.yaml"), &text, &LoadOptions::default()).unwrap()
+    }
+
+    fn result() -> TrialResult {
+        let average = worker::outcome::ClassMetrics {
+            label: "avg".into(),
+            precision: 1.0,
+            recall: 1.0,
+            f1: 1.0,
+            support: 1,
+        };
+        TrialResult {
+            status: TrialStatus::Completed,
+            top1: 0.5,
+            top5: 1.0,
+            test_loss: 0.1,
+            per_class: Vec::new(),
+            macro_avg: average.clone(),
+            weighted_avg: average,
+            confusion: Vec::new(),
+            train_seconds: 1.0,
+            peak_host_mb: 1.0,
+            peak_device_mb: None,
+            inference_ms_per_batch: 1.0,
+            history: Vec::new(),
+        }
+    }
+
+    async fn worker(store: &Store) {
+        store
+            .register(Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 })
+            .await
+            .unwrap();
+    }
+
+    async fn lease(store: &Store) -> Option<Grant> {
+        let ask = LeaseAsk { worker_id: "w".into(), free_devices: 1, held: Vec::new(), cached: Vec::new() };
+        store.lease(ask).await.unwrap().grant
+    }
+
+    fn lease_ref(grant: &Grant) -> LeaseRef {
+        LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone() }
+    }
+
+    async fn complete(store: &Store, grant: &Grant) {
+        let json = serde_json::to_string(&result()).unwrap();
+        store.complete(lease_ref(grant), result(), json, Vec::new()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_result_is_on_disk_when_complete_returns_and_a_second_completion_adds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        let grant = lease(&store).await.unwrap();
+        complete(&store, &grant).await;
+        let (_, records) = read_records(dir.path()).unwrap();
+        assert_eq!(records[0].state, "done");
+        assert_eq!(records[0].result.as_ref().unwrap().top1, 0.5);
+        // The worker did not hear the acknowledgement and sends again: still one result, done.
+        complete(&store, &grant).await;
+        assert_eq!(read_records(dir.path()).unwrap().1.len(), 1);
+        assert!(lease(&store).await.is_none());
+        assert!(store.progress().borrow().is_complete());
+    }
+
+    #[tokio::test]
+    async fn a_completion_commits_the_epoch_reports_it_carries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        let grant = lease(&store).await.unwrap();
+        let epochs: Vec<(EpochReport, String)> = (1..=2)
+            .map(|epoch| {
+                let report = EpochReport {
+                    epoch,
+                    train_loss: 1.0,
+                    train_accuracy: 0.5,
+                    val_loss: 1.0,
+                    val_accuracy: 0.5,
+                    grad_norm: 0.1,
+                    sal: None,
+                    seconds: 0.0,
+                };
+                let json = serde_json::to_string(&report).unwrap();
+                (report, json)
+            })
+            .collect();
+        let json = serde_json::to_string(&result()).unwrap();
+        store.complete(lease_ref(&grant), result(), json, epochs).await.unwrap();
+        let (_, records) = read_records(dir.path()).unwrap();
+        let stored: Vec<(u32, u32, &str)> =
+            records[0].epochs.iter().map(|e| (e.attempt, e.report.epoch, e.worker_id.as_str())).collect();
+        assert_eq!(stored, vec![(1, 1, "w"), (1, 2, "w")]);
+    }
+
+    #[tokio::test]
+    async fn a_restart_keeps_finished_trials_and_adds_only_new_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, summary) =
+                Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), false).unwrap();
+            assert_eq!((summary.trials, summary.new), (2, 2));
+            worker(&store).await;
+            let grant = lease(&store).await.unwrap();
+            complete(&store, &grant).await;
+        }
+        let (store, summary) =
+            Store::open(dir.path(), &sweep("[1, 2, 3]", 3), Duration::from_secs(30), false).unwrap();
+        assert_eq!((summary.trials, summary.new, summary.already_finished), (3, 1, 1));
+        worker(&store).await;
+        let first = lease(&store).await.unwrap();
+        let second = lease(&store).await.unwrap();
+        assert_ne!(first.trial_id, second.trial_id);
+        // The finished trial is never handed out again.
+        assert!(lease(&store).await.is_none());
+        // A sweep that drops a cell keeps its result.
+        drop(store);
+        let (_, summary) = Store::open(dir.path(), &sweep("[3]", 3), Duration::from_secs(30), false).unwrap();
+        assert_eq!(summary.trials, 1);
+        let (_, records) = read_records(dir.path()).unwrap();
+        assert_eq!(records.iter().filter(|r| r.result.is_some()).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_leases_retry_until_max_attempts_then_fail_with_the_last_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(30);
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 2), ttl, false).unwrap();
+        worker(&store).await;
+        let later = || now_ms() + 10 * ttl.as_millis() as u64;
+        let first = lease(&store).await.unwrap();
+        assert_eq!(store.expire_leases().await.unwrap(), 0, "a fresh lease is live");
+        assert_eq!(store.expire_leases_at(later()).await.unwrap(), 1);
+        // The lost worker's late report is refused: its lease is gone.
+        let report = EpochReport {
+            epoch: 1,
+            train_loss: 1.0,
+            train_accuracy: 0.0,
+            val_loss: 1.0,
+            val_accuracy: 0.0,
+            grad_norm: 0.0,
+            sal: None,
+            seconds: 0.0,
+        };
+        let late = store.report_epoch(lease_ref(&first), report, "{}".into()).await;
+        assert!(matches!(late, Err(StoreError::LeaseLost { .. })), "{late:?}");
+        let second = lease(&store).await.unwrap();
+        assert_eq!((second.trial_id.as_str(), second.attempt), (first.trial_id.as_str(), 2));
+        assert_eq!(store.expire_leases_at(later()).await.unwrap(), 1);
+        assert!(lease(&store).await.is_none());
+        let (_, records) = read_records(dir.path()).unwrap();
+        assert_eq!(records[0].state, "failed");
+        assert_eq!(records[0].last_error.as_deref(), Some("worker lost (lease expired) (after 2 attempts)"));
+    }
+
+    #[tokio::test]
+    async fn a_final_failure_does_not_retry_and_a_released_lease_costs_no_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            Store::open(dir.path(), &sweep("[1, 2]", 2), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        let a = lease(&store).await.unwrap();
+        store.fail(lease_ref(&a), "bad config".into(), false).await.unwrap();
+        let b = lease(&store).await.unwrap();
+        assert_ne!(a.trial_id, b.trial_id);
+        store.release(lease_ref(&b)).await.unwrap();
+        // Handed back more often than max_attempts: still pending, never failed.
+        for _ in 0..3 {
+            let again = lease(&store).await.unwrap();
+            assert_eq!(again.trial_id, b.trial_id);
+            store.release(lease_ref(&again)).await.unwrap();
+        }
+        let (_, records) = read_records(dir.path()).unwrap();
+        let failed = records.iter().find(|r| r.id == a.trial_id).unwrap();
+        assert_eq!((failed.state.as_str(), failed.last_error.as_deref()), ("failed", Some("bad config")));
+        assert_eq!(records.iter().find(|r| r.id == b.trial_id).unwrap().state, "pending");
+    }
+
+    #[tokio::test]
+    async fn retry_failed_gives_failed_trials_new_attempts_and_leaves_done_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) =
+                Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), false).unwrap();
+            worker(&store).await;
+            let a = lease(&store).await.unwrap();
+            store.fail(lease_ref(&a), "bad data".into(), false).await.unwrap();
+            let b = lease(&store).await.unwrap();
+            complete(&store, &b).await;
+        }
+        let (store, _) =
+            Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), false).unwrap();
+        assert_eq!((store.progress().borrow().failed, store.progress().borrow().done), (1, 1));
+        drop(store);
+        let (store, _) = Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), true).unwrap();
+        assert_eq!((store.progress().borrow().pending, store.progress().borrow().done), (1, 1));
+        worker(&store).await;
+        let again = lease(&store).await.unwrap();
+        assert_eq!(again.attempt, 2);
+        assert!(lease(&store).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_next_attempt_resumes_from_the_newest_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        let grant = lease(&store).await.unwrap();
+        assert_eq!(grant.resume_epoch, 0);
+        let folder = store.checkpoint_dir(&grant.trial_id);
+        std::fs::create_dir_all(&folder).unwrap();
+        for epoch in [2, 1] {
+            let path = folder.join(format!("epoch-{epoch}"));
+            std::fs::write(&path, b"state").unwrap();
+            store.record_checkpoint(lease_ref(&grant), epoch, path, 5).await.unwrap();
+        }
+        // The late epoch-1 upload did not replace epoch 2, and its file is gone.
+        assert!(!folder.join("epoch-1").exists());
+        store.release(lease_ref(&grant)).await.unwrap();
+        let next = lease(&store).await.unwrap();
+        assert_eq!((next.resume_epoch, next.attempt), (2, 2));
+        let (epoch, path) = store.checkpoint(next.trial_id.clone()).await.unwrap().unwrap();
+        assert_eq!((epoch, std::fs::read(path).unwrap()), (2, b"state".to_vec()));
+    }
+}

@@ -1,0 +1,208 @@
+//! Malformed sweep files: the real binary answers one line naming the file, the line and the key,
+//! exits with code 2, and starts nothing (no state dir appears).
+
+use std::path::Path;
+use std::process::Command;
+
+const BASE: &str = "\
+name: bad
+epochs: 2
+batch_size: 4
+learning_rate: 0.01
+seeds: [1]
+methods: [baseline, sal]
+architectures: [noop]
+optimizers: [sgd]
+resolutions: [32]
+datasets:
+  synthetic:
+    format: synthetic
+";
+
+/// Runs the coordinator on `text` (BASE with `from` replaced by `to`) and checks its refusal.
+fn refuses(from: &str, to: &str, extra_args: &[&str], expected: &str) {
+    assert!(BASE.contains(from), "test case does not apply: {from:?}");
+    let text = BASE.replacen(from, to, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweep.yaml");
+    std::fs::write(&file, text).unwrap();
+    let state = dir.path().join("state");
+    let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--sweep")
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra_args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, not: {stderr}");
+    let expected = format!("error: {}{expected}", file.display());
+    assert!(lines[0].starts_with(&expected), "expected {expected:?}\n     got {:?}", lines[0]);
+    assert!(!Path::new(&state).exists(), "nothing may run before the sweep is valid");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn yaml_syntax_error() {
+    refuses("seeds: [1]", "seeds: [1", &[], ":6: invalid YAML:");
+}
+
+#[test]
+fn unknown_key() {
+    refuses(
+        "resolutions: [32]\n",
+        "resolutions: [32]\nepoch: 3\n",
+        &[],
+        ":10: `epoch`: unknown key (known: name,",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    refuses("epochs: 2", "epochs: two", &[], ":2: `epochs`: invalid type: string \"two\"");
+}
+
+#[test]
+fn empty_axis() {
+    refuses("seeds: [1]", "seeds: []", &[], ":5: `seeds`: empty axis");
+}
+
+#[test]
+fn unknown_architecture() {
+    refuses(
+        "[noop]",
+        "[noop, resnet9000]",
+        &[],
+        ":7: `architectures`: unknown architecture `resnet9000` (known:",
+    );
+}
+
+#[test]
+fn unknown_optimizer() {
+    refuses("[sgd]", "[sgd, lion]", &[], ":8: `optimizers`: unknown optimizer `lion` (known:");
+}
+
+#[test]
+fn missing_dataset_root() {
+    refuses(
+        "    format: synthetic\n",
+        "    format: imagenette\n    root: not-here\n",
+        &["--check-data"],
+        ":13: `datasets.synthetic.root`: dataset root ",
+    );
+}
+
+#[test]
+fn format_without_root() {
+    refuses(
+        "format: synthetic",
+        "format: cifar10_bin",
+        &[],
+        ":11: `datasets.synthetic`: format `cifar10_bin` needs a `root`",
+    );
+}
+
+#[test]
+fn missing_required_key() {
+    refuses("epochs: 2\n", "", &[], ":1: `epochs`: missing (required)");
+}
+
+#[test]
+fn unknown_method() {
+    refuses("[baseline, sal]", "[baseline, stress]", &[], ":6: `methods`: unknown variant `stress`");
+}
+
+#[test]
+fn duplicate_key() {
+    refuses("batch_size: 4\n", "batch_size: 4\nepochs: 3\n", &[], ":4: invalid YAML: duplicate entry");
+}
+
+#[test]
+fn unknown_field_in_a_dataset() {
+    refuses(
+        "    format: synthetic\n",
+        "    format: synthetic\n    rooot: data\n",
+        &[],
+        ":13: `datasets.synthetic.rooot`: unknown field `rooot`",
+    );
+}
+
+#[test]
+fn unknown_dataset_format() {
+    refuses(
+        "format: synthetic",
+        "format: synthetik",
+        &[],
+        ":12: `datasets.synthetic.format`: unknown dataset format `synthetik`",
+    );
+}
+
+#[test]
+fn invalid_sal_override() {
+    refuses(
+        "datasets:",
+        "sal:\n  s_noise: 0.5\ndatasets:",
+        &[],
+        ":10: `sal`: invalid sal config: `s_noise` must be below s_yield",
+    );
+}
+
+#[test]
+fn unknown_sal_field() {
+    refuses("datasets:", "sal:\n  warmup: 3\ndatasets:", &[], ":11: `sal.warmup`: unknown field `warmup`");
+}
+
+#[test]
+fn repeated_axis_value() {
+    refuses("resolutions: [32]", "resolutions: [32, 32]", &[], ":9: `resolutions`: 32 is listed twice");
+}
+
+#[test]
+fn non_positive_learning_rate() {
+    refuses(
+        "learning_rate: 0.01",
+        "learning_rate: -1",
+        &[],
+        ":4: `learning_rate`: must be a finite number > 0",
+    );
+}
+
+#[test]
+fn unknown_only_axis() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweep.yaml");
+    std::fs::write(&file, BASE).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--sweep")
+        .arg(&file)
+        .args(["--only", "colour=red", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: --only colour=red: unknown axis `colour`"), "{stderr}");
+}
+
+#[test]
+fn a_valid_file_expands_and_only_slices_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweep.yaml");
+    std::fs::write(&file, BASE.replace("seeds: [1]", "seeds: [1, 2, 3]")).unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+            .arg("--sweep")
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    assert_eq!(run(&["--dry-run"]), "bad: 6 trials");
+    assert_eq!(run(&["--dry-run", "--only", "method=sal", "--only", "seed=1,3"]), "bad: 2 trials");
+}

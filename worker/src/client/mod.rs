@@ -1,0 +1,650 @@
+//! The coordinator client: `worker --coordinator URL`.
+//!
+//! Pull-based: the worker registers with its devices, asks for a trial whenever devices are free
+//! (asking doubles as the heartbeat of the leases it holds; a busy worker heartbeats instead), runs
+//! each trial on a dedicated thread, reports every epoch and uploads a checkpoint every epoch so
+//! that any worker can resume the trial, and completes it.
+//!
+//! What a trial produces goes through an ordered outbox: while the coordinator is away the trial
+//! keeps running, its reports wait, and the worker reconnects with backoff and sends them in order.
+//! On shutdown (SIGTERM, ctrl-c) the running trials are cancelled, their leases handed back (their
+//! last uploaded checkpoint lets the next worker resume), and `run` returns.
+
+mod outbox;
+mod trial_thread;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proto::pb;
+use proto::pb::coordinator_client::CoordinatorClient;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::error::WorkerError;
+use crate::run::{CancelFlag, Devices, RunOptions};
+use crate::trial::TrialSpec;
+use outbox::{Outgoing, Sent};
+use trial_thread::TrialMessage;
+
+/// How a worker reaches its coordinator and what it offers.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://host:port`.
+    pub coordinator: String,
+    pub devices: Devices,
+    /// Dataset caches, trial checkpoints and downloads live here.
+    pub work_dir: PathBuf,
+    /// Unique per process; see [`default_worker_id`].
+    pub worker_id: String,
+    /// Return once the coordinator says that the sweep is done.
+    pub exit_when_done: bool,
+    /// Give up when the coordinator cannot be reached for this long.
+    pub give_up_after: Duration,
+    /// On shutdown, wait at most this long for unsent reports.
+    pub drain_timeout: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(coordinator: impl Into<String>, devices: Devices, work_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            coordinator: coordinator.into(),
+            devices,
+            work_dir: work_dir.into(),
+            worker_id: default_worker_id(),
+            exit_when_done: true,
+            give_up_after: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// `host-pid-nonce`: unique per process, so a restarted worker is a new worker.
+pub fn default_worker_id() -> String {
+    let nonce =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{}-{}-{nonce:08x}", hostname(), std::process::id())
+}
+
+/// Runs the worker loop until the sweep is done (with `exit_when_done`) or `shutdown` resolves.
+pub async fn run(config: ClientConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+    let mut session = Session::new(config)?;
+    session.run(shutdown).await
+}
+
+/// A trial this worker is running.
+struct Running {
+    trial_id: String,
+    cancel: CancelFlag,
+    slots: Vec<usize>,
+    cache_key: String,
+    /// The newest checkpoint queued for upload, if any.
+    checkpoint_epoch: u32,
+    /// The checkpoint downloaded to resume from, removed when the trial ends.
+    download: Option<PathBuf>,
+    /// The coordinator no longer honours the lease: whatever the trial does is dropped.
+    lost: bool,
+}
+
+/// The lease a message is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaseKey {
+    pub lease_id: String,
+    pub trial_id: String,
+}
+
+impl LeaseKey {
+    fn to_pb(&self) -> pb::LeaseRef {
+        pb::LeaseRef { lease_id: self.lease_id.clone(), trial_id: self.trial_id.clone() }
+    }
+}
+
+/// Counts and ordinals on the wire are u32; no node has more devices than that.
+fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+/// Why a round with the coordinator stopped early.
+enum Interrupt {
+    /// The coordinator is away (or asked us to register again): retry after a backoff.
+    Away(String),
+    Fatal(WorkerError),
+}
+
+struct Session {
+    config: ClientConfig,
+    client: CoordinatorClient<Channel>,
+    registered: bool,
+    heartbeat: Duration,
+    free_slots: Vec<usize>,
+    running: HashMap<String, Running>,
+    outbox: VecDeque<Outgoing>,
+    cached: BTreeSet<String>,
+    events_tx: mpsc::UnboundedSender<TrialMessage>,
+    events_rx: mpsc::UnboundedReceiver<TrialMessage>,
+    sweep_done: bool,
+    shutting_down: Option<Instant>,
+    next_lease: Instant,
+    next_heartbeat: Instant,
+    away_since: Option<Instant>,
+    backoff: Duration,
+    retry_at: Instant,
+}
+
+fn connect(url: &str) -> Result<CoordinatorClient<Channel>, WorkerError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| WorkerError::CoordinatorRefused {
+            url: url.into(),
+            message: format!("bad address: {e}"),
+        })?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true);
+    Ok(CoordinatorClient::new(endpoint.connect_lazy()).max_decoding_message_size(8 << 20))
+}
+
+impl Session {
+    fn new(config: ClientConfig) -> Result<Self, WorkerError> {
+        let client = connect(&config.coordinator)?;
+        let free_slots: Vec<usize> = match &config.devices {
+            Devices::Cpu { ranks } => (0..*ranks).collect(),
+            Devices::Cuda(ordinals) => ordinals.clone(),
+        };
+        if free_slots.is_empty() {
+            return Err(WorkerError::InvalidTrial("a worker needs at least one device".into()));
+        }
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        Ok(Self {
+            free_slots,
+            config,
+            client,
+            registered: false,
+            heartbeat: Duration::from_secs(1),
+            running: HashMap::new(),
+            outbox: VecDeque::new(),
+            cached: BTreeSet::new(),
+            events_tx,
+            events_rx,
+            sweep_done: false,
+            shutting_down: None,
+            next_lease: now,
+            next_heartbeat: now,
+            away_since: None,
+            backoff: Duration::from_millis(50),
+            retry_at: now,
+        })
+    }
+
+    async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+        tokio::pin!(shutdown);
+        loop {
+            if Instant::now() >= self.retry_at {
+                match self.round().await {
+                    Ok(()) => {
+                        if self.away_since.take().is_some() {
+                            tracing::info!(coordinator = %self.config.coordinator, "coordinator reachable again");
+                        }
+                        self.backoff = Duration::from_millis(50);
+                    }
+                    Err(Interrupt::Away(reason)) => self.away(reason)?,
+                    Err(Interrupt::Fatal(error)) => {
+                        self.cancel_all();
+                        return Err(error);
+                    }
+                }
+            }
+            if self.finished() {
+                return Ok(());
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                Some(message) = self.events_rx.recv() => {
+                    self.on_trial_message(message);
+                    // Take whatever else the trials said before talking to the coordinator.
+                    while let Ok(message) = self.events_rx.try_recv() {
+                        self.on_trial_message(message);
+                    }
+                }
+                () = &mut shutdown, if self.shutting_down.is_none() => self.begin_shutdown(),
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Records a failed contact; gives up after `give_up_after`, or after `drain_timeout` when
+    /// shutting down.
+    fn away(&mut self, reason: String) -> Result<(), WorkerError> {
+        let now = Instant::now();
+        let since = *self.away_since.get_or_insert_with(|| {
+            tracing::warn!(coordinator = %self.config.coordinator, "coordinator away, will retry: {reason}");
+            now
+        });
+        let limit =
+            if self.shutting_down.is_some() { self.config.drain_timeout } else { self.config.give_up_after };
+        if now.duration_since(since) >= limit {
+            if self.shutting_down.is_some() {
+                tracing::warn!(unsent = self.outbox.len(), "coordinator away during shutdown; leaving");
+                self.outbox.clear();
+                return Ok(());
+            }
+            self.cancel_all();
+            return Err(WorkerError::CoordinatorUnreachable {
+                url: self.config.coordinator.clone(),
+                seconds: limit.as_secs(),
+                last_error: reason,
+            });
+        }
+        self.retry_at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.config.max_backoff);
+        // A fresh channel: the old one may be stuck on a dead connection.
+        if let Ok(client) = connect(&self.config.coordinator) {
+            self.client = client;
+        }
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        let idle = self.running.is_empty() && self.outbox.is_empty();
+        idle && (self.shutting_down.is_some() || (self.sweep_done && self.config.exit_when_done))
+    }
+
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        if self.away_since.is_some() {
+            return self.retry_at;
+        }
+        if !self.outbox.is_empty() {
+            return now;
+        }
+        let mut wake = now + Duration::from_secs(3600);
+        if self.wants_work() {
+            wake = wake.min(self.next_lease);
+        }
+        if !self.running.is_empty() || self.shutting_down.is_some() {
+            wake = wake.min(self.next_heartbeat);
+        }
+        wake
+    }
+
+    fn wants_work(&self) -> bool {
+        self.shutting_down.is_none() && !self.sweep_done && !self.free_slots.is_empty()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        (self.heartbeat / 2).min(Duration::from_millis(200))
+    }
+
+    /// One exchange with the coordinator: register if needed, send what waits, ask for work or
+    /// heartbeat when due.
+    async fn round(&mut self) -> Result<(), Interrupt> {
+        if !self.registered {
+            self.register().await?;
+        }
+        self.flush().await?;
+        let now = Instant::now();
+        if self.wants_work() && now >= self.next_lease {
+            self.ask_for_work().await?;
+        } else if !self.running.is_empty() && now >= self.next_heartbeat {
+            let request =
+                pb::HeartbeatRequest { worker_id: self.config.worker_id.clone(), held_leases: self.held() };
+            let reply =
+                self.client.clone().heartbeat(request).await.map_err(|s| self.interrupt(&s))?.into_inner();
+            self.next_heartbeat = Instant::now() + self.heartbeat;
+            self.sweep_done = reply.sweep_done;
+            for lease_id in reply.lost_leases {
+                self.lose(&lease_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn interrupt(&mut self, status: &tonic::Status) -> Interrupt {
+        if status.code() == Code::FailedPrecondition {
+            // The coordinator restarted and forgot us: register again at once.
+            self.registered = false;
+            self.retry_at = Instant::now();
+        }
+        Interrupt::Away(format!("{:?}: {}", status.code(), status.message()))
+    }
+
+    fn held(&self) -> Vec<String> {
+        self.running.iter().filter(|(_, r)| !r.lost).map(|(id, _)| id.clone()).collect()
+    }
+
+    async fn register(&mut self) -> Result<(), Interrupt> {
+        let devices = match &self.config.devices {
+            Devices::Cpu { ranks } => pb::devices::Kind::CpuRanks(saturating_u32(*ranks)),
+            Devices::Cuda(ordinals) => pb::devices::Kind::Cuda(pb::CudaDevices {
+                ordinals: ordinals.iter().map(|o| saturating_u32(*o)).collect(),
+            }),
+        };
+        let request = pb::RegisterRequest {
+            protocol_version: proto::PROTOCOL_VERSION,
+            worker_id: self.config.worker_id.clone(),
+            hostname: hostname(),
+            devices: Some(pb::Devices { kind: Some(devices) }),
+        };
+        match self.client.clone().register(request).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                self.heartbeat = Duration::from_millis(u64::from(reply.heartbeat_ms.max(10)));
+                self.registered = true;
+                tracing::info!(worker = %self.config.worker_id, sweep = %reply.sweep_name, "registered");
+                Ok(())
+            }
+            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::InvalidArgument) => {
+                Err(Interrupt::Fatal(WorkerError::CoordinatorRefused {
+                    url: self.config.coordinator.clone(),
+                    message: status.message().to_string(),
+                }))
+            }
+            Err(status) => Err(Interrupt::Away(format!("{:?}: {}", status.code(), status.message()))),
+        }
+    }
+
+    fn lease_request(&self) -> pb::LeaseRequest {
+        pb::LeaseRequest {
+            worker_id: self.config.worker_id.clone(),
+            free_devices: saturating_u32(self.free_slots.len()),
+            held_leases: self.held(),
+            cached: self.cached.iter().cloned().collect(),
+        }
+    }
+
+    async fn ask_for_work(&mut self) -> Result<(), Interrupt> {
+        let request = self.lease_request();
+        let reply = self.client.clone().lease(request).await.map_err(|s| self.interrupt(&s))?.into_inner();
+        let now = Instant::now();
+        self.next_heartbeat = now + self.heartbeat;
+        self.sweep_done = reply.sweep_done;
+        for lease_id in reply.lost_leases {
+            self.lose(&lease_id);
+        }
+        match reply.assignment {
+            Some(assignment) => {
+                self.start(assignment).await;
+                // More devices may be free: ask again at once.
+                self.next_lease = now;
+            }
+            None => self.next_lease = now + self.poll_interval(),
+        }
+        Ok(())
+    }
+
+    /// Starts an assigned trial on its own thread (or fails it when it cannot start).
+    async fn start(&mut self, assignment: pb::Assignment) {
+        let lease = LeaseKey { lease_id: assignment.lease_id.clone(), trial_id: assignment.trial_id.clone() };
+        let spec: TrialSpec = match serde_json::from_str(&assignment.spec_json) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.outbox.push_back(Outgoing::Fail {
+                    lease,
+                    error: format!("invalid trial definition: {e}"),
+                    retryable: false,
+                });
+                return;
+            }
+        };
+        let wanted = assignment.devices as usize;
+        if wanted == 0 || wanted > self.free_slots.len() {
+            self.outbox.push_back(Outgoing::Fail {
+                lease,
+                error: format!("assigned {wanted} devices, {} free", self.free_slots.len()),
+                retryable: true,
+            });
+            return;
+        }
+        let slots: Vec<usize> = self.free_slots.drain(..wanted).collect();
+        // Checkpoints are written in the folder of the trial's first device, kept from trial to
+        // trial: creating and deleting a folder per trial costs more than a no-op trial does.
+        let slot_dir = self.slot_dir(slots[0]);
+        let resume_from = if assignment.resume_epoch > 0 {
+            let path = self
+                .config
+                .work_dir
+                .join("downloads")
+                .join(format!("{}-epoch-{}.ckpt", assignment.trial_id, assignment.resume_epoch));
+            match outbox::download(
+                &mut self.client.clone(),
+                &assignment.trial_id,
+                assignment.resume_epoch,
+                &path,
+            )
+            .await
+            {
+                Ok(()) => Some(path),
+                Err(e) => {
+                    tracing::warn!(trial = %assignment.trial_id, "cannot download checkpoint, starting afresh: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let devices = match &self.config.devices {
+            Devices::Cpu { .. } => Devices::Cpu { ranks: slots.len() },
+            Devices::Cuda(_) => Devices::Cuda(slots.clone()),
+        };
+        let cancel = CancelFlag::default();
+        let options = RunOptions {
+            devices,
+            cache_dir: self.config.work_dir.join("cache"),
+            checkpoint_dir: slot_dir.clone(),
+            resume_from: resume_from.clone(),
+            checkpoint_every: 1,
+            cancel: cancel.clone(),
+        };
+        tracing::info!(
+            trial = %lease.trial_id,
+            lease = %lease.lease_id,
+            attempt = assignment.attempt,
+            resume_epoch = assignment.resume_epoch,
+            "trial started"
+        );
+        let cache_key = format!("{}@{}", spec.dataset.name, spec.resolution);
+        let running = Running {
+            trial_id: lease.trial_id.clone(),
+            cancel,
+            slots,
+            cache_key,
+            checkpoint_epoch: assignment.resume_epoch,
+            download: resume_from,
+            lost: false,
+        };
+        self.running.insert(lease.lease_id.clone(), running);
+        if let Err(e) = trial_thread::spawn(lease.clone(), spec, options, slot_dir, self.events_tx.clone()) {
+            // The thread never started: give the devices back and let another attempt try.
+            if let Some(running) = self.running.remove(&lease.lease_id) {
+                self.free_slots.extend(running.slots);
+            }
+            self.outbox.push_back(Outgoing::Fail { lease, error: e.to_string(), retryable: true });
+        }
+    }
+
+    fn on_trial_message(&mut self, message: TrialMessage) {
+        match message {
+            TrialMessage::Epoch { lease, report } => {
+                if self.is_live(&lease.lease_id) {
+                    self.outbox.push_back(Outgoing::epoch(lease, &report));
+                }
+            }
+            TrialMessage::Checkpoint { lease, epoch, file } => {
+                if !self.is_live(&lease.lease_id) {
+                    let _ = std::fs::remove_file(&file);
+                    return;
+                }
+                if let Some(running) = self.running.get_mut(&lease.lease_id) {
+                    running.checkpoint_epoch = running.checkpoint_epoch.max(epoch);
+                }
+                // Only the newest checkpoint matters: drop older ones still waiting.
+                self.outbox.retain(|m| match m {
+                    Outgoing::Checkpoint { lease: l, file: f, .. } if l.lease_id == lease.lease_id => {
+                        let _ = std::fs::remove_file(f);
+                        false
+                    }
+                    _ => true,
+                });
+                self.outbox.push_back(Outgoing::Checkpoint { lease, epoch, file });
+            }
+            TrialMessage::Ended { lease, outcome } => {
+                let Some(running) = self.running.remove(&lease.lease_id) else { return };
+                if let Some(download) = &running.download {
+                    let _ = std::fs::remove_file(download);
+                }
+                self.free_slots.extend(running.slots.iter().copied());
+                self.free_slots.sort_unstable();
+                self.next_lease = Instant::now();
+                if running.lost {
+                    tracing::info!(trial = %running.trial_id, "stopped a trial whose lease was lost");
+                    return;
+                }
+                match outcome {
+                    Ok(crate::run::TrialOutcome::Finished(result)) => {
+                        self.cached.insert(running.cache_key);
+                        // The result supersedes a checkpoint not sent yet (nobody will resume),
+                        // and carries the epoch reports still waiting: one message, not many.
+                        let mut waiting = Vec::new();
+                        self.outbox.retain(|m| match m {
+                            Outgoing::Checkpoint { lease: l, .. } if l.lease_id == lease.lease_id => {
+                                m.discard();
+                                false
+                            }
+                            Outgoing::Epoch { lease: l, report_json, .. } if l.lease_id == lease.lease_id => {
+                                waiting.push(report_json.clone());
+                                false
+                            }
+                            _ => true,
+                        });
+                        self.outbox.push_back(Outgoing::complete(lease, &result, waiting));
+                    }
+                    Ok(crate::run::TrialOutcome::Interrupted { epoch, checkpoint }) => {
+                        tracing::info!(trial = %lease.trial_id, epoch, "trial interrupted; handing the lease back");
+                        // A checkpoint written on the way out, newer than any announced: upload it
+                        // first, so that the next worker loses nothing.
+                        if let Some(path) = checkpoint.filter(|_| epoch > running.checkpoint_epoch) {
+                            let staging = self.slot_dir(running.slots[0]);
+                            match trial_thread::stage(&path, &staging, epoch) {
+                                Ok(file) => self.outbox.push_back(Outgoing::Checkpoint {
+                                    lease: lease.clone(),
+                                    epoch,
+                                    file,
+                                }),
+                                Err(e) => {
+                                    tracing::warn!(trial = %lease.trial_id, "cannot stage the last checkpoint: {e}")
+                                }
+                            }
+                        }
+                        self.outbox.push_back(Outgoing::Release { lease });
+                    }
+                    Err(error) => {
+                        tracing::warn!(trial = %lease.trial_id, "trial failed: {error}");
+                        self.outbox.push_back(Outgoing::Fail {
+                            lease,
+                            error: error.to_string(),
+                            retryable: error.is_retryable(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the trials on a device write their checkpoints.
+    fn slot_dir(&self, slot: usize) -> PathBuf {
+        self.config.work_dir.join("devices").join(slot.to_string())
+    }
+
+    fn is_live(&self, lease_id: &str) -> bool {
+        self.running.get(lease_id).is_some_and(|r| !r.lost)
+    }
+
+    /// The coordinator no longer honours a lease: stop its trial, drop what it still has to say.
+    fn lose(&mut self, lease_id: &str) {
+        if let Some(running) = self.running.get_mut(lease_id) {
+            if !running.lost {
+                tracing::warn!(trial = %running.trial_id, lease = lease_id, "lease lost; stopping the trial");
+            }
+            running.lost = true;
+            running.cancel.cancel();
+        }
+        self.outbox.retain(|m| {
+            let keep = m.lease().lease_id != lease_id;
+            if !keep {
+                m.discard();
+            }
+            keep
+        });
+    }
+
+    fn begin_shutdown(&mut self) {
+        tracing::info!(running = self.running.len(), "shutting down: cancelling trials, handing leases back");
+        self.shutting_down = Some(Instant::now());
+        for running in self.running.values() {
+            running.cancel.cancel();
+        }
+        // Leave a backoff at once: the drain may need the coordinator now.
+        self.retry_at = Instant::now();
+    }
+
+    fn cancel_all(&mut self) {
+        for running in self.running.values() {
+            running.cancel.cancel();
+        }
+    }
+
+    /// Sends what waits, in order, until the outbox is empty or the coordinator is away.
+    async fn flush(&mut self) -> Result<(), Interrupt> {
+        while let Some(message) = self.outbox.front() {
+            let ask = self.wants_work().then(|| self.lease_request());
+            let asked = ask.is_some();
+            match message.send(&mut self.client.clone(), ask).await {
+                Sent::Delivered => {
+                    if let Some(message) = self.outbox.pop_front() {
+                        message.delivered();
+                    }
+                }
+                Sent::Completed { next, sweep_done } => {
+                    if let Some(message) = self.outbox.pop_front() {
+                        message.delivered();
+                    }
+                    if asked {
+                        self.sweep_done = sweep_done;
+                    }
+                    if let Some(assignment) = next {
+                        self.start(assignment).await;
+                        self.next_lease = Instant::now();
+                    }
+                }
+                Sent::LeaseLost(reason) => {
+                    let lease_id = message.lease().lease_id.clone();
+                    tracing::warn!(lease = %lease_id, "{reason}");
+                    self.lose(&lease_id);
+                }
+                Sent::Refused(reason) => {
+                    tracing::error!("coordinator refused a message, dropping it: {reason}");
+                    if let Some(message) = self.outbox.pop_front() {
+                        message.discard();
+                    }
+                }
+                Sent::Failed(status) => return Err(self.interrupt(&status)),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! What a worker tells the coordinator about its trials, queued in order and sent with retries.
+
+use std::path::{Path, PathBuf};
+
+use proto::pb;
+use proto::pb::coordinator_client::CoordinatorClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+use tonic::Code;
+
+use super::LeaseKey;
+use crate::outcome::{EpochReport, TrialResult};
+
+/// Checkpoints travel in chunks of this size.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// One message about one lease.
+#[derive(Debug)]
+pub(super) enum Outgoing {
+    Epoch {
+        lease: LeaseKey,
+        epoch: u32,
+        report_json: String,
+    },
+    /// `file` is this worker's staged copy, removed once delivered.
+    Checkpoint {
+        lease: LeaseKey,
+        epoch: u32,
+        file: PathBuf,
+    },
+    /// `epochs_json`: this attempt's reports that were still waiting.
+    Complete {
+        lease: LeaseKey,
+        result_json: String,
+        epochs_json: Vec<String>,
+    },
+    Fail {
+        lease: LeaseKey,
+        error: String,
+        retryable: bool,
+    },
+    Release {
+        lease: LeaseKey,
+    },
+}
+
+/// How sending went.
+pub(super) enum Sent {
+    Delivered,
+    /// A completion whose reply also says what to do next (see `send`'s `ask`).
+    Completed {
+        next: Option<pb::Assignment>,
+        sweep_done: bool,
+    },
+    /// The coordinator does not honour the lease any more.
+    LeaseLost(String),
+    /// The coordinator will never accept this message.
+    Refused(String),
+    /// Not delivered; try again later.
+    Failed(tonic::Status),
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Plain data: serialization cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+impl Outgoing {
+    pub(super) fn epoch(lease: LeaseKey, report: &EpochReport) -> Self {
+        Outgoing::Epoch { lease, epoch: report.epoch, report_json: to_json(report) }
+    }
+
+    pub(super) fn complete(lease: LeaseKey, result: &TrialResult, epochs_json: Vec<String>) -> Self {
+        Outgoing::Complete { lease, result_json: to_json(result), epochs_json }
+    }
+
+    pub(super) fn lease(&self) -> &LeaseKey {
+        match self {
+            Outgoing::Epoch { lease, .. }
+            | Outgoing::Checkpoint { lease, .. }
+            | Outgoing::Complete { lease, .. }
+            | Outgoing::Fail { lease, .. }
+            | Outgoing::Release { lease } => lease,
+        }
+    }
+
+    /// Forgets the message, with any file it holds.
+    pub(super) fn discard(&self) {
+        if let Outgoing::Checkpoint { file, .. } = self {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    /// Cleans up after delivery and says so in the log.
+    pub(super) fn delivered(self) {
+        match self {
+            Outgoing::Epoch { lease, epoch, .. } => {
+                tracing::debug!(trial = %lease.trial_id, epoch, "epoch reported");
+            }
+            Outgoing::Checkpoint { lease, epoch, file } => {
+                let _ = std::fs::remove_file(&file);
+                tracing::debug!(trial = %lease.trial_id, epoch, "checkpoint uploaded");
+            }
+            Outgoing::Complete { lease, .. } => tracing::info!(trial = %lease.trial_id, "trial completed"),
+            Outgoing::Fail { lease, .. } => tracing::info!(trial = %lease.trial_id, "failure reported"),
+            Outgoing::Release { lease } => tracing::info!(trial = %lease.trial_id, "lease handed back"),
+        }
+    }
+
+    /// Sends the message. A completion also asks for the next trial with `ask` (worker id, free
+    /// devices, caches), saving a round trip.
+    pub(super) async fn send(
+        &self,
+        client: &mut CoordinatorClient<Channel>,
+        ask: Option<pb::LeaseRequest>,
+    ) -> Sent {
+        let outcome = match self {
+            Outgoing::Epoch { lease, report_json, .. } => client
+                .report_epoch(pb::EpochReportRequest {
+                    lease: Some(lease.to_pb()),
+                    report_json: report_json.clone(),
+                })
+                .await
+                .map(drop),
+            Outgoing::Checkpoint { lease, epoch, file } => match upload(client, lease, *epoch, file).await {
+                Ok(()) => Ok(()),
+                Err(UploadError::Status(status)) => Err(status),
+                Err(UploadError::Local(e)) => {
+                    return Sent::Refused(format!("checkpoint {}: {e}", file.display()));
+                }
+            },
+            Outgoing::Complete { lease, result_json, epochs_json } => {
+                let ask = ask.unwrap_or_default();
+                let request = pb::CompleteRequest {
+                    lease: Some(lease.to_pb()),
+                    result_json: result_json.clone(),
+                    epochs_json: epochs_json.clone(),
+                    worker_id: ask.worker_id,
+                    free_devices: ask.free_devices,
+                    cached: ask.cached,
+                };
+                match client.complete(request).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        return Sent::Completed { next: reply.assignment, sweep_done: reply.sweep_done };
+                    }
+                    Err(status) => Err(status),
+                }
+            }
+            Outgoing::Fail { lease, error, retryable } => client
+                .fail(pb::FailRequest {
+                    lease: Some(lease.to_pb()),
+                    error: error.clone(),
+                    retryable: *retryable,
+                })
+                .await
+                .map(drop),
+            Outgoing::Release { lease } => {
+                client.release(pb::ReleaseRequest { lease: Some(lease.to_pb()) }).await.map(drop)
+            }
+        };
+        match outcome {
+            Ok(()) => Sent::Delivered,
+            Err(status) if status.code() == Code::NotFound => Sent::LeaseLost(status.message().to_string()),
+            Err(status) if status.code() == Code::InvalidArgument => {
+                Sent::Refused(status.message().to_string())
+            }
+            Err(status) => Sent::Failed(status),
+        }
+    }
+}
+
+enum UploadError {
+    Status(tonic::Status),
+    Local(std::io::Error),
+}
+
+/// Streams a checkpoint file: a header chunk, then data chunks read as they go.
+async fn upload(
+    client: &mut CoordinatorClient<Channel>,
+    lease: &LeaseKey,
+    epoch: u32,
+    file: &Path,
+) -> Result<(), UploadError> {
+    let mut reader = tokio::fs::File::open(file).await.map_err(UploadError::Local)?;
+    let total_bytes = reader.metadata().await.map_err(UploadError::Local)?.len();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let header = pb::CheckpointHeader { lease: Some(lease.to_pb()), epoch, total_bytes };
+    let read_error = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
+    let read_error_slot = read_error.clone();
+    let producer = tokio::spawn(async move {
+        let header = pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Header(header)) };
+        if tx.send(header).await.is_err() {
+            return;
+        }
+        loop {
+            let mut buffer = vec![0u8; CHUNK_BYTES];
+            match reader.read(&mut buffer).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    let chunk = pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Data(buffer)) };
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Ending the stream early makes the coordinator refuse a short upload.
+                    if let Ok(mut slot) = read_error_slot.lock() {
+                        *slot = Some(e);
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    let outcome = client.upload_checkpoint(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    let _ = producer.await;
+    if let Some(e) = read_error.lock().ok().and_then(|mut slot| slot.take()) {
+        return Err(UploadError::Local(e));
+    }
+    outcome.map(drop).map_err(UploadError::Status)
+}
+
+/// Downloads a trial's checkpoint of `epoch` to `path`.
+pub(super) async fn download(
+    client: &mut CoordinatorClient<Channel>,
+    trial_id: &str,
+    epoch: u32,
+    path: &Path,
+) -> Result<(), String> {
+    let request = pb::CheckpointRequest { trial_id: trial_id.to_string(), epoch };
+    let mut stream =
+        client.download_checkpoint(request).await.map_err(|s| s.message().to_string())?.into_inner();
+    let expected = match stream.message().await.map_err(|s| s.message().to_string())? {
+        Some(pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Header(header)) }) => {
+            header.total_bytes
+        }
+        _ => return Err("the download did not start with a header".into()),
+    };
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let mut file = tokio::fs::File::create(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
+        if let Some(pb::checkpoint_chunk::Part::Data(data)) = chunk.part {
+            file.write_all(&data).await.map_err(|e| format!("{}: {e}", path.display()))?;
+            bytes += data.len() as u64;
+        }
+    }
+    file.flush().await.map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes != expected {
+        return Err(format!("checkpoint truncated: {bytes} of {expected} bytes"));
+    }
+    Ok(())
+}
