@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check: on a CUDA machine, show that our binaries see every GPU and that the NCCL
-# collectives keep replicas identical across all visible GPUs. A few minutes in all.
+# The GPU check: on a CUDA machine, show that our binaries see every GPU, that the NCCL
+# collectives keep replicas identical across all visible GPUs, and that the training engine runs
+# a trial on one GPU and data-parallel on all of them. A few minutes in all.
 #
 #   scripts/gpu-check.sh --prepare   on a build machine (no GPU needed): build the check binaries
 #                                    with the `nccl` feature into .device/bin (git-ignored), to
@@ -27,7 +28,8 @@ for line in sys.stdin:
         | while read -r exe; do cp "$exe" "$bin/nccl_gpu"; done
     cargo build -p sal --features nccl --example cuda_info
     cp target/debug/examples/cuda_info "$bin/"
-    if [ -f worker/gpu-check.sh ]; then worker/gpu-check.sh --prepare "$bin"; fi
+    cargo build --release -p worker --features nccl
+    cp target/release/worker "$bin/"
     ls -la "$bin"
 }
 
@@ -68,8 +70,19 @@ if [ -n "$visible" ] && [ "$visible" != "0" ] && [ "$seen" != "$visible" ]; then
 fi
 echo "== NCCL collectives on all $seen GPUs"
 "$bin/nccl_gpu" --ignored --test-threads=1
-if [ -x "$bin/worker-gpu-check" ]; then
-    echo "== worker: trials on one GPU and data-parallel on all"
-    "$bin/worker-gpu-check"
-fi
+
+# The training engine: a 2-epoch trial on one GPU, then data-parallel on every visible GPU with
+# the replicas' parameter checksums compared after every epoch (--check-replicas exits 1 if any
+# differ).
+work=$(mktemp -d)
+trap 'rm -rf "$nccl_link" "$work"' EXIT
+sed -e 's/^epochs: .*/epochs: 2/' sweeps/trials/synthetic-small.yaml > "$work/trial.yaml"
+echo "== worker: 2 epochs on GPU 0"
+"$bin/worker" train --trial "$work/trial.yaml" --gpus 0 --no-progress --cache-dir "$work/cache" \
+    --checkpoint-dir "$work/ckpt1" --out "$work/one.json"
+ids=$(seq -s, 0 $((seen - 1)))
+echo "== worker: data-parallel on GPUs $ids, replicas compared after every epoch"
+"$bin/worker" train --trial "$work/trial.yaml" --gpus "$ids" --check-replicas --no-progress \
+    --cache-dir "$work/cache" --checkpoint-dir "$work/ckptn" --out "$work/all.json"
+grep -o '"peak_device_mb": [0-9.]*' "$work/one.json" "$work/all.json" || true
 echo "gpu-check: all passed"

@@ -51,18 +51,6 @@ const REQUIRED: &[&str] = &[
     "datasets",
 ];
 
-/// On-disk dataset layouts (`worker::DatasetSpec::format`). `synthetic` is generated and has no root.
-pub const DATASET_FORMATS: &[&str] = &[
-    "synthetic",
-    "image_folder",
-    "imagenette",
-    "tiny_imagenet",
-    "eurosat",
-    "pacs",
-    "cifar10_bin",
-    "corel1k",
-];
-
 /// Every architecture a trial may name: the worker's registry plus the stand-in.
 pub fn known_architectures() -> Vec<&'static str> {
     let mut known: Vec<&'static str> = worker::models::ARCHITECTURES.to_vec();
@@ -374,17 +362,36 @@ impl RawSweep {
         if self.methods.contains(&Method::Sal) {
             self.sal.validate().map_err(|e| doc.error("sal", e.to_string()))?;
         }
+        let only_noop = self.architectures.iter().all(|a| a == worker::run::NOOP);
         for (name, entry) in &self.datasets {
             let key = format!("datasets.{name}");
-            if !DATASET_FORMATS.contains(&entry.format.as_str()) {
+            if !worker::data::FORMATS.contains(&entry.format.as_str()) {
                 return Err(doc.error(
                     &format!("{key}.format"),
                     format!(
                         "unknown dataset format `{}` (known: {})",
                         entry.format,
-                        DATASET_FORMATS.join(", ")
+                        worker::data::FORMATS.join(", ")
                     ),
                 ));
+            }
+            // The worker's own checks of the options, so that a typo fails here and not on a
+            // worker hours later. The noop stand-in reads no data and has options of its own.
+            if !only_noop {
+                let dataset = worker::DatasetSpec {
+                    name: name.clone(),
+                    format: entry.format.clone(),
+                    root: entry.root.clone(),
+                    options: entry.options.clone(),
+                };
+                match worker::data::check(&dataset) {
+                    Ok(()) => {}
+                    Err(worker::WorkerError::InvalidField { field, reason }) => {
+                        let at = field.strip_prefix("dataset").unwrap_or("");
+                        return Err(doc.error(&format!("{key}{at}"), reason));
+                    }
+                    Err(e) => return Err(doc.error(&key, e.to_string())),
+                }
             }
             match (&entry.root, entry.format.as_str()) {
                 (None, "synthetic") => {}

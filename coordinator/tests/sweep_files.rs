@@ -132,6 +132,15 @@ fn unknown_field_in_a_dataset() {
 }
 
 #[test]
+fn unknown_dataset_option() {
+    // The worker's own option checks run before anything starts (noop trials read no data, so
+    // this case names a real architecture).
+    let block = "architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\ndatasets:\n  synthetic:\n    format: synthetic\n";
+    let bad = block.replace("[noop]", "[small_cnn]") + "    options:\n      test_size: 64\n";
+    refuses(block, &bad, &[], ":13: `datasets.synthetic.options`: unknown field `test_size`");
+}
+
+#[test]
 fn unknown_dataset_format() {
     refuses(
         "format: synthetic",

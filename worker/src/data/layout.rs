@@ -91,6 +91,18 @@ impl SplitOptions {
     }
 }
 
+/// Checks `dataset.options` against `format`'s options without reading any file.
+pub fn check_options(format: Format, spec: &DatasetSpec) -> Result<(), WorkerError> {
+    match format {
+        Format::ImageFolder => parse_options::<FolderOptions>(spec).map(drop),
+        Format::TinyImageNet | Format::Cifar10Bin => parse_options::<super::NoOptions>(spec).map(drop),
+        Format::EuroSat | Format::Pacs | Format::Corel1k => {
+            parse_options::<SplitOptions>(spec)?.validate(format)
+        }
+        Format::Synthetic => parse_options::<super::synthetic::Options>(spec).map(drop),
+    }
+}
+
 /// Lists the files of `root` in `format`'s layout.
 pub fn list(format: Format, root: &Path, spec: &DatasetSpec) -> Result<Listing, WorkerError> {
     match format {

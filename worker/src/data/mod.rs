@@ -152,6 +152,12 @@ impl HostData {
     }
 }
 
+/// Checks a dataset's format and options before anything runs (a sweep's validation): the same
+/// checks `load` makes, without touching the disk.
+pub fn check(spec: &DatasetSpec) -> Result<(), WorkerError> {
+    layout::check_options(Format::parse(&spec.format)?, spec)
+}
+
 /// Loads `spec` at `resolution`: from the cache in `cache_dir` when the files it was decoded from
 /// are unchanged, else by decoding them (and writing the cache).
 pub fn load(
