@@ -224,7 +224,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         keep_serving: args.keep_serving,
         progress_bar: std::io::stderr().is_terminal(),
     };
-    let progress = runtime()?.block_on(serve_sweep(&sweep, &options, shutdown_signal()))?;
+    let progress = runtime()?.block_on(serve_sweep(&sweep, &options, worker::client::shutdown_signal()))?;
     eprintln!(
         "{}: {} done, {} diverged, {} failed, {} not finished",
         sweep.name,
@@ -359,20 +359,4 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 fn human_duration(seconds: f64) -> String {
     let seconds = seconds.max(0.0).round() as u64;
     format!("{}h{:02}m{:02}s", seconds / 3600, seconds / 60 % 60, seconds % 60)
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

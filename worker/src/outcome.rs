@@ -20,6 +20,12 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
+/// Training seconds of a history, summed from +0.0: an empty f64 `sum()` is -0.0, which prints
+/// as "-0.0".
+pub fn total_seconds(history: &[EpochReport]) -> f64 {
+    history.iter().fold(0.0, |total, r| total + r.seconds)
+}
+
 /// How a trial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

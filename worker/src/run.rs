@@ -172,8 +172,7 @@ fn run_noop(
         macro_avg: average.clone(),
         weighted_avg: average,
         confusion: Vec::new(),
-        // fold from +0.0: an empty f64 sum is -0.0, shown as "-0.0".
-        train_seconds: history.iter().fold(0.0, |total, r| total + r.seconds),
+        train_seconds: crate::outcome::total_seconds(&history),
         peak_host_mb: 0.0,
         peak_device_mb: None,
         inference_ms_per_batch: 0.0,

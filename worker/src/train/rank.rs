@@ -373,8 +373,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         macro_avg,
         weighted_avg,
         confusion,
-        // fold from +0.0: an empty f64 sum is -0.0, shown as "-0.0".
-        train_seconds: history.iter().fold(0.0, |total, r| total + r.seconds),
+        train_seconds: crate::outcome::total_seconds(&history),
         peak_host_mb: report::peak_host_mb(),
         peak_device_mb,
         inference_ms_per_batch,
@@ -441,8 +440,7 @@ fn diverged(history: Vec<EpochReport>) -> TrialResult {
         macro_avg: ClassMetrics { label: "macro avg".into(), ..zero.clone() },
         weighted_avg: ClassMetrics { label: "weighted avg".into(), ..zero },
         confusion: Vec::new(),
-        // fold from +0.0: an empty f64 sum is -0.0, shown as "-0.0".
-        train_seconds: history.iter().fold(0.0, |total, r| total + r.seconds),
+        train_seconds: crate::outcome::total_seconds(&history),
         peak_host_mb: report::peak_host_mb(),
         peak_device_mb: None,
         inference_ms_per_batch: 0.0,
