@@ -47,12 +47,20 @@ fn many_tensors_reduce_in_one_call_and_keep_their_shapes() {
         let a = Tensor::full([2, 3], f64::from(r), (Kind::Float, Device::Cpu));
         let b = Tensor::full([4], f64::from(10.0 * r), (Kind::Float, Device::Cpu));
         rank.all_reduce_sum_many(&[a.shallow_clone(), b.shallow_clone()]).unwrap();
-        (a.size(), a.sum(Kind::Float).double_value(&[]), b.sum(Kind::Float).double_value(&[]))
+        // The bucket form sums again (each element of `a` is 3 on both ranks, then 6) and returns the packed sums.
+        let bucket = rank.all_reduce_sum_bucket(&[a.shallow_clone(), b.shallow_clone()]).unwrap();
+        (
+            a.size(),
+            a.sum(Kind::Float).double_value(&[]),
+            b.sum(Kind::Float).double_value(&[]),
+            Vec::<f32>::try_from(bucket).unwrap(),
+        )
     });
-    for (shape, a_sum, b_sum) in results {
+    for (shape, a_sum, b_sum, bucket) in results {
         assert_eq!(shape, [2, 3]);
-        assert_eq!(a_sum, 6.0 * 3.0);
-        assert_eq!(b_sum, 4.0 * 30.0);
+        assert_eq!(a_sum, 6.0 * 6.0);
+        assert_eq!(b_sum, 4.0 * 60.0);
+        assert_eq!(bucket, [[6.0; 6].as_slice(), [60.0; 4].as_slice()].concat());
     }
 }
 

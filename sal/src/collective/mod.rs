@@ -48,10 +48,18 @@ pub trait Collective: Send {
         if self.world_size() == 1 || tensors.is_empty() {
             return Ok(());
         }
+        self.all_reduce_sum_bucket(tensors).map(drop)
+    }
+
+    /// As [`Collective::all_reduce_sum_many`], and returns the summed flat bucket, packed even on
+    /// one rank: a trainer computes the global gradient norm on it with one kernel.
+    fn all_reduce_sum_bucket(&self, tensors: &[Tensor]) -> Result<Tensor, SalError> {
         let flat = flatten(tensors);
-        self.all_reduce_sum(&flat)?;
-        unflatten_into(&flat, tensors);
-        Ok(())
+        if self.world_size() > 1 {
+            self.all_reduce_sum(&flat)?;
+            unflatten_into(&flat, tensors);
+        }
+        Ok(flat)
     }
 
     /// Copies rank `root`'s tensors into every other rank's, with one collective call.
@@ -66,8 +74,12 @@ pub trait Collective: Send {
     }
 }
 
+/// Packs tensors into one flat tensor of the first one's kind (empty for no tensors).
 fn flatten(tensors: &[Tensor]) -> Tensor {
-    let kind = tensors[0].kind();
+    let Some(first) = tensors.first() else {
+        return Tensor::zeros([0], (Kind::Float, tch::Device::Cpu));
+    };
+    let kind = first.kind();
     let parts: Vec<Tensor> = tensors.iter().map(|t| t.detach().to_kind(kind).reshape([-1])).collect();
     Tensor::cat(&parts, 0)
 }

@@ -274,7 +274,8 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             // This rank's share of the global batch's mean: the all-reduced sum is the mean's gradient.
             (&batch_loss / len as f64).backward();
             let gradients: Vec<Tensor> = trainable.iter().map(Tensor::grad).filter(Tensor::defined).collect();
-            let bucket = reduce_gradients(&gradients, collective)?;
+            // One collective on one flat bucket; its norm is then one kernel rather than one per parameter.
+            let bucket = tch::no_grad(|| collective.all_reduce_sum_bucket(&gradients))?;
             optimizer.step();
 
             let _guard = tch::no_grad_guard();
@@ -380,25 +381,6 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         history,
     };
     Ok(Output { outcome: TrialOutcome::Finished(Box::new(result)), checksums })
-}
-
-/// Sums the gradients over the ranks with one collective on one flat bucket (what
-/// `Collective::all_reduce_sum_many` does), and returns the bucket: the global gradient norm is
-/// then one kernel on it rather than one per parameter.
-fn reduce_gradients(gradients: &[Tensor], collective: &dyn Collective) -> Result<Tensor, WorkerError> {
-    let _guard = tch::no_grad_guard();
-    let flat: Vec<Tensor> = gradients.iter().map(|g| g.reshape([-1])).collect();
-    let bucket = Tensor::f_cat(&flat, 0)?;
-    if collective.world_size() > 1 {
-        collective.all_reduce_sum(&bucket)?;
-        let mut offset = 0;
-        for gradient in gradients {
-            let numel = gradient.numel() as i64;
-            gradient.shallow_clone().copy_(&bucket.narrow(0, offset, numel).view(gradient.size().as_slice()));
-            offset += numel;
-        }
-    }
-    Ok(bucket)
 }
 
 /// The model's floating-point variables that are not trained: batch-norm running statistics.
