@@ -10,21 +10,6 @@ use tch::{Device, Kind, Tensor};
 use worker::models::{self, load_pretrained, trainable_parameter_count, ARCHITECTURES};
 use worker::{Head, WorkerError};
 
-/// libtorch's generator is process-wide and tests run in parallel: every model of this file is
-/// seeded and built under one lock, so that a seeded build's draws are its own.
-fn build_seeded(
-    vs: &VarStore,
-    architecture: &str,
-    head: Head,
-    classes: i64,
-    seed: i64,
-) -> Result<models::Model, WorkerError> {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _lock = BUILD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    tch::manual_seed(seed);
-    models::build(&vs.root(), architecture, head, classes)
-}
-
 fn torchvision_fixture(architecture: &str) -> Option<(i64, BTreeMap<String, Vec<i64>>)> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torchvision_trunks.json");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
@@ -88,7 +73,7 @@ fn reference_images() -> Tensor {
 fn check_computes_like_torchvision(architecture: &str) {
     let reference = reference_features(architecture);
     let vs = VarStore::new(Device::Cpu);
-    let model = build_seeded(&vs, architecture, Head::Linear, reference.channels, 0).expect("known");
+    let model = models::build(&vs.root(), architecture, Head::Linear, reference.channels).expect("known");
     tch::no_grad(|| {
         for (name, var) in vs.variables() {
             let value = match name.as_str() {
@@ -179,8 +164,9 @@ fn forward_eval(model: &models::Model, sides: &[i64], classes: i64) {
 /// torchvision architecture, every trunk name and shape), then runs it at 32 px (train, with
 /// backward) and at 64, 96 and 128 px (eval).
 fn check_architecture(architecture: &str, expected_count: i64) {
+    tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
-    let model = build_seeded(&vs, architecture, Head::Linear, 1000, 0).expect("known architecture");
+    let model = models::build(&vs.root(), architecture, Head::Linear, 1000).expect("known architecture");
     assert_eq!(trainable_parameter_count(&vs), expected_count, "{architecture}: trainable parameters");
     if let Some((torchvision_count, trunk)) = torchvision_fixture(architecture) {
         assert_eq!(torchvision_count, expected_count, "the fixture agrees with the published count");
@@ -263,7 +249,7 @@ fn efficientnet_b2_computes_like_torchvision() {
 fn resnet50_v2_has_keras_trainable_count() {
     check_architecture("resnet50_v2", 25_568_360);
     let vs = VarStore::new(Device::Cpu);
-    let _model = build_seeded(&vs, "resnet50_v2", Head::Linear, 1000, 0).expect("known");
+    let _model = models::build(&vs.root(), "resnet50_v2", Head::Linear, 1000).expect("known");
     let buffers: i64 = vs.variables().values().filter(|v| !v.requires_grad()).map(|v| v.numel() as i64).sum();
     assert_eq!(buffers, 45_440, "moving means and variances: Keras' non-trainable count");
 }
@@ -271,7 +257,7 @@ fn resnet50_v2_has_keras_trainable_count() {
 #[test]
 fn small_cnn_trains_at_every_resolution() {
     let vs = VarStore::new(Device::Cpu);
-    let model = build_seeded(&vs, "small_cnn", Head::Linear, 10, 0).expect("known");
+    let model = models::build(&vs.root(), "small_cnn", Head::Linear, 10).expect("known");
     forward_backward(&vs, &model, 32, 10);
     forward_eval(&model, &[64, 96, 128], 10);
 }
@@ -279,7 +265,7 @@ fn small_cnn_trains_at_every_resolution() {
 #[test]
 fn paper_head_at_64_px() {
     let vs = VarStore::new(Device::Cpu);
-    let model = build_seeded(&vs, "mobilenet_v2", Head::Paper, 7, 0).expect("known");
+    let model = models::build(&vs.root(), "mobilenet_v2", Head::Paper, 7).expect("known");
     let head: BTreeMap<String, Vec<i64>> = vs
         .variables()
         .into_iter()
@@ -313,9 +299,9 @@ fn paper_head_at_64_px() {
 #[test]
 fn unknown_architecture_lists_the_known_ones() {
     let vs = VarStore::new(Device::Cpu);
-    let error = build_seeded(&vs, "vgg16", Head::Linear, 10, 0).expect_err("unknown").to_string();
+    let error = models::build(&vs.root(), "vgg16", Head::Linear, 10).expect_err("unknown").to_string();
     assert!(error.contains("vgg16") && ARCHITECTURES.iter().all(|a| error.contains(a)), "{error}");
-    let error = build_seeded(&vs, "small_cnn", Head::Linear, 0, 0).expect_err("no classes").to_string();
+    let error = models::build(&vs.root(), "small_cnn", Head::Linear, 0).expect_err("no classes").to_string();
     assert!(error.contains("at least one class"), "{error}");
 }
 
@@ -331,8 +317,9 @@ fn same_values(a: &VarStore, b: &VarStore, prefix_filter: impl Fn(&str) -> bool)
 #[test]
 fn pretrained_trunk_loads_from_safetensors_and_ot() {
     let dir = tempfile::tempdir().expect("temp dir");
+    tch::manual_seed(1);
     let source = VarStore::new(Device::Cpu);
-    let _m = build_seeded(&source, "resnet18", Head::Paper, 10, 1).expect("known");
+    let _m = models::build(&source.root(), "resnet18", Head::Paper, 10).expect("known");
     tch::no_grad(|| {
         // Non-default running statistics, so that the buffers are seen to load too.
         for (name, var) in source.variables() {
@@ -354,8 +341,9 @@ fn pretrained_trunk_loads_from_safetensors_and_ot() {
     Tensor::save_multi(&entries, &ot).expect("save .ot");
 
     for file in [&safetensors, &ot] {
+        tch::manual_seed(2);
         let mut target = VarStore::new(Device::Cpu);
-        let _m = build_seeded(&target, "resnet18", Head::Linear, 3, 2).expect("known");
+        let _m = models::build(&target.root(), "resnet18", Head::Linear, 3).expect("known");
         let head_before: Vec<Tensor> =
             ["head.fc.weight", "head.fc.bias"].iter().map(|n| target.variables()[*n].copy()).collect();
         assert!(!same_values(&source, &target, |n| !n.starts_with("head.")), "fresh weights differ");
@@ -374,12 +362,12 @@ fn pretrained_trunk_loads_from_safetensors_and_ot() {
 fn mismatched_pretrained_file_is_one_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let source = VarStore::new(Device::Cpu);
-    let _m = build_seeded(&source, "resnet18", Head::Linear, 10, 0).expect("known");
+    let _m = models::build(&source.root(), "resnet18", Head::Linear, 10).expect("known");
     let file = dir.path().join("resnet18.safetensors");
     source.save(&file).expect("save");
 
     let mut target = VarStore::new(Device::Cpu);
-    let _m = build_seeded(&target, "resnet50", Head::Linear, 10, 0).expect("known");
+    let _m = models::build(&target.root(), "resnet50", Head::Linear, 10).expect("known");
     let before = target.variables()["conv1.weight"].copy();
     let error = load_pretrained(&mut target, &file).expect_err("resnet18 weights do not fit resnet50");
     assert!(matches!(error, WorkerError::Pretrained { .. }), "{error:?}");
@@ -399,11 +387,11 @@ fn mismatched_pretrained_file_is_one_clear_error() {
 
     // Entries the model does not have are reported as unexpected.
     let small = VarStore::new(Device::Cpu);
-    let _m = build_seeded(&small, "small_cnn", Head::Linear, 10, 0).expect("known");
+    let _m = models::build(&small.root(), "small_cnn", Head::Linear, 10).expect("known");
     let file = dir.path().join("small_cnn.safetensors");
     small.save(&file).expect("save");
     let mut target = VarStore::new(Device::Cpu);
-    let _m = build_seeded(&target, "resnet18", Head::Linear, 10, 0).expect("known");
+    let _m = models::build(&target.root(), "resnet18", Head::Linear, 10).expect("known");
     let message = load_pretrained(&mut target, &file).expect_err("does not fit").to_string();
     assert!(message.contains("unexpected (bn2.bias, bn2.running_mean"), "{message}");
 
@@ -413,22 +401,4 @@ fn mismatched_pretrained_file_is_one_clear_error() {
     std::fs::write(&wrong, b"not ours").expect("write");
     let message = load_pretrained(&mut target, &wrong).expect_err("wrong format").to_string();
     assert!(message.contains(".safetensors") && message.contains("weights.pth"), "{message}");
-}
-
-/// Replicas built from the same seed start identical (the trainer relies on it), and the
-/// trainable variables come in the same order every time (the optimizers' state order).
-#[test]
-fn same_seed_builds_the_same_model() {
-    let build = |seed: i64| {
-        let vs = VarStore::new(Device::Cpu);
-        let _m = build_seeded(&vs, "mobilenet_v2", Head::Paper, 10, seed).expect("known");
-        vs
-    };
-    let (a, b, c) = (build(3), build(3), build(4));
-    assert!(same_values(&a, &b, |_| true), "same seed, same weights");
-    assert!(!same_values(&a, &c, |_| true), "another seed, other weights");
-    let shapes = |vs: &VarStore| vs.trainable_variables().iter().map(Tensor::size).collect::<Vec<_>>();
-    assert_eq!(shapes(&a), shapes(&b));
-    let (ta, tb) = (a.trainable_variables(), b.trainable_variables());
-    assert!(ta.iter().zip(&tb).all(|(x, y)| x.equal(y)), "same creation order");
 }
