@@ -1,5 +1,5 @@
-include!("../build-support/link_libtorch.rs");
+include!("../build-support/rpath_libtorch.rs");
 
 fn main() {
-    link_libtorch();
+    rpath_to_libtorch();
 }

@@ -1,9 +1,9 @@
 //! Protocol messages to domain types and back. Every field a request carries is checked here;
 //! a bad one answers `invalid_argument` naming it.
 
+use common::{EpochReport, TrialResult};
 use proto::pb;
 use tonic::Status;
-use worker::{EpochReport, TrialResult};
 
 use crate::store::{self, Grant, LeaseAsk, LeaseRef, Registration, StoreError};
 
@@ -120,6 +120,7 @@ impl From<Grant> for pb::Assignment {
             devices: grant.devices,
             resume_epoch: grant.resume_epoch,
             attempt: grant.attempt,
+            progress_timeout_s: grant.progress_timeout_s,
         }
     }
 }

@@ -4,10 +4,12 @@
 //! - [`store`]: SQLite in the state dir, group-committed by one thread; checkpoint files;
 //! - [`schedule`]: which trial goes to which worker; what a lost attempt means;
 //! - [`service`] and [`convert`]: the gRPC layer and its message conversions;
-//! - [`runner`]: serving a sweep to its end, with in-process workers in local mode;
+//! - [`runner`]: serving a sweep to its end;
+//! - [`local`]: `--local`'s worker processes;
 //! - [`report`]: pivots, confidence intervals, SAL − baseline deltas; table, CSV, JSON.
 
 pub mod convert;
+pub mod local;
 pub mod report;
 pub mod runner;
 pub mod schedule;
@@ -15,5 +17,6 @@ pub mod service;
 pub mod spec;
 pub mod store;
 
-pub use runner::{serve_sweep, LocalWorkers, RunnerError, ServeOptions};
+pub use local::LocalWorkers;
+pub use runner::{serve_sweep, RunnerError, ServeOptions};
 pub use spec::{LoadOptions, Sweep};

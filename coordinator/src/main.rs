@@ -62,7 +62,7 @@ struct RunArgs {
     /// Check that dataset roots exist here (always on with --local).
     #[arg(long)]
     check_data: bool,
-    /// Run the workers in this process too (CPU ranks), over loopback gRPC.
+    /// Also start worker processes on this machine (CPU ranks), over loopback gRPC.
     #[arg(long)]
     local: bool,
     /// Local workers (with --local).
@@ -71,6 +71,9 @@ struct RunArgs {
     /// CPU replicas per local worker (with --local).
     #[arg(long, default_value_t = 1, value_name = "N")]
     cpu_ranks: usize,
+    /// The `worker` binary local mode starts (default: the one beside this coordinator).
+    #[arg(long, value_name = "FILE")]
+    worker_bin: Option<PathBuf>,
     /// A lease lives this long without news from its worker.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     lease_seconds: f64,
@@ -220,11 +223,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         lease_ttl: Duration::from_secs_f64(args.lease_seconds),
         retry_failed: args.retry_failed,
         addr_file: args.addr_file.clone(),
-        local: args.local.then_some(LocalWorkers { count: args.workers.max(1), cpu_ranks: args.cpu_ranks }),
+        local: args.local.then(|| LocalWorkers {
+            count: args.workers.max(1),
+            cpu_ranks: args.cpu_ranks,
+            worker_bin: args.worker_bin.clone().unwrap_or_else(coordinator::local::default_worker_bin),
+        }),
         keep_serving: args.keep_serving,
         progress_bar: std::io::stderr().is_terminal(),
     };
-    let progress = runtime()?.block_on(serve_sweep(&sweep, &options, worker::client::shutdown_signal()))?;
+    let progress = runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal()))?;
     eprintln!(
         "{}: {} done, {} diverged, {} failed, {} not finished",
         sweep.name,

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use common::Method;
 use serde::Serialize;
-use worker::Method;
 
 use crate::spec::method_name;
 use crate::store::TrialRecord;
@@ -158,7 +158,7 @@ pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
         .iter()
         .map(|(key, members)| {
             let results: Vec<_> = members.iter().filter_map(|r| r.result.as_ref()).collect();
-            let metric = |f: &dyn Fn(&worker::TrialResult) -> f64| {
+            let metric = |f: &dyn Fn(&common::TrialResult) -> f64| {
                 estimate(&results.iter().map(|r| f(r)).collect::<Vec<_>>())
             };
             GroupRow {
@@ -367,15 +367,10 @@ mod tests {
             .spec;
         spec.method = method;
         spec.seed = seed;
-        let average = worker::outcome::ClassMetrics {
-            label: "avg".into(),
-            precision: 0.0,
-            recall: 0.0,
-            f1: 0.0,
-            support: 0,
-        };
-        let result = top1.map(|top1| worker::TrialResult {
-            status: worker::TrialStatus::Completed,
+        let average =
+            common::ClassMetrics { label: "avg".into(), precision: 0.0, recall: 0.0, f1: 0.0, support: 0 };
+        let result = top1.map(|top1| common::TrialResult {
+            status: common::TrialStatus::Completed,
             top1,
             top5: 1.0,
             test_loss: 0.0,

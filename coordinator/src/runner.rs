@@ -1,5 +1,5 @@
 //! Serving a sweep to its end: the store, the gRPC server, lease expiry, and in local mode the
-//! workers (in-process, over loopback gRPC like any other worker), with a progress bar.
+//! worker processes (over loopback gRPC like any other worker), with a progress bar.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
-use worker::client::ClientConfig;
-use worker::Devices;
 
+use crate::local::{LocalError, LocalWorkerProcesses, LocalWorkers};
 use crate::service;
 use crate::spec::Sweep;
 use crate::store::{Progress, Store, StoreError};
@@ -32,20 +31,10 @@ pub enum RunnerError {
     },
     #[error("gRPC server: {0}")]
     Server(#[from] tonic::transport::Error),
-    #[error("local worker {index}: {source}")]
-    Worker {
-        index: usize,
-        #[source]
-        source: worker::WorkerError,
-    },
-}
-
-/// Workers this process runs itself (`--local`).
-#[derive(Debug, Clone)]
-pub struct LocalWorkers {
-    pub count: usize,
-    /// CPU replicas per worker.
-    pub cpu_ranks: usize,
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error("every local worker has exited with trials left; their logs are in {}", dir.display())]
+    WorkersGone { dir: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -97,25 +86,22 @@ pub async fn serve_sweep(
         let _ = server_stopped.await;
     }));
 
-    let (stop_workers, workers_stop) = watch::channel(false);
-    let mut workers = Vec::new();
-    if let Some(local) = &options.local {
-        for index in 0..local.count {
-            let mut config = ClientConfig::new(
-                format!("http://{addr}"),
-                Devices::Cpu { ranks: local.cpu_ranks.max(1) },
-                options.state_dir.join("local-workers").join(format!("worker-{index}")),
-            );
-            config.worker_id = format!("local-{index}");
-            let mut stop = workers_stop.clone();
-            workers.push(tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|stop| *stop).await;
-                };
-                worker::client::run(config, stopped).await
-            }));
-        }
-    }
+    let local_dir = options.state_dir.join("local-workers");
+    let workers = match &options.local {
+        Some(local) => Some(LocalWorkerProcesses::start(local, &format!("http://{addr}"), &local_dir, None)?),
+        None => None,
+    };
+    // Resolves when every local worker has exited (never without local workers).
+    let (workers_gone_tx, mut workers_gone) = watch::channel(false);
+    let workers_done = workers.map(|workers| {
+        let stopper = workers.stopper();
+        let waiter = tokio::spawn(async move {
+            let result = workers.wait().await;
+            let _ = workers_gone_tx.send(true);
+            result
+        });
+        (stopper, waiter)
+    });
 
     let bar = options.progress_bar.then(|| progress_bar(store.progress()));
     let mut progress = store.progress();
@@ -123,17 +109,24 @@ pub async fn serve_sweep(
     let interrupted = tokio::select! {
         _ = progress.wait_for(|p| p.is_complete() && !options.keep_serving) => false,
         () = &mut shutdown => true,
+        _ = workers_gone.wait_for(|gone| *gone), if workers_done.is_some() => false,
     };
+    if !interrupted && !store.progress().borrow().is_complete() {
+        // Every local worker exited while trials were left: nobody will run them.
+        return Err(RunnerError::WorkersGone { dir: local_dir });
+    }
     if interrupted {
         tracing::info!("interrupted: stopping");
-        let _ = stop_workers.send(true);
     }
     let mut worker_error = None;
-    for (index, handle) in workers.into_iter().enumerate() {
-        match handle.await {
+    if let Some((workers, waiter)) = workers_done {
+        if interrupted {
+            workers.terminate();
+        }
+        match waiter.await {
             Ok(Ok(())) => {}
-            Ok(Err(source)) => worker_error = Some(RunnerError::Worker { index, source }),
-            Err(e) => tracing::error!("local worker {index} panicked: {e}"),
+            Ok(Err(error)) => worker_error = Some(RunnerError::Local(error)),
+            Err(e) => tracing::error!("waiting for the local workers failed: {e}"),
         }
     }
     if !interrupted && options.local.is_none() {

@@ -12,12 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use common::names::{ARCHITECTURES, NOOP, OPTIMIZERS};
+use common::{DatasetSpec, Head, Method, TrialSpec};
 use sal::StressConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 use sha2::{Digest, Sha256};
-use worker::{DatasetSpec, Head, Method, TrialSpec};
 
 /// Every key a sweep file may have.
 pub const KEYS: &[&str] = &[
@@ -36,6 +37,7 @@ pub const KEYS: &[&str] = &[
     "pretrained",
     "max_attempts",
     "gpus_per_trial",
+    "progress_timeout",
 ];
 
 const REQUIRED: &[&str] = &[
@@ -53,8 +55,8 @@ const REQUIRED: &[&str] = &[
 
 /// Every architecture a trial may name: the worker's registry plus the stand-in.
 pub fn known_architectures() -> Vec<&'static str> {
-    let mut known: Vec<&'static str> = worker::models::ARCHITECTURES.to_vec();
-    known.push(worker::run::NOOP);
+    let mut known: Vec<&'static str> = ARCHITECTURES.to_vec();
+    known.push(NOOP);
     known
 }
 
@@ -123,7 +125,13 @@ pub struct Sweep {
     pub name: String,
     pub file: PathBuf,
     pub trials: Vec<PlannedTrial>,
+    /// Seconds a trial may go without progress (and more when 10 of its epochs take longer)
+    /// before its worker kills it: the sweep's `progress_timeout`.
+    pub progress_timeout_s: u32,
 }
+
+/// `progress_timeout` when a sweep sets none: 15 minutes.
+pub const DEFAULT_PROGRESS_TIMEOUT_S: u32 = 15 * 60;
 
 /// The stable id of a trial: the first 16 hex digits of the SHA-256 of its canonical JSON.
 pub fn trial_id(spec: &TrialSpec) -> String {
@@ -151,7 +159,7 @@ pub fn parse(file: &Path, text: &str, options: &LoadOptions) -> Result<Sweep, Sp
     for filter in &options.only {
         trials = apply_only(filter, trials)?;
     }
-    Ok(Sweep { name: raw.name, file: file.to_path_buf(), trials })
+    Ok(Sweep { name: raw.name, file: file.to_path_buf(), trials, progress_timeout_s: raw.progress_timeout_s })
 }
 
 /// The sweep file's keys, typed but not yet checked against each other.
@@ -171,6 +179,7 @@ struct RawSweep {
     pretrained: BTreeMap<String, PathBuf>,
     max_attempts: u32,
     gpus_per_trial: u32,
+    progress_timeout_s: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -322,6 +331,7 @@ impl<'a> Document<'a> {
             pretrained: self.typed("pretrained")?.unwrap_or_default(),
             max_attempts: self.typed("max_attempts")?.unwrap_or(3),
             gpus_per_trial: self.typed("gpus_per_trial")?.unwrap_or(0),
+            progress_timeout_s: self.typed("progress_timeout")?.unwrap_or(DEFAULT_PROGRESS_TIMEOUT_S),
         })
     }
 }
@@ -341,6 +351,9 @@ impl RawSweep {
             return Err(doc
                 .error("learning_rate", format!("must be a finite number > 0, got {}", self.learning_rate)));
         }
+        if self.progress_timeout_s == 0 {
+            return Err(doc.error("progress_timeout", "must be at least 1 second"));
+        }
         if self.max_attempts == 0 {
             return Err(doc.error("max_attempts", "must be at least 1"));
         }
@@ -354,7 +367,7 @@ impl RawSweep {
                 format!("unknown architecture `{a}` (known: {})", known.join(", ")),
             ));
         }
-        let optimizers = worker::optim::OPTIMIZERS;
+        let optimizers = OPTIMIZERS;
         if let Some(o) = self.optimizers.iter().find(|o| !optimizers.contains(&o.as_str())) {
             return Err(doc
                 .error("optimizers", format!("unknown optimizer `{o}` (known: {})", optimizers.join(", "))));
@@ -362,35 +375,33 @@ impl RawSweep {
         if self.methods.contains(&Method::Sal) {
             self.sal.validate().map_err(|e| doc.error("sal", e.to_string()))?;
         }
-        let only_noop = self.architectures.iter().all(|a| a == worker::run::NOOP);
+        let only_noop = self.architectures.iter().all(|a| a == NOOP);
         for (name, entry) in &self.datasets {
             let key = format!("datasets.{name}");
-            if !worker::data::FORMATS.contains(&entry.format.as_str()) {
+            if !common::dataset::FORMATS.contains(&entry.format.as_str()) {
                 return Err(doc.error(
                     &format!("{key}.format"),
                     format!(
                         "unknown dataset format `{}` (known: {})",
                         entry.format,
-                        worker::data::FORMATS.join(", ")
+                        common::dataset::FORMATS.join(", ")
                     ),
                 ));
             }
             // The worker's own checks of the options, so that a typo fails here and not on a
             // worker hours later. The noop stand-in reads no data and has options of its own.
             if !only_noop {
-                let dataset = worker::DatasetSpec {
+                let dataset = DatasetSpec {
                     name: name.clone(),
                     format: entry.format.clone(),
                     root: entry.root.clone(),
                     options: entry.options.clone(),
                 };
-                match worker::data::check(&dataset) {
-                    Ok(()) => {}
-                    Err(worker::WorkerError::InvalidField { field, reason }) => {
-                        let at = field.strip_prefix("dataset").unwrap_or("");
-                        return Err(doc.error(&format!("{key}{at}"), reason));
-                    }
-                    Err(e) => return Err(doc.error(&key, e.to_string())),
+                if let Err(common::SpecError::InvalidField { field, reason }) =
+                    common::dataset::check(&dataset)
+                {
+                    let at = field.strip_prefix("dataset").unwrap_or("");
+                    return Err(doc.error(&format!("{key}{at}"), reason));
                 }
             }
             match (&entry.root, entry.format.as_str()) {
@@ -522,7 +533,7 @@ pub fn estimate_cost(spec: &TrialSpec) -> f64 {
         "efficientnet_b2" => 1.0,
         "mobilenet_v2" => 0.3,
         "small_cnn" => 0.05,
-        worker::run::NOOP => 0.001,
+        NOOP => 0.001,
         _ => 1.0,
     };
     let option_size = spec.dataset.options.get("train_size").and_then(serde_json::Value::as_f64);

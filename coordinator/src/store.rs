@@ -14,9 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{EpochReport, TrialResult, TrialSpec, TrialStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{oneshot, watch};
-use worker::{EpochReport, TrialResult, TrialSpec, TrialStatus};
 
 use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
 use crate::spec::Sweep;
@@ -101,6 +101,7 @@ pub struct Grant {
     pub devices: u32,
     pub resume_epoch: u32,
     pub attempt: u32,
+    pub progress_timeout_s: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -168,6 +169,7 @@ pub struct Core {
     lease_ttl_ms: u64,
     sched: Scheduler,
     sweep_name: String,
+    progress_timeout_s: u32,
     sweep_ids: Vec<String>,
     started: Instant,
     finished_at_start: u32,
@@ -279,6 +281,7 @@ impl Store {
             lease_ttl_ms: lease_ttl.as_millis() as u64,
             sched: Scheduler::default(),
             sweep_name: sweep.name.clone(),
+            progress_timeout_s: sweep.progress_timeout_s,
             sweep_ids: Vec::new(),
             started: Instant::now(),
             finished_at_start: 0,
@@ -723,6 +726,7 @@ impl Core {
                 devices,
                 resume_epoch,
                 attempt,
+                progress_timeout_s: self.progress_timeout_s,
             });
             self.sched.grant(lease);
         }
@@ -1050,13 +1054,8 @@ mod tests {
     }
 
     fn result() -> TrialResult {
-        let average = worker::outcome::ClassMetrics {
-            label: "avg".into(),
-            precision: 1.0,
-            recall: 1.0,
-            f1: 1.0,
-            support: 1,
-        };
+        let average =
+            common::ClassMetrics { label: "avg".into(), precision: 1.0, recall: 1.0, f1: 1.0, support: 1 };
         TrialResult {
             status: TrialStatus::Completed,
             top1: 0.5,

@@ -18,6 +18,7 @@ pub enum SalError {
     #[error("collective group aborted: a peer rank failed or left")]
     Aborted,
 
+    #[cfg(feature = "torch")]
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }
@@ -26,6 +27,11 @@ impl SalError {
     /// Whether retrying the same work elsewhere may succeed (a lost peer, a device error),
     /// as opposed to a deterministic failure (bad config, mismatched snapshot).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SalError::Collective { .. } | SalError::Aborted | SalError::Torch(_))
+        match self {
+            SalError::Collective { .. } | SalError::Aborted => true,
+            #[cfg(feature = "torch")]
+            SalError::Torch(_) => true,
+            _ => false,
+        }
     }
 }

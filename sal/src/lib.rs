@@ -6,18 +6,28 @@
 //! - [`snapshot`]: the yield point, and model checksums;
 //! - [`controller`]: all of the above for one replica of one trial;
 //! - [`collective`]: one rank, in-process thread ranks, NCCL (feature `nccl`).
+//!
+//! Everything that touches a tensor sits behind the default feature `torch`; without it the crate
+//! is the pure part (config, stress state machine, records) and links no libtorch.
 
+#[cfg(feature = "torch")]
 pub mod collective;
 pub mod config;
+#[cfg(feature = "torch")]
 pub mod controller;
 pub mod error;
+#[cfg(feature = "torch")]
 pub mod intervene;
+#[cfg(feature = "torch")]
 pub mod snapshot;
 pub mod stress;
 
+#[cfg(feature = "torch")]
 pub use collective::{Collective, SingleRank, ThreadGroup, ThreadRank};
 pub use config::{StressConfig, YieldComparison};
+#[cfg(feature = "torch")]
 pub use controller::{EpochSums, SalController};
 pub use error::SalError;
+#[cfg(feature = "torch")]
 pub use snapshot::{model_checksum, Snapshot, StateTensors};
 pub use stress::{Action, Decision, EpochMetrics, EpochRecord, StressState};

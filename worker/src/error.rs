@@ -58,6 +58,14 @@ pub enum WorkerError {
     CoordinatorUnreachable { url: String, seconds: u64, last_error: String },
 }
 
+impl From<common::SpecError> for WorkerError {
+    fn from(error: common::SpecError) -> Self {
+        match error {
+            common::SpecError::InvalidField { field, reason } => WorkerError::InvalidField { field, reason },
+        }
+    }
+}
+
 impl WorkerError {
     pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
         WorkerError::InvalidField { field: field.into(), reason: reason.into() }

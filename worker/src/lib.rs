@@ -7,7 +7,8 @@
 //! - [`outcome`]: epoch reports and final results;
 //! - [`models`]: the paper's architectures and heads;
 //! - [`optim`]: optimizers with Keras' semantics;
-//! - [`client`]: the coordinator client loop (`worker --coordinator URL`);
+//! - [`client`]: the node agent (`worker --coordinator URL`): leases, relays, heartbeats, and runs
+//!   each trial in a [`trial_process`] of its own;
 //! - [`error`]: the crate's error type.
 
 pub mod client;
@@ -15,12 +16,13 @@ pub mod data;
 pub mod error;
 pub mod models;
 pub mod optim;
-pub mod outcome;
 pub mod run;
 pub mod train;
-pub mod trial;
+pub mod trial_process;
 
+pub use common::Devices;
+pub use common::{outcome, trial};
 pub use error::WorkerError;
 pub use outcome::{EpochReport, TrialResult, TrialStatus};
-pub use run::{run_trial, CancelFlag, Devices, RunOptions, TrialEvent, TrialOutcome};
+pub use run::{run_trial, CancelFlag, RunOptions, TrialEvent, TrialOutcome};
 pub use trial::{DatasetSpec, Head, Method, TrialSpec};

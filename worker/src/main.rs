@@ -39,6 +39,14 @@ enum Command {
                             2 bad trial file, dataset or checkpoint, 130 interrupted (Ctrl-C)."
     )]
     Train(train_command::TrainArgs),
+    /// Runs one trial for the node agent (not meant for users): events as JSON lines on stdout,
+    /// stops when stdin closes.
+    #[command(hide = true)]
+    TrialProcess {
+        /// The job the agent wrote.
+        #[arg(long, value_name = "FILE")]
+        job: std::path::PathBuf,
+    },
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the level each mode defaults to.
@@ -55,6 +63,11 @@ fn init_logging(default_level: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::TrialProcess { job }) => {
+            // Its log is the agent's to keep: info and above, on stderr.
+            init_logging("info");
+            ExitCode::from(worker::trial_process::main(&job))
+        }
         Some(Command::Train(args)) => {
             // The progress bar and the epoch lines say what happens; logs only for trouble.
             init_logging("warn");

@@ -13,24 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::WorkerError;
 use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
 use crate::trial::TrialSpec;
-
-/// The devices a trial runs on: one replica per entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Devices {
-    /// `ranks` replicas as threads on the CPU.
-    Cpu { ranks: usize },
-    /// One replica per CUDA device ordinal.
-    Cuda(Vec<usize>),
-}
-
-impl Devices {
-    pub fn count(&self) -> usize {
-        match self {
-            Devices::Cpu { ranks } => *ranks,
-            Devices::Cuda(ordinals) => ordinals.len(),
-        }
-    }
-}
+pub use common::Devices;
 
 /// Asks a running trial to stop at the next step boundary; cloneable across threads.
 #[derive(Debug, Clone, Default)]
@@ -100,7 +83,7 @@ pub fn run_trial(
 }
 
 /// The name of the stand-in architecture.
-pub const NOOP: &str = "noop";
+pub use common::names::NOOP;
 
 #[derive(Serialize, Deserialize)]
 struct NoopCheckpoint {

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Keep asking for work after the sweep is done.
     #[arg(long)]
     stay: bool,
+    /// CPU threads the trials of this worker share (libtorch intra-op threads, split between the
+    /// trials that run at once; default: every core of this machine).
+    #[arg(long, value_name = "N")]
+    cpu_threads: Option<usize>,
     /// Give up when the coordinator is unreachable this many seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     give_up_after: u64,
@@ -54,6 +58,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
         config.worker_id = id;
     }
     config.exit_when_done = !args.stay;
+    if let Some(threads) = args.cpu_threads {
+        config.cpu_threads = threads.max(1);
+    }
     config.give_up_after = Duration::from_secs(args.give_up_after);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

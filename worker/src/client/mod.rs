@@ -1,9 +1,11 @@
-//! The coordinator client: `worker --coordinator URL`.
+//! The node agent: `worker --coordinator URL`.
 //!
-//! Pull-based: the worker registers with its devices, asks for a trial whenever devices are free
-//! (asking doubles as the heartbeat of the leases it holds; a busy worker heartbeats instead), runs
-//! each trial on a dedicated thread, reports every epoch and uploads a checkpoint every epoch so
-//! that any worker can resume the trial, and completes it.
+//! Pull-based: the agent registers with its devices, asks for a trial whenever devices are free
+//! (asking doubles as the heartbeat of the leases it holds; a busy agent heartbeats instead), runs
+//! each trial in a process of its own on the trial's devices ([`trial_process`]), relays its epoch
+//! reports and the checkpoint it writes every epoch (so that any worker can resume the trial), and
+//! completes it. The agent never touches a tensor: a trial's crash, hang or libtorch state stays
+//! in its process. A watchdog kills a trial process that stops making progress.
 //!
 //! What a trial produces goes through an ordered outbox: while the coordinator is away the trial
 //! keeps running, its reports wait, and the worker reconnects with backoff and sends them in order.
@@ -11,7 +13,9 @@
 //! last uploaded checkpoint lets the next worker resume), and `run` returns.
 
 mod outbox;
+mod trial_process;
 mod trial_thread;
+mod watchdog;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
@@ -28,8 +32,10 @@ use tonic::Code;
 use crate::error::WorkerError;
 use crate::run::{CancelFlag, Devices, RunOptions};
 use crate::trial::TrialSpec;
+use crate::trial_process::{JobDevices, TrialJob};
 use outbox::{Outgoing, Sent};
-use trial_thread::TrialMessage;
+use trial_thread::{TrialEnd, TrialMessage};
+use watchdog::Watchdog;
 
 /// How a worker reaches its coordinator and what it offers.
 #[derive(Debug, Clone)]
@@ -49,6 +55,13 @@ pub struct ClientConfig {
     pub drain_timeout: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// The binary whose `trial-process` subcommand runs a trial (default: this executable).
+    pub worker_bin: PathBuf,
+    /// CPU threads this agent's trials share (libtorch intra-op threads, split between the trials
+    /// that run at once in proportion to their devices).
+    pub cpu_threads: usize,
+    /// On shutdown, a trial that has not stopped this long after being asked is killed.
+    pub stop_grace: Duration,
 }
 
 impl ClientConfig {
@@ -62,6 +75,9 @@ impl ClientConfig {
             give_up_after: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(5),
+            worker_bin: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("worker")),
+            cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            stop_grace: Duration::from_secs(60),
         }
     }
 }
@@ -91,7 +107,10 @@ pub async fn run(config: ClientConfig, shutdown: impl Future<Output = ()>) -> Re
 /// A trial this worker is running.
 struct Running {
     trial_id: String,
+    /// A stand-in trial's thread stops through this; a trial process through `process`.
     cancel: CancelFlag,
+    process: Option<trial_process::TrialProcess>,
+    watchdog: Watchdog,
     slots: Vec<usize>,
     cache_key: String,
     /// The newest checkpoint queued for upload, if any.
@@ -100,6 +119,24 @@ struct Running {
     download: Option<PathBuf>,
     /// The coordinator no longer honours the lease: whatever the trial does is dropped.
     lost: bool,
+}
+
+impl Running {
+    /// Asks the trial to stop at its next step (it then says how far it got).
+    fn stop(&mut self) {
+        self.cancel.cancel();
+        if let Some(process) = &mut self.process {
+            process.cancel();
+        }
+    }
+
+    /// Ends the trial's process at once (a stand-in thread can only be asked).
+    fn kill(&mut self) {
+        self.cancel.cancel();
+        if let Some(process) = &mut self.process {
+            process.kill();
+        }
+    }
 }
 
 /// The lease a message is about.
@@ -209,6 +246,7 @@ impl Session {
                     }
                 }
             }
+            self.enforce_deadlines();
             if self.finished() {
                 return Ok(());
             }
@@ -278,6 +316,10 @@ impl Session {
         }
         if !self.running.is_empty() || self.shutting_down.is_some() {
             wake = wake.min(self.next_heartbeat);
+        }
+        if !self.running.is_empty() {
+            // The watchdog and the shutdown grace period are checked at least this often.
+            wake = wake.min(now + watchdog::CHECK_EVERY);
         }
         wake
     }
@@ -458,28 +500,91 @@ impl Session {
             "trial started"
         );
         let cache_key = format!("{}@{}", spec.dataset.name, spec.resolution);
+        let progress_timeout = match assignment.progress_timeout_s {
+            0 => watchdog::DEFAULT_PROGRESS_TIMEOUT,
+            seconds => Duration::from_secs(u64::from(seconds)),
+        };
         let running = Running {
             trial_id: lease.trial_id.clone(),
             cancel,
+            process: None,
+            watchdog: Watchdog::new(progress_timeout),
             slots,
             cache_key,
             checkpoint_epoch: assignment.resume_epoch,
             download: resume_from,
             lost: false,
         };
+        let slots = running.slots.clone();
         self.running.insert(lease.lease_id.clone(), running);
-        if let Err(e) = trial_thread::spawn(lease.clone(), spec, options, slot_dir, self.events_tx.clone()) {
-            // The thread never started: give the devices back and let another attempt try.
-            if let Some(running) = self.running.remove(&lease.lease_id) {
-                self.free_slots.extend(running.slots);
+        let started = if spec.architecture == crate::run::NOOP {
+            trial_thread::spawn(lease.clone(), spec, options, slot_dir, self.events_tx.clone()).map(|()| None)
+        } else {
+            let job = TrialJob {
+                trial_id: lease.trial_id.clone(),
+                devices: match &options.devices {
+                    Devices::Cpu { ranks } => JobDevices::Cpu { ranks: *ranks },
+                    Devices::Cuda(ordinals) => JobDevices::Cuda { count: ordinals.len() },
+                },
+                threads: Some(self.threads_for(slots.len())),
+                spec,
+                cache_dir: options.cache_dir,
+                checkpoint_dir: options.checkpoint_dir,
+                resume_from: options.resume_from,
+                checkpoint_every: options.checkpoint_every,
+            };
+            let launch = trial_process::Launch {
+                worker_bin: &self.config.worker_bin,
+                job_file: slot_dir.join("job.json"),
+                staging: slot_dir,
+                cuda_visible: match &self.config.devices {
+                    Devices::Cpu { .. } => None,
+                    Devices::Cuda(_) => {
+                        Some(slots.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+                    }
+                },
+            };
+            trial_process::spawn(lease.clone(), &job, launch, self.events_tx.clone()).map(Some)
+        };
+        match started {
+            Ok(process) => {
+                if let Some(running) = self.running.get_mut(&lease.lease_id) {
+                    running.process = process;
+                }
             }
-            self.outbox.push_back(Outgoing::Fail { lease, error: e.to_string(), retryable: true });
+            Err(e) => {
+                // The trial never started: give the devices back and let another attempt try.
+                if let Some(running) = self.running.remove(&lease.lease_id) {
+                    self.free_slots.extend(running.slots);
+                    self.free_slots.sort_unstable();
+                }
+                self.outbox.push_back(Outgoing::Fail {
+                    lease,
+                    error: format!("cannot start the trial: {e}"),
+                    retryable: true,
+                });
+            }
         }
+    }
+
+    /// Intra-op threads for a trial on `slots` of this agent's devices: the agent's CPU threads,
+    /// split between its slots.
+    fn threads_for(&self, slots: usize) -> usize {
+        let total = self.config.devices.count().max(1);
+        (self.config.cpu_threads * slots / total).max(1)
     }
 
     fn on_trial_message(&mut self, message: TrialMessage) {
         match message {
+            TrialMessage::Progress { lease } => {
+                if let Some(running) = self.running.get_mut(&lease.lease_id) {
+                    running.watchdog.progress();
+                }
+            }
             TrialMessage::Epoch { lease, report } => {
+                if let Some(running) = self.running.get_mut(&lease.lease_id) {
+                    running.watchdog.epoch();
+                }
                 if self.is_live(&lease.lease_id) {
                     self.outbox.push_back(Outgoing::epoch(lease, &report));
                 }
@@ -502,7 +607,7 @@ impl Session {
                 });
                 self.outbox.push_back(Outgoing::Checkpoint { lease, epoch, file });
             }
-            TrialMessage::Ended { lease, outcome } => {
+            TrialMessage::Ended { lease, end } => {
                 let Some(running) = self.running.remove(&lease.lease_id) else { return };
                 if let Some(download) = &running.download {
                     let _ = std::fs::remove_file(download);
@@ -514,8 +619,15 @@ impl Session {
                     tracing::info!(trial = %running.trial_id, "stopped a trial whose lease was lost");
                     return;
                 }
-                match outcome {
-                    Ok(crate::run::TrialOutcome::Finished(result)) => {
+                let end = match running.watchdog.fired() {
+                    // Whatever a killed trial process said last, the kill is why it ended.
+                    Some(seconds) => {
+                        TrialEnd::Failed { error: format!("no progress for {seconds} s"), retryable: true }
+                    }
+                    None => end,
+                };
+                match end {
+                    TrialEnd::Finished(result) => {
                         self.cached.insert(running.cache_key);
                         // The result supersedes a checkpoint not sent yet (nobody will resume),
                         // and carries the epoch reports still waiting: one message, not many.
@@ -533,7 +645,7 @@ impl Session {
                         });
                         self.outbox.push_back(Outgoing::complete(lease, &result, waiting));
                     }
-                    Ok(crate::run::TrialOutcome::Interrupted { epoch, checkpoint }) => {
+                    TrialEnd::Interrupted { epoch, checkpoint } => {
                         tracing::info!(trial = %lease.trial_id, epoch, "trial interrupted; handing the lease back");
                         // A checkpoint written on the way out, newer than any announced: upload it
                         // first, so that the next worker loses nothing.
@@ -552,13 +664,9 @@ impl Session {
                         }
                         self.outbox.push_back(Outgoing::Release { lease });
                     }
-                    Err(error) => {
-                        tracing::warn!(trial = %lease.trial_id, "trial failed: {error}");
-                        self.outbox.push_back(Outgoing::Fail {
-                            lease,
-                            error: error.to_string(),
-                            retryable: error.is_retryable(),
-                        });
+                    TrialEnd::Failed { error, retryable } => {
+                        tracing::warn!(trial = %lease.trial_id, retryable, "trial failed: {error}");
+                        self.outbox.push_back(Outgoing::Fail { lease, error, retryable });
                     }
                 }
             }
@@ -581,7 +689,11 @@ impl Session {
                 tracing::warn!(trial = %running.trial_id, lease = lease_id, "lease lost; stopping the trial");
             }
             running.lost = true;
+            // Nothing it says counts any more: end it at once.
             running.cancel.cancel();
+            if let Some(process) = &mut running.process {
+                process.kill();
+            }
         }
         self.outbox.retain(|m| {
             let keep = m.lease().lease_id != lease_id;
@@ -595,16 +707,33 @@ impl Session {
     fn begin_shutdown(&mut self) {
         tracing::info!(running = self.running.len(), "shutting down: cancelling trials, handing leases back");
         self.shutting_down = Some(Instant::now());
-        for running in self.running.values() {
-            running.cancel.cancel();
+        for running in self.running.values_mut() {
+            running.stop();
         }
         // Leave a backoff at once: the drain may need the coordinator now.
         self.retry_at = Instant::now();
     }
 
     fn cancel_all(&mut self) {
-        for running in self.running.values() {
-            running.cancel.cancel();
+        for running in self.running.values_mut() {
+            running.stop();
+        }
+    }
+
+    /// Kills the trials that made no progress for too long, and on shutdown those that did not
+    /// stop within the grace period. Their `Ended` message follows when the process is reaped.
+    fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        let past_grace =
+            self.shutting_down.is_some_and(|since| now.duration_since(since) >= self.config.stop_grace);
+        for running in self.running.values_mut() {
+            if let Some(seconds) = running.watchdog.check(now) {
+                tracing::error!(trial = %running.trial_id, "no progress for {seconds} s: killing its trial process");
+                running.kill();
+            } else if past_grace {
+                tracing::warn!(trial = %running.trial_id, "did not stop within the grace period: killing it");
+                running.kill();
+            }
         }
     }
 
@@ -649,25 +778,4 @@ impl Session {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM: the one shutdown trigger of the worker and the coordinator.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+pub use common::shutdown::shutdown_signal;

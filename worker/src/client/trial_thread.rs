@@ -1,17 +1,22 @@
-//! A trial on its own thread: `run_trial` is blocking, the client loop is not.
+//! What trials tell the agent's loop, and the stand-in trials (`architecture: noop`) that run on a
+//! thread of the agent: they have no tensors, so they need no process of their own, and the
+//! dispatch benchmark measures orchestration alone.
 
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::LeaseKey;
-use crate::error::WorkerError;
-use crate::outcome::EpochReport;
+use crate::outcome::{EpochReport, TrialResult};
 use crate::run::{run_trial, RunOptions, TrialEvent, TrialOutcome};
 use crate::trial::TrialSpec;
 
-/// What a trial thread tells the client loop.
+/// What a trial (process or thread) tells the agent's loop.
 pub(super) enum TrialMessage {
+    /// The trial is working (steps, decoding): the watchdog's evidence.
+    Progress {
+        lease: LeaseKey,
+    },
     Epoch {
         lease: LeaseKey,
         report: EpochReport,
@@ -24,8 +29,35 @@ pub(super) enum TrialMessage {
     },
     Ended {
         lease: LeaseKey,
-        outcome: Result<TrialOutcome, WorkerError>,
+        end: TrialEnd,
     },
+}
+
+/// How a trial ended.
+pub(super) enum TrialEnd {
+    /// Completed or diverged; the result says which.
+    Finished(Box<TrialResult>),
+    /// Cancelled; the last checkpoint, if any, lets another attempt resume.
+    Interrupted {
+        epoch: u32,
+        checkpoint: Option<PathBuf>,
+    },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
+}
+
+impl From<Result<TrialOutcome, crate::error::WorkerError>> for TrialEnd {
+    fn from(outcome: Result<TrialOutcome, crate::error::WorkerError>) -> Self {
+        match outcome {
+            Ok(TrialOutcome::Finished(result)) => TrialEnd::Finished(result),
+            Ok(TrialOutcome::Interrupted { epoch, checkpoint }) => {
+                TrialEnd::Interrupted { epoch, checkpoint }
+            }
+            Err(error) => TrialEnd::Failed { error: error.to_string(), retryable: error.is_retryable() },
+        }
+    }
 }
 
 pub(super) fn spawn(
@@ -52,8 +84,8 @@ pub(super) fn spawn(
             // Step progress stays on the node; the coordinator hears of whole epochs.
             TrialEvent::Progress { .. } => {}
         };
-        let outcome = run_trial(&spec, &options, &mut on_event);
-        let _ = events.send(TrialMessage::Ended { lease, outcome });
+        let end = run_trial(&spec, &options, &mut on_event).into();
+        let _ = events.send(TrialMessage::Ended { lease, end });
     })?;
     Ok(())
 }

@@ -6,12 +6,21 @@
 //! preservation: Keras' `image_dataset_from_directory` default, which the paper used).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use super::Item;
 use crate::error::WorkerError;
+
+/// Images decoded by this process so far: a trial process reports it as progress, so that the
+/// agent's watchdog does not take a long first decode for a hang.
+static IMAGES_DECODED: AtomicU64 = AtomicU64::new(0);
+
+pub fn images_decoded() -> u64 {
+    IMAGES_DECODED.load(Ordering::Relaxed)
+}
 
 /// Decodes every item in parallel into one buffer of `[N, 3, R, R]` bytes.
 pub fn decode_all(items: &[Item], resolution: u32) -> Result<Vec<u8>, WorkerError> {
@@ -31,6 +40,7 @@ pub fn decode_all(items: &[Item], resolution: u32) -> Result<Vec<u8>, WorkerErro
                     let mut resizer = Resizer::new();
                     for (item, planes) in items.iter().zip(out.chunks_mut(per_image)) {
                         decode_into(&mut resizer, &item.path, resolution, planes)?;
+                        IMAGES_DECODED.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(())
                 })

@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use common::dataset::{FolderOptions, SplitOptions};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
 
 use super::{parse_options, Format, Item};
 use crate::error::WorkerError;
@@ -40,68 +40,6 @@ const COREL_CLASSES: &[&str] = &[
     "mountains",
     "food",
 ];
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct FolderOptions {
-    train_dir: String,
-    val_dir: String,
-}
-
-impl Default for FolderOptions {
-    fn default() -> Self {
-        Self { train_dir: "train".into(), val_dir: "val".into() }
-    }
-}
-
-/// Options of the layouts that ship without a split: it is drawn here, per class.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct SplitOptions {
-    /// Share of each class that goes to validation.
-    val_fraction: f64,
-    /// Seeds the split; fixed by default so that every trial (whatever its seed) is tested on
-    /// the same images.
-    split_seed: u64,
-    /// PACS only: train on the other domains, validate on this one.
-    holdout_domain: Option<String>,
-}
-
-impl Default for SplitOptions {
-    fn default() -> Self {
-        Self { val_fraction: 0.2, split_seed: 0, holdout_domain: None }
-    }
-}
-
-impl SplitOptions {
-    fn validate(&self, format: Format) -> Result<(), WorkerError> {
-        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
-            return Err(WorkerError::field(
-                "dataset.options.val_fraction",
-                format!("must be between 0 and 1 (exclusive), got {}", self.val_fraction),
-            ));
-        }
-        if self.holdout_domain.is_some() && format != Format::Pacs {
-            return Err(WorkerError::field(
-                "dataset.options.holdout_domain",
-                "only the `pacs` format has domains",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Checks `dataset.options` against `format`'s options without reading any file.
-pub fn check_options(format: Format, spec: &DatasetSpec) -> Result<(), WorkerError> {
-    match format {
-        Format::ImageFolder => parse_options::<FolderOptions>(spec).map(drop),
-        Format::TinyImageNet | Format::Cifar10Bin => parse_options::<super::NoOptions>(spec).map(drop),
-        Format::EuroSat | Format::Pacs | Format::Corel1k => {
-            parse_options::<SplitOptions>(spec)?.validate(format)
-        }
-        Format::Synthetic => parse_options::<super::synthetic::Options>(spec).map(drop),
-    }
-}
 
 /// Lists the files of `root` in `format`'s layout.
 pub fn list(format: Format, root: &Path, spec: &DatasetSpec) -> Result<Listing, WorkerError> {

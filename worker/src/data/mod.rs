@@ -26,50 +26,7 @@ pub mod decode;
 pub mod layout;
 pub mod synthetic;
 
-/// Every dataset format, as written in a trial's `dataset.format`.
-pub const FORMATS: &[&str] = &[
-    "synthetic",
-    "image_folder",
-    "imagenette",
-    "tiny_imagenet",
-    "eurosat",
-    "pacs",
-    "cifar10_bin",
-    "corel1k",
-];
-
-/// The on-disk layout of a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Synthetic,
-    /// `train/<class>/*` and `val/<class>/*` (Imagenette2, ImageWoof2, any ImageFolder).
-    ImageFolder,
-    TinyImageNet,
-    EuroSat,
-    Pacs,
-    Cifar10Bin,
-    Corel1k,
-}
-
-impl Format {
-    pub fn parse(name: &str) -> Result<Self, WorkerError> {
-        Ok(match name {
-            "synthetic" => Format::Synthetic,
-            "image_folder" | "imagenette" => Format::ImageFolder,
-            "tiny_imagenet" => Format::TinyImageNet,
-            "eurosat" => Format::EuroSat,
-            "pacs" => Format::Pacs,
-            "cifar10_bin" => Format::Cifar10Bin,
-            "corel1k" => Format::Corel1k,
-            other => {
-                return Err(WorkerError::field(
-                    "dataset.format",
-                    format!("unknown format `{other}` (known: {})", FORMATS.join(", ")),
-                ))
-            }
-        })
-    }
-}
+pub use common::dataset::{Format, FORMATS};
 
 /// Images and labels of one split, on the host.
 #[derive(Debug)]
@@ -155,7 +112,7 @@ impl HostData {
 /// Checks a dataset's format and options before anything runs (a sweep's validation): the same
 /// checks `load` makes, without touching the disk.
 pub fn check(spec: &DatasetSpec) -> Result<(), WorkerError> {
-    layout::check_options(Format::parse(&spec.format)?, spec)
+    Ok(common::dataset::check(spec)?)
 }
 
 /// Loads `spec` at `resolution`: from the cache in `cache_dir` when the files it was decoded from
@@ -246,16 +203,10 @@ pub struct Item {
     pub label: i64,
 }
 
-/// Formats without options.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoOptions {}
+pub(crate) use common::dataset::NoOptions;
 
 /// Reads `dataset.options` into a format's typed options; unknown keys and wrong types are errors
 /// that name the field.
 pub(crate) fn parse_options<T: DeserializeOwned>(spec: &DatasetSpec) -> Result<T, WorkerError> {
-    let map: serde_json::Map<String, serde_json::Value> =
-        spec.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    serde_json::from_value(serde_json::Value::Object(map))
-        .map_err(|e| WorkerError::field("dataset.options", format!("{e} (format `{}`)", spec.format)))
+    Ok(common::dataset::parse_options(spec)?)
 }

@@ -9,69 +9,12 @@ use std::f32::consts::TAU;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
 
 use super::HostData;
 use crate::error::WorkerError;
 
-/// `dataset.options` of the `synthetic` format.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Options {
-    pub classes: usize,
-    pub train_size: usize,
-    pub val_size: usize,
-    /// Amplitude of the uniform per-pixel noise, in [0, 1] intensity units.
-    pub noise: f32,
-    /// Share of training samples whose label is replaced by a random class: the training accuracy
-    /// then plateaus below 1, as on real data (validation labels stay clean).
-    pub label_noise: f64,
-    /// Seeds the classes' looks and the samples; independent of the trial's seed, so that every
-    /// trial sees the same data.
-    pub seed: u64,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { classes: 10, train_size: 2000, val_size: 500, noise: 0.3, label_noise: 0.0, seed: 0 }
-    }
-}
-
-impl Options {
-    fn validate(&self) -> Result<(), WorkerError> {
-        if !(2..=1000).contains(&self.classes) {
-            return Err(WorkerError::field(
-                "dataset.options.classes",
-                format!("must be in 2..=1000, got {}", self.classes),
-            ));
-        }
-        if self.train_size < self.classes {
-            return Err(WorkerError::field(
-                "dataset.options.train_size",
-                format!("must be at least `classes` ({}), got {}", self.classes, self.train_size),
-            ));
-        }
-        if self.val_size < self.classes {
-            return Err(WorkerError::field(
-                "dataset.options.val_size",
-                format!("must be at least `classes` ({}), got {}", self.classes, self.val_size),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.noise) {
-            return Err(WorkerError::field(
-                "dataset.options.noise",
-                format!("must be in [0, 1], got {}", self.noise),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.label_noise) {
-            return Err(WorkerError::field(
-                "dataset.options.label_noise",
-                format!("must be in [0, 1], got {}", self.label_noise),
-            ));
-        }
-        Ok(())
-    }
-}
+/// `dataset.options` of the `synthetic` format (checked where sweeps are checked, too).
+pub use common::dataset::SyntheticOptions as Options;
 
 /// One class's look: a tint and a stripe pattern.
 struct ClassLook {

@@ -40,16 +40,7 @@ mod small_cnn;
 use layers::{Classifier, ClassifierHead, InputScaling};
 
 /// Every architecture `build` knows, in the order `--help` lists them.
-pub const ARCHITECTURES: &[&str] = &[
-    "densenet201",
-    "densenet121",
-    "mobilenet_v2",
-    "resnet50",
-    "efficientnet_b2",
-    "resnet50_v2",
-    "resnet18",
-    "small_cnn",
-];
+pub use common::names::ARCHITECTURES;
 
 /// The smallest input side the trunks are built and tested for: they downsample by 32, to a 1×1
 /// map at 32 px. Smaller inputs fail somewhere (DenseNet's average-pooling transitions fail once

@@ -27,7 +27,7 @@ pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
 
 /// Every optimizer `build` knows.
-pub const OPTIMIZERS: &[&str] = &["adam", "adamax", "nadam", "rmsprop", "sgd"];
+pub use common::names::OPTIMIZERS;
 
 /// Keras' default epsilon for Adam, Adamax, Nadam and RMSprop.
 pub const KERAS_EPSILON: f64 = 1e-7;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use sal::StressConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::error::WorkerError;
+use crate::error::SpecError;
 
 /// Baseline (the optimizer alone) or SAL (the optimizer plus the stress-aware interventions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,29 +82,29 @@ impl TrialSpec {
 impl TrialSpec {
     /// Refuses values no trial can run with; the error names the field. Names (architecture,
     /// optimizer, dataset format) are checked where they are resolved.
-    pub fn validate(&self) -> Result<(), WorkerError> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         if self.epochs == 0 {
-            return Err(WorkerError::field("epochs", "must be at least 1"));
+            return Err(SpecError::field("epochs", "must be at least 1"));
         }
         if self.batch_size == 0 {
-            return Err(WorkerError::field("batch_size", "must be at least 1"));
+            return Err(SpecError::field("batch_size", "must be at least 1"));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(WorkerError::field(
+            return Err(SpecError::field(
                 "learning_rate",
                 format!("must be a finite number > 0, got {}", self.learning_rate),
             ));
         }
         if !(1..=4096).contains(&self.resolution) {
-            return Err(WorkerError::field(
+            return Err(SpecError::field(
                 "resolution",
                 format!("must be in 1..=4096 pixels, got {}", self.resolution),
             ));
         }
         if self.dataset.name.trim().is_empty() {
-            return Err(WorkerError::field("dataset.name", "must not be empty"));
+            return Err(SpecError::field("dataset.name", "must not be empty"));
         }
-        crate::data::Format::parse(&self.dataset.format)?;
+        crate::dataset::Format::parse(&self.dataset.format)?;
         if self.method == Method::Sal {
             self.sal.validate()?;
         }

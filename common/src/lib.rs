@@ -1,0 +1,24 @@
+//! The definitions the coordinator and the worker share, in a crate that links no libtorch (the
+//! coordinator depends on it alone; the worker re-exports it).
+//!
+//! - [`trial`]: what a trial is (sweep files, `worker train --trial FILE`, the gRPC protocol);
+//! - [`outcome`]: epoch reports and final results;
+//! - [`dataset`]: the dataset formats and their options, checked without reading a file;
+//! - [`names`]: the architectures and optimizers a worker knows;
+//! - [`devices`]: what a trial runs on;
+//! - [`error`]: why a definition was refused;
+//! - `shutdown` (feature `signals`): ctrl-c or SIGTERM, the one shutdown trigger of both binaries.
+
+pub mod dataset;
+pub mod devices;
+pub mod error;
+pub mod names;
+pub mod outcome;
+#[cfg(feature = "signals")]
+pub mod shutdown;
+pub mod trial;
+
+pub use devices::Devices;
+pub use error::SpecError;
+pub use outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
+pub use trial::{DatasetSpec, Head, Method, TrialSpec};

@@ -1,0 +1,221 @@
+//! The agent's side of a trial process: starts `worker trial-process --job FILE` in a process
+//! group of its own on the trial's devices, turns its event lines into [`TrialMessage`]s, keeps
+//! the last lines of its stderr, and ends it (politely through its stdin, or the whole group by
+//! SIGKILL).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{ChildStdin, Command};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::trial_thread::{stage, TrialEnd, TrialMessage};
+use super::LeaseKey;
+use crate::trial_process::{TrialJob, TrialProcessEvent};
+
+/// Lines of a trial process's stderr kept for its failure message.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// A running trial process.
+pub(super) struct TrialProcess {
+    pid: u32,
+    /// Closing it asks the trial to stop at the next step.
+    stdin: Option<ChildStdin>,
+}
+
+impl TrialProcess {
+    /// Asks the trial to stop at its next step and say how far it got.
+    pub fn cancel(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Ends the trial process and anything it started, at once.
+    pub fn kill(&mut self) {
+        self.stdin.take();
+        if let Ok(pid) = libc::pid_t::try_from(self.pid) {
+            // SAFETY: killpg(2) takes no memory. The group is the trial process's own (it was
+            // started as its leader); its id is not reused while the leader is unreaped, and the
+            // agent reaps it only in the task that reads its exit.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Where a trial process runs.
+pub(super) struct Launch<'a> {
+    pub worker_bin: &'a Path,
+    /// The job file, written here before the process starts.
+    pub job_file: PathBuf,
+    /// Where staged checkpoints wait for upload.
+    pub staging: PathBuf,
+    /// `CUDA_VISIBLE_DEVICES` for the process (none on CPU).
+    pub cuda_visible: Option<String>,
+}
+
+/// Starts the trial process; its events arrive on `events`, ending with one `Ended`.
+pub(super) fn spawn(
+    lease: LeaseKey,
+    job: &TrialJob,
+    launch: Launch<'_>,
+    events: UnboundedSender<TrialMessage>,
+) -> std::io::Result<TrialProcess> {
+    let bytes = serde_json::to_vec(job).map_err(std::io::Error::other)?;
+    if let Some(dir) = launch.job_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&launch.job_file, bytes)?;
+    let mut command = Command::new(launch.worker_bin);
+    command
+        .arg("trial-process")
+        .arg("--job")
+        .arg(&launch.job_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group: a terminal's ctrl-c reaches the agent alone (which hands the lease back
+        // in order), and killing the group ends everything the trial started.
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some(threads) = job.threads {
+        // Thread pools that libtorch's own setting does not reach (OpenMP's, MKL's).
+        command.env("OMP_NUM_THREADS", threads.to_string()).env("MKL_NUM_THREADS", threads.to_string());
+    }
+    match &launch.cuda_visible {
+        Some(devices) => command.env("CUDA_VISIBLE_DEVICES", devices),
+        // A CPU trial must not grab a GPU of another trial.
+        None => command.env("CUDA_VISIBLE_DEVICES", ""),
+    };
+    let mut child = command.spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
+    let stderr_task = stderr.map(|stderr| {
+        let tail = tail.clone();
+        let trial = lease.trial_id.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                // The trial's log goes on into the agent's, marked with its trial.
+                eprintln!("[trial {trial}] {line}");
+                let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                if tail.len() == STDERR_TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        })
+    });
+
+    let staging = launch.staging;
+    tokio::spawn(async move {
+        let mut last: Option<TrialEnd> = None;
+        if let Some(stdout) = stdout {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<TrialProcessEvent>(&line) {
+                    Ok(event) => {
+                        if let Some(end) = relay(&lease, event, &staging, &events) {
+                            last = Some(end);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(trial = %lease.trial_id, "unreadable line from the trial process ({e}): {line}")
+                    }
+                }
+            }
+        }
+        let status = child.wait().await;
+        if let Some(task) = stderr_task {
+            let _ = task.await;
+        }
+        let end = match (last, status) {
+            (Some(end), _) => end,
+            (None, status) => {
+                let how = match status {
+                    Ok(status) => describe_exit(status),
+                    Err(e) => format!("could not be waited for ({e})"),
+                };
+                let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+                TrialEnd::Failed {
+                    error: if tail.is_empty() {
+                        format!("trial process {how}; its stderr was empty")
+                    } else {
+                        format!("trial process {how}; last lines of its stderr:\n{}", tail.join("\n"))
+                    },
+                    retryable: true,
+                }
+            }
+        };
+        let _ = events.send(TrialMessage::Ended { lease, end });
+    });
+    Ok(TrialProcess { pid, stdin })
+}
+
+/// Passes one event on; the final ones are returned, to be sent once the process has exited.
+fn relay(
+    lease: &LeaseKey,
+    event: TrialProcessEvent,
+    staging: &Path,
+    events: &UnboundedSender<TrialMessage>,
+) -> Option<TrialEnd> {
+    match event {
+        TrialProcessEvent::Progress { .. } => {
+            let _ = events.send(TrialMessage::Progress { lease: lease.clone() });
+            None
+        }
+        TrialProcessEvent::Epoch { report } => {
+            let _ = events.send(TrialMessage::Epoch { lease: lease.clone(), report: *report });
+            None
+        }
+        TrialProcessEvent::Checkpoint { epoch, path } => {
+            match stage(&path, staging, epoch) {
+                Ok(file) => {
+                    let _ = events.send(TrialMessage::Checkpoint { lease: lease.clone(), epoch, file });
+                }
+                Err(e) => {
+                    tracing::warn!(trial = %lease.trial_id, epoch, "cannot stage checkpoint for upload: {e}")
+                }
+            }
+            None
+        }
+        TrialProcessEvent::Result { result } => Some(TrialEnd::Finished(result)),
+        TrialProcessEvent::Interrupted { epoch, checkpoint } => {
+            Some(TrialEnd::Interrupted { epoch, checkpoint })
+        }
+        TrialProcessEvent::Error { message, retryable } => {
+            Some(TrialEnd::Failed { error: message, retryable })
+        }
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code} without a result"),
+        (None, Some(signal)) => format!("was killed by signal {signal} ({})", signal_name(signal)),
+        (None, None) => format!("ended without a result ({status})"),
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        _ => "signal",
+    }
+}
