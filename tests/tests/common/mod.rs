@@ -206,9 +206,20 @@ impl Coordinator {
 
 /// Starts `worker --coordinator URL --work-dir DIR --worker-id ID`.
 pub fn start_worker(url: &str, work_dir: &Path, id: &str) -> Process {
+    start_worker_with(url, work_dir, id, &[])
+}
+
+/// Starts `worker --coordinator URL --work-dir DIR --worker-id ID ARGS...`.
+pub fn start_worker_with(url: &str, work_dir: &Path, id: &str, args: &[&str]) -> Process {
     let mut command = Command::new(binary("worker"));
-    command.args(["--coordinator", url, "--worker-id", id]).arg("--work-dir").arg(work_dir);
+    command.args(["--coordinator", url, "--worker-id", id]).arg("--work-dir").arg(work_dir).args(args);
     Process::spawn(&mut command)
+}
+
+/// Sends SIGKILL to a process that is not ours to reap (a worker's trial process).
+pub fn kill_pid(pid: &str) {
+    let status = Command::new("kill").args(["-KILL", pid]).status().expect("kill runs");
+    assert!(status.success(), "kill -KILL {pid}");
 }
 
 /// Writes a noop sweep: `trials` cells (seeds), `epochs` epochs of `epoch_ms` each.

@@ -548,6 +548,9 @@ impl Session {
         };
         match started {
             Ok(process) => {
+                if let Some(process) = &process {
+                    tracing::info!(trial = %lease.trial_id, pid = process.pid(), "trial process started");
+                }
                 if let Some(running) = self.running.get_mut(&lease.lease_id) {
                     running.process = process;
                 }

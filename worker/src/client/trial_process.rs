@@ -27,6 +27,10 @@ pub(super) struct TrialProcess {
 }
 
 impl TrialProcess {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Asks the trial to stop at its next step and say how far it got.
     pub fn cancel(&mut self) {
         self.stdin.take();

@@ -187,7 +187,7 @@ impl ModuleT for ClassifierHead {
             if i < last {
                 xs = xs.relu();
                 if i == 0 {
-                    xs = xs.dropout(0.5, train);
+                    xs = super::dropout::dropout(&xs, 0.5, train);
                 }
             }
         }

@@ -30,6 +30,7 @@ use crate::error::WorkerError;
 use crate::trial::Head;
 
 mod densenet;
+pub mod dropout;
 mod efficientnet;
 mod layers;
 mod mobilenet_v2;

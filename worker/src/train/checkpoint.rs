@@ -5,10 +5,8 @@
 //! and, while a plastic deformation awaits its verdict, SAL's yield point as `yield.model.<var>`
 //! and `yield.optim.<i>`. A `meta` tensor holds JSON bytes: the trial, the epoch, the history, and
 //! SAL's stress state. Random state needs no saving: every draw of a run (the epoch's permutation,
-//! dropout, SAL's noise) is seeded from the trial seed and the epoch. One caveat: dropout on the
-//! CPU draws from libtorch's process-wide generator, so two trials training on the CPU in one
-//! process at once (or one trial on several CPU ranks) perturb each other's masks; on CUDA each
-//! device has its own generator.
+//! dropout, SAL's noise) is seeded from the trial seed and the epoch; dropout from the rank's own
+//! stream too (`models::dropout`), so ranks and concurrent trials never share a generator.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -252,6 +252,8 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             let _lock = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             tch::manual_seed(epoch_seed(spec.seed, epoch));
         }
+        // Dropout draws from the rank's own stream: distinct per rank, the same on every run.
+        crate::models::dropout::seed_stream(spec.seed, rank, epoch);
         let order = permutation(samples, spec.seed, epoch).to_device(device);
         let loss_sum = Tensor::zeros([], (Kind::Double, device));
         let correct = Tensor::zeros([], (Kind::Int64, device));

@@ -1,0 +1,147 @@
+//! Real trials through real processes: a coordinator, node agents, and a trial process per trial.
+//! small_cnn on generated data, baseline and SAL; the README's smoke sweep; a trial process
+//! SIGKILLed mid-epoch that resumes, bit for bit, where an undisturbed run ends.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{binary, field, kill_pid, records, start_worker_with, Coordinator, Process};
+use coordinator::store::TrialRecord;
+
+/// The README's main job, as a user runs it: `coordinator --sweep sweeps/smoke.yaml --local`.
+#[test]
+fn the_smoke_sweep_trains_baseline_and_sal_in_worker_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let sweep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps/smoke.yaml");
+    let mut command = Command::new(binary("coordinator"));
+    command.arg("--sweep").arg(&sweep).arg("--state-dir").arg(&state).args(["--local", "--workers", "2"]);
+    let mut coordinator = Process::spawn(&mut command);
+    coordinator.wait_success("coordinator --local");
+    let report = coordinator.stdout.all();
+    assert!(report.contains("baseline") && report.contains("sal"), "{report}");
+
+    let records = records(&state);
+    assert_eq!(records.len(), 6);
+    let mut interventions = 0;
+    for record in &records {
+        assert_eq!(record.state, "done", "{}: {:?}", record.id, record.last_error);
+        let result = record.result.as_ref().unwrap();
+        assert_eq!(result.history.len(), 10);
+        assert!(result.top1 > 0.5, "small_cnn learns the generated data: top-1 {}", result.top1);
+        // Each trial ran in a process of its own: its peak memory is its own, not the coordinator's.
+        assert!(result.peak_host_mb > 0.0);
+        match record.spec.method {
+            ::common::Method::Baseline => assert!(result.history.iter().all(|e| e.sal.is_none())),
+            ::common::Method::Sal => {
+                for epoch in &result.history {
+                    let sal = epoch.sal.as_ref().expect("every SAL epoch has its stress record");
+                    assert!((0.0..=1.0).contains(&sal.stress), "stress {} out of [0, 1]", sal.stress);
+                    if sal.action != sal::Action::None {
+                        interventions += 1;
+                    }
+                }
+            }
+        }
+    }
+    // The smoke sweep is tuned so that SAL intervenes (warm-up 2, plateauing labels).
+    assert!(interventions > 0, "no SAL trial intervened");
+    // The worker processes left their logs in the state dir, and one trial process per trial ran.
+    let logs: String = (0..2)
+        .map(|i| std::fs::read_to_string(state.join(format!("local-workers/worker-{i}/worker.log"))).unwrap())
+        .collect();
+    assert_eq!(logs.matches("trial process started").count(), 6, "{logs}");
+}
+
+/// A small_cnn SAL trial with dropout (the paper's head) that intervenes early.
+fn real_sweep(dir: &Path, ranks: u32, epochs: u32) -> std::path::PathBuf {
+    let text = format!(
+        "name: isolation\nepochs: {epochs}\nbatch_size: 16\nlearning_rate: 0.01\nseeds: [1, 2]\nmethods: [sal]\n\
+         architectures: [small_cnn]\noptimizers: [adam]\nresolutions: [16]\nhead: paper\ngpus_per_trial: {ranks}\n\
+         max_attempts: 3\nsal:\n  warmup_epochs: 0\n  eps_loss: 100.0\n\
+         datasets:\n  synthetic:\n    format: synthetic\n    options:\n      classes: 4\n      train_size: 256\n      val_size: 64\n"
+    );
+    let path = dir.join("sweep.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the sweep with one agent of `slots` CPU ranks until done; its records by trial id.
+fn run_sweep(dir: &Path, sweep: &Path, slots: u32, kill_one: bool) -> BTreeMap<String, TrialRecord> {
+    let state = dir.join("state");
+    let mut coordinator = Coordinator::start(sweep, &state, "127.0.0.1:0", &[]);
+    let mut agent = start_worker_with(
+        &coordinator.url(),
+        &dir.join("agent"),
+        "agent",
+        &["--cpu-ranks", &slots.to_string(), "--cpu-threads", &slots.to_string()],
+    );
+    if kill_one {
+        // Both trials run at once in this agent; kill the process of the first once its
+        // checkpoint of epoch 2 is uploaded (it is then inside epoch 3).
+        let started =
+            agent.stderr.wait_for("`trial process started`", |l| l.contains("trial process started"));
+        let trial = field(&started, "trial").unwrap().to_string();
+        let pid = field(&started, "pid").unwrap().to_string();
+        agent.stderr.wait_for("a second trial process", |l| {
+            l.contains("trial process started") && field(l, "trial") != Some(&trial)
+        });
+        agent.stderr.wait_for("its checkpoint of epoch 2", |l| {
+            l.contains("checkpoint uploaded")
+                && field(l, "trial") == Some(&trial)
+                && field(l, "epoch") == Some("2")
+        });
+        kill_pid(&pid);
+        agent.stderr.wait_for("the retry of the killed trial", |l| {
+            l.contains("trial started")
+                && field(l, "trial") == Some(&trial)
+                && field(l, "attempt") == Some("2")
+        });
+    }
+    coordinator.process.wait_success("coordinator");
+    agent.wait_success("agent");
+    records(&state).into_iter().map(|r| (r.id.clone(), r)).collect()
+}
+
+fn killed_trial_resumes_bit_identical(ranks: u32) {
+    let epochs = 5;
+    let undisturbed_dir = tempfile::tempdir().unwrap();
+    let sweep = real_sweep(undisturbed_dir.path(), ranks, epochs);
+    let undisturbed = run_sweep(undisturbed_dir.path(), &sweep, 2 * ranks, false);
+
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = real_sweep(dir.path(), ranks, epochs);
+    let disturbed = run_sweep(dir.path(), &sweep, 2 * ranks, true);
+
+    assert_eq!(undisturbed.keys().collect::<Vec<_>>(), disturbed.keys().collect::<Vec<_>>());
+    let retried: Vec<&TrialRecord> = disturbed.values().filter(|r| r.attempts == 2).collect();
+    assert_eq!(retried.len(), 1, "exactly the killed trial ran twice");
+    let error = retried[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("SIGKILL"), "the first attempt failed by the signal: {error}");
+    for (id, expected) in &undisturbed {
+        let got = disturbed[id].result.as_ref().unwrap_or_else(|| panic!("{id} has no result"));
+        let expected = expected.result.as_ref().unwrap();
+        let timeless = |h: &[::common::EpochReport]| -> Vec<::common::EpochReport> {
+            h.iter().map(|e| ::common::EpochReport { seconds: 0.0, ..e.clone() }).collect()
+        };
+        assert_eq!(timeless(&got.history), timeless(&expected.history), "history of {id}");
+        assert_eq!(got.top1, expected.top1, "{id}");
+        assert_eq!(got.test_loss.to_bits(), expected.test_loss.to_bits(), "{id}");
+        assert_eq!(got.confusion, expected.confusion, "{id}");
+        let actions: Vec<_> = got.history.iter().map(|e| e.sal.as_ref().unwrap().action).collect();
+        assert!(actions.iter().any(|a| *a != sal::Action::None), "SAL intervened in {id}: {actions:?}");
+    }
+}
+
+#[test]
+fn a_killed_one_rank_trial_process_resumes_bit_identical_beside_another_trial() {
+    killed_trial_resumes_bit_identical(1);
+}
+
+#[test]
+fn a_killed_two_rank_trial_process_resumes_bit_identical_beside_another_trial() {
+    killed_trial_resumes_bit_identical(2);
+}
