@@ -23,6 +23,7 @@ fn on_gpus<T: Send + 'static>(body: fn(NcclRank, usize) -> T) -> Vec<T> {
     let id = nccl_unique_id().expect("NCCL loads");
     let handles: Vec<_> = (0..world)
         .map(|rank| {
+            let id = id.clone();
             thread::spawn(move || {
                 let comm = NcclRank::new(id, rank, world, rank).expect("NCCL rank joins");
                 body(comm, world)
@@ -76,4 +77,41 @@ fn interventions_keep_gpu_replicas_bit_identical() {
         model_checksum(&vs)
     });
     assert!(checksums.windows(2).all(|w| w[0] == w[1]), "{checksums:?}");
+}
+
+#[test]
+#[ignore = "needs 2 or more CUDA GPUs; run by scripts/gpu-check.sh"]
+fn a_rank_that_leaves_releases_a_peer_blocked_in_all_reduce() {
+    let world = gpus();
+    assert!(world >= 2, "needs two GPUs (NCCL puts one rank per device), {world} visible");
+    let id = nccl_unique_id().expect("NCCL loads");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let handles: Vec<_> = (0..world)
+        .map(|rank| {
+            let id = id.clone();
+            let done_tx = done_tx.clone();
+            thread::spawn(move || {
+                let comm = NcclRank::new(id, rank, world, rank).expect("NCCL rank joins");
+                comm.barrier().expect("everyone is here");
+                if rank == 1 {
+                    // Rank 1 fails between collectives: it leaves without joining the next one.
+                    drop(comm);
+                    return;
+                }
+                let tensor = Tensor::ones([1 << 20], (Kind::Float, Device::Cuda(rank)));
+                let outcome = comm.all_reduce_sum(&tensor);
+                tch::Cuda::synchronize(rank as i64);
+                let _ = done_tx.send((rank, outcome.is_ok()));
+            })
+        })
+        .collect();
+    for _ in 0..world - 1 {
+        let (rank, _) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a rank blocked in all_reduce was released within a minute");
+        assert_ne!(rank, 1);
+    }
+    for handle in handles {
+        let _ = handle.join();
+    }
 }

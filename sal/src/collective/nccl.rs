@@ -19,8 +19,51 @@ use super::Collective;
 use crate::error::SalError;
 
 /// The rendezvous token every rank of one group is created from.
-#[derive(Clone, Copy)]
-pub struct NcclUniqueId(sys::ncclUniqueId);
+#[derive(Clone)]
+pub struct NcclUniqueId {
+    id: sys::ncclUniqueId,
+    /// The communicators of the group made from this id, in this process.
+    group: Arc<AbortGroup>,
+}
+
+/// The communicators of one group in this process: when a rank leaves (it returned an error, or
+/// its thread panicked) every one of them is aborted (`ncclCommAbort`), so that no peer waits
+/// forever in a collective for a rank that will never join it.
+#[derive(Default)]
+struct AbortGroup {
+    /// By rank: the communicator's address while it is open.
+    comms: std::sync::Mutex<std::collections::BTreeMap<usize, usize>>,
+}
+
+impl AbortGroup {
+    fn join(&self, rank: usize, comm: sys::ncclComm_t) {
+        self.lock().insert(rank, comm as usize);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<usize, usize>> {
+        self.comms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Closes `rank`'s communicator and aborts every other one still open: peers blocked in a
+    /// collective return with an error instead of waiting forever. Each communicator is freed
+    /// exactly once, here, under the lock.
+    fn leave(&self, rank: usize) {
+        let mut comms = self.lock();
+        let Some(own) = comms.remove(&rank) else { return };
+        // SAFETY: `own` is this rank's communicator, registered at creation and removed just now,
+        // so nobody else frees it.
+        if let Err(e) = unsafe { result::comm_abort(own as sys::ncclComm_t) } {
+            tracing::warn!(rank, error = ?e, "NCCL communicator did not close cleanly");
+        }
+        for (peer, comm) in std::mem::take(&mut *comms) {
+            // SAFETY: as above; a peer whose communicator is aborted here finds it gone from the
+            // map when it leaves, and frees nothing.
+            if let Err(e) = unsafe { result::comm_abort(comm as sys::ncclComm_t) } {
+                tracing::warn!(rank = peer, error = ?e, "NCCL communicator did not abort cleanly");
+            }
+        }
+    }
+}
 
 // SAFETY: the id is 128 plain bytes, meaningful in any thread of the process.
 unsafe impl Send for NcclUniqueId {}
@@ -28,7 +71,7 @@ unsafe impl Send for NcclUniqueId {}
 /// Makes a fresh rendezvous token; fails if NCCL cannot be loaded.
 pub fn nccl_unique_id() -> Result<NcclUniqueId, SalError> {
     ensure_loaded(0)?;
-    result::get_uniqueid().map(NcclUniqueId).map_err(|e| nccl_error("unique_id", 0, e))
+    result::get_uniqueid().map(|id| NcclUniqueId { id, group: Arc::default() }).map_err(|e| nccl_error("unique_id", 0, e))
 }
 
 /// One rank of an NCCL group, bound to one CUDA device.
@@ -37,6 +80,7 @@ pub struct NcclRank {
     rank: usize,
     world_size: usize,
     device: usize,
+    group: Arc<AbortGroup>,
     _context: Arc<CudaContext>,
 }
 
@@ -61,11 +105,12 @@ impl NcclRank {
         let me = i32::try_from(rank).map_err(|_| too_large("init", rank, rank))?;
         // SAFETY: `comm` is written by NCCL on success, and only read then.
         let comm = unsafe {
-            result::comm_init_rank(comm.as_mut_ptr(), world, id.0, me)
+            result::comm_init_rank(comm.as_mut_ptr(), world, id.id, me)
                 .map_err(|e| nccl_error("init", rank, e))?;
             comm.assume_init()
         };
-        Ok(Self { comm, rank, world_size, device, _context: context })
+        id.group.join(rank, comm);
+        Ok(Self { comm, rank, world_size, device, group: id.group, _context: context })
     }
 
     fn check_tensor(&self, op: &'static str, tensor: &Tensor) -> Result<(), SalError> {
@@ -101,11 +146,13 @@ impl NcclRank {
 }
 
 impl Drop for NcclRank {
+    /// A rank that leaves aborts the group's other communicators (see [`AbortGroup`]). First it
+    /// waits for its own device's work: every collective it joined has then completed on every
+    /// rank, so after a clean end nothing is cut short; after an error, peers waiting for this
+    /// rank's next collective are released.
     fn drop(&mut self) {
-        // SAFETY: the communicator was created by `new` and is not used after this.
-        if let Err(e) = unsafe { result::comm_destroy(self.comm) } {
-            tracing::warn!(rank = self.rank, error = ?e, "NCCL communicator did not close cleanly");
-        }
+        tch::Cuda::synchronize(self.device as i64);
+        self.group.leave(self.rank);
     }
 }
 

@@ -95,7 +95,7 @@ fn nccl_group(ordinals: &[usize]) -> Result<Vec<CollectiveSeed>, WorkerError> {
     Ok(ordinals
         .iter()
         .enumerate()
-        .map(|(rank, &device)| CollectiveSeed::Nccl { id, rank, world, device })
+        .map(|(rank, &device)| CollectiveSeed::Nccl { id: id.clone(), rank, world, device })
         .collect())
 }
 
