@@ -140,7 +140,10 @@ pub struct GroupRow {
     pub top1: Option<Estimate>,
     pub top5: Option<Estimate>,
     pub train_seconds: Option<Estimate>,
-    pub peak_memory_mb: Option<Estimate>,
+    /// Peak resident memory of the trial process (the paper's psutil figure).
+    pub peak_host_mb: Option<Estimate>,
+    /// The trial process's own peak on its busiest GPU (trials without one are left out).
+    pub peak_device_mb: Option<Estimate>,
     pub inference_ms: Option<Estimate>,
     /// SAL − baseline of the mean top-1/top-5, on SAL rows whose baseline row exists.
     pub delta_top1: Option<f64>,
@@ -168,7 +171,10 @@ pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
                 top1: metric(&|r| r.top1 * 100.0),
                 top5: metric(&|r| r.top5 * 100.0),
                 train_seconds: metric(&|r| r.train_seconds),
-                peak_memory_mb: metric(&|r| r.peak_device_mb.unwrap_or(r.peak_host_mb)),
+                peak_host_mb: metric(&|r| r.peak_host_mb),
+                peak_device_mb: estimate(
+                    &results.iter().filter_map(|r| r.peak_device_mb).collect::<Vec<_>>(),
+                ),
                 inference_ms: metric(&|r| r.inference_ms_per_batch),
                 delta_top1: None,
                 delta_top5: None,
@@ -211,12 +217,13 @@ fn show_delta(delta: Option<f64>) -> String {
     delta.map_or_else(String::new, |d| format!("{d:+.2}"))
 }
 
-const METRICS: [&str; 9] = [
+const METRICS: [&str; 10] = [
     "trials",
     "top-1 %",
     "top-5 %",
     "train s",
-    "memory MB",
+    "host MB",
+    "GPU MB",
     "infer ms",
     "Δ top-1",
     "Δ top-5",
@@ -239,7 +246,8 @@ pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> 
             show(row.top1, 2),
             show(row.top5, 2),
             show(row.train_seconds, 1),
-            show(row.peak_memory_mb, 0),
+            show(row.peak_host_mb, 0),
+            show(row.peak_device_mb, 0),
             show(row.inference_ms, 2),
             show_delta(row.delta_top1),
             show_delta(row.delta_top5),
@@ -266,7 +274,7 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
     let mut out = String::new();
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
     header.extend(["trials", "finished"].map(String::from));
-    for metric in ["top1", "top5", "train_seconds", "peak_memory_mb", "inference_ms"] {
+    for metric in ["top1", "top5", "train_seconds", "peak_host_mb", "peak_device_mb", "inference_ms"] {
         header.push(format!("{metric}_mean"));
         header.push(format!("{metric}_ci95"));
     }
@@ -277,7 +285,9 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
         let mut fields: Vec<String> = axes.iter().map(|a| csv_field(&row.key[a.name()])).collect();
         fields.push(row.trials.to_string());
         fields.push(row.finished.to_string());
-        for metric in [row.top1, row.top5, row.train_seconds, row.peak_memory_mb, row.inference_ms] {
+        for metric in
+            [row.top1, row.top5, row.train_seconds, row.peak_host_mb, row.peak_device_mb, row.inference_ms]
+        {
             fields.push(number(metric.map(|e| e.mean)));
             fields.push(number(metric.and_then(|e| e.ci95)));
         }

@@ -71,7 +71,9 @@ unsafe impl Send for NcclUniqueId {}
 /// Makes a fresh rendezvous token; fails if NCCL cannot be loaded.
 pub fn nccl_unique_id() -> Result<NcclUniqueId, SalError> {
     ensure_loaded(0)?;
-    result::get_uniqueid().map(|id| NcclUniqueId { id, group: Arc::default() }).map_err(|e| nccl_error("unique_id", 0, e))
+    result::get_uniqueid()
+        .map(|id| NcclUniqueId { id, group: Arc::default() })
+        .map_err(|e| nccl_error("unique_id", 0, e))
 }
 
 /// One rank of an NCCL group, bound to one CUDA device.

@@ -61,25 +61,40 @@ pub fn peak_host_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Memory in use on a CUDA device, in MB, as the driver reports it (what `nvidia-smi` shows: the
-/// caching allocator's reserve included, and any other process on that device). tch has no
-/// memory statistics; the driver is reached through cudarc, which comes with feature `nccl`.
+/// This process's own memory on its busiest GPU, in MB, from NVML's per-process accounting
+/// (what `nvidia-smi` lists for the process: the CUDA context and the caching allocator's
+/// reserve). A trial runs in a process of its own, so this is the trial's, whatever else shares
+/// the device. NVML is loaded at run time (`libnvidia-ml.so.1`, the driver's); without it, or on
+/// the CPU, there is no figure.
 #[cfg(feature = "nccl")]
 pub fn device_used_mb(device: tch::Device) -> Option<f64> {
-    let tch::Device::Cuda(ordinal) = device else {
+    if !matches!(device, tch::Device::Cuda(_)) {
         return None;
-    };
-    // cudarc panics when the driver library is missing; a number is not worth failing a trial.
-    super::panics::quietly(|| {
-        let context = cudarc::driver::CudaContext::new(ordinal).ok()?;
-        let (free, total) = context.mem_get_info().ok()?;
-        Some(total.saturating_sub(free) as f64 / (1024.0 * 1024.0))
-    })
-    .ok()
-    .flatten()
+    }
+    static NVML: std::sync::OnceLock<Option<nvml_wrapper::Nvml>> = std::sync::OnceLock::new();
+    let nvml = NVML.get_or_init(|| nvml_wrapper::Nvml::init().ok()).as_ref()?;
+    let pid = std::process::id();
+    let mut busiest: Option<u64> = None;
+    // NVML numbers devices physically (it ignores CUDA_VISIBLE_DEVICES): look at every one.
+    for index in 0..nvml.device_count().ok()? {
+        let Ok(gpu) = nvml.device_by_index(index) else { continue };
+        let Ok(processes) = gpu.running_compute_processes() else { continue };
+        let own: u64 = processes
+            .iter()
+            .filter(|p| p.pid == pid)
+            .map(|p| match p.used_gpu_memory {
+                nvml_wrapper::enums::device::UsedGpuMemory::Used(bytes) => bytes,
+                nvml_wrapper::enums::device::UsedGpuMemory::Unavailable => 0,
+            })
+            .sum();
+        if own > 0 {
+            busiest = Some(busiest.map_or(own, |b| b.max(own)));
+        }
+    }
+    busiest.map(|bytes| bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Without feature `nccl` the driver is not linked: no device figure.
+/// Without feature `nccl` (the CUDA build) there is no device figure.
 #[cfg(not(feature = "nccl"))]
 pub fn device_used_mb(_device: tch::Device) -> Option<f64> {
     None
