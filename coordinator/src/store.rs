@@ -671,6 +671,14 @@ impl Core {
         Ok(worker)
     }
 
+    /// A worker that just sent something is alive: the coordinator waits for it to hear that the
+    /// sweep is done before exiting (see `workers_told_done`).
+    fn seen(&mut self, worker_id: &str) {
+        if let Some(worker) = self.sched.workers.get_mut(worker_id) {
+            worker.last_seen_ms = now_ms();
+        }
+    }
+
     fn heartbeat(&mut self, worker_id: &str, held: &[String]) -> Result<LeaseReply> {
         self.touch_worker(worker_id)?;
         let lost = self.extend(worker_id, held)?;
@@ -745,6 +753,7 @@ impl Core {
 
     fn report_epoch(&mut self, lease_ref: &LeaseRef, report: &EpochReport, json: &str) -> Result<()> {
         let lease = self.held(lease_ref)?.clone();
+        self.seen(&lease.worker_id);
         let deadline = now_ms() + self.lease_ttl_ms;
         self.conn
             .prepare_cached(
@@ -901,11 +910,13 @@ impl Core {
 
     fn fail(&mut self, lease_ref: &LeaseRef, error: &str, retryable: bool) -> Result<()> {
         let lease = self.held(lease_ref)?.clone();
+        self.seen(&lease.worker_id);
         self.lose(&lease, error, retryable, "failed")
     }
 
     fn release(&mut self, lease_ref: &LeaseRef) -> Result<()> {
         let lease = self.held(lease_ref)?.clone();
+        self.seen(&lease.worker_id);
         self.conn.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id])?;
         self.conn
             .prepare_cached("UPDATE attempts SET ended_ms = ?3, outcome = 'released' WHERE trial_id = ?1 AND attempt = ?2")?

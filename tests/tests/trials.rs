@@ -145,3 +145,37 @@ fn a_killed_one_rank_trial_process_resumes_bit_identical_beside_another_trial() 
 fn a_killed_two_rank_trial_process_resumes_bit_identical_beside_another_trial() {
     killed_trial_resumes_bit_identical(2);
 }
+
+/// A trial process that stops making progress (here: stopped by SIGSTOP, as a rank blocked in a
+/// collective would be) is killed by its agent's watchdog and failed with the silence it showed.
+#[test]
+fn the_watchdog_kills_a_silent_trial_process_and_fails_it_as_retryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "name: hang\nepochs: 50\nbatch_size: 16\nlearning_rate: 0.01\nseeds: [1]\nmethods: [baseline]\n\
+                architectures: [small_cnn]\noptimizers: [sgd]\nresolutions: [16]\nhead: linear\nmax_attempts: 1\n\
+                progress_timeout: 2\n\
+                datasets:\n  synthetic:\n    format: synthetic\n    options:\n      classes: 4\n      train_size: 64\n      val_size: 16\n";
+    let sweep = dir.path().join("sweep.yaml");
+    std::fs::write(&sweep, text).unwrap();
+    let state = dir.path().join("state");
+    let mut coordinator = Coordinator::start(&sweep, &state, "127.0.0.1:0", &[]);
+    let mut agent = start_worker_with(&coordinator.url(), &dir.path().join("agent"), "agent", &[]);
+    let started = agent.stderr.wait_for("`trial process started`", |l| l.contains("trial process started"));
+    let pid = field(&started, "pid").unwrap().to_string();
+    // Let it finish an epoch first: the watchdog's limit is then max(10 epochs, 2 s).
+    agent.stderr.wait_for("an uploaded checkpoint", |l| l.contains("checkpoint uploaded"));
+    let status = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    assert!(status.success());
+    let killed = agent.stderr.wait_for("the watchdog's kill", |l| l.contains("no progress for"));
+    assert!(killed.contains("killing its trial process"), "{killed}");
+
+    coordinator.process.wait_success("coordinator");
+    agent.wait_success("agent");
+    let records = records(&state);
+    assert_eq!(records[0].state, "failed");
+    let error = records[0].last_error.clone().unwrap_or_default();
+    assert!(error.starts_with("no progress for ") && error.contains(" s"), "{error}");
+    // The stopped process is gone: SIGKILL reaches a stopped process group.
+    let alive = Command::new("kill").args(["-0", &pid]).status().unwrap().success();
+    assert!(!alive, "trial process {pid} survived its watchdog");
+}
