@@ -2,19 +2,26 @@
 //!
 //! - [`spec`]: sweep files, validated and expanded into trials with stable ids;
 //! - [`store`]: SQLite in the state dir, group-committed by one thread; checkpoint files;
+//! - [`checkpoint_files`]: checkpoint files removed only once the store stops indexing them;
+//! - [`state_lock`]: one coordinator per state dir;
+//! - [`checkpoint_storage`] and [`dry_run`]: what a sweep expands to and the disk it needs;
 //! - [`schedule`]: which trial goes to which worker; what a lost attempt means;
 //! - [`service`] and [`convert`]: the gRPC layer and its message conversions;
 //! - [`runner`]: serving a sweep to its end;
 //! - [`local`]: `--local`'s worker processes;
 //! - [`report`]: pivots, confidence intervals, SAL − baseline deltas; table, CSV, JSON.
 
+pub mod checkpoint_files;
+pub mod checkpoint_storage;
 pub mod convert;
+pub mod dry_run;
 pub mod local;
 pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod service;
 pub mod spec;
+pub mod state_lock;
 pub mod store;
 
 pub use local::LocalWorkers;

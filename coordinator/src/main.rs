@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use coordinator::report::{self, Axis, Format, PaperFigures};
 use coordinator::spec::{self, LoadOptions};
 use coordinator::store::{self, TrialRecord};
-use coordinator::{serve_sweep, LocalWorkers, ServeOptions};
+use coordinator::state_lock::StateLockError;
+use coordinator::{serve_sweep, LocalWorkers, RunnerError, ServeOptions};
 use proto::pb::coordinator_client::CoordinatorClient;
 
 /// Runs the Stress-Aware Learning grid: expands a sweep file into trials, leases them to workers
@@ -86,9 +87,14 @@ struct RunArgs {
     /// Keep serving after the sweep is done.
     #[arg(long)]
     keep_serving: bool,
-    /// Validate the sweep file and count its trials; run nothing.
+    /// Validate the sweep file, count its trials per axis and estimate the checkpoint storage
+    /// its state dir needs; run nothing.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: size the checkpoint storage for this many trials running at once
+    /// (default: all of them).
+    #[arg(long, value_name = "N", requires = "dry_run")]
+    running: Option<usize>,
     /// Report grouping printed at the end (default: the axes with several values, and method).
     #[arg(long, value_name = "AXES")]
     by: Option<String>,
@@ -206,7 +212,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     if args.dry_run {
-        out!("{}: {} trials", sweep.name, sweep.trials.len());
+        out!("{}", coordinator::dry_run::summary(&sweep, args.running).trim_end());
         return Ok(ExitCode::SUCCESS);
     }
     if !(args.lease_seconds.is_finite() && args.lease_seconds > 0.0) {
@@ -231,7 +237,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         keep_serving: args.keep_serving,
         progress_bar: std::io::stderr().is_terminal(),
     };
-    let progress = runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal()))?;
+    let progress = match runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal())) {
+        Ok(progress) => progress,
+        Err(e @ RunnerError::StateLock(StateLockError::Held { .. })) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(USAGE));
+        }
+        Err(e) => return Err(e.into()),
+    };
     eprintln!(
         "{}: {} done, {} diverged, {} failed, {} not finished",
         sweep.name,

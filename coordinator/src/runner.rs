@@ -11,12 +11,16 @@ use tokio::sync::watch;
 use crate::local::{LocalError, LocalWorkerProcesses, LocalWorkers};
 use crate::service;
 use crate::spec::Sweep;
+use crate::state_lock::{StateLock, StateLockError};
 use crate::store::{Progress, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another coordinator serves this state dir (or its lock file cannot be opened).
+    #[error(transparent)]
+    StateLock(#[from] StateLockError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -57,6 +61,8 @@ pub async fn serve_sweep(
     options: &ServeOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Progress, RunnerError> {
+    // Held until this function returns: the store, its checkpoints and the lease table are ours.
+    let _lock = StateLock::acquire(&options.state_dir)?;
     let (store, summary) = Store::open(&options.state_dir, sweep, options.lease_ttl, options.retry_failed)?;
     tracing::info!(
         sweep = %sweep.name,

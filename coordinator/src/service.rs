@@ -14,6 +14,7 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::checkpoint_files;
 use crate::convert;
 use crate::store::{LeaseRef, Store};
 
@@ -155,6 +156,18 @@ impl Coordinator for CoordinatorService {
             )));
         }
         tokio::fs::rename(&partial, &final_path).await.map_err(|e| io_status(&final_path, e))?;
+        // The rename (and the trial's folder, if new) must be on disk before the row that
+        // indexes them is committed.
+        let synced = tokio::task::spawn_blocking({
+            let folder = folder.clone();
+            move || {
+                checkpoint_files::sync_dir(&folder)?;
+                folder.parent().map_or(Ok(()), checkpoint_files::sync_dir)
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(format!("syncing {}: {e}", folder.display())))?;
+        synced.map_err(|e| io_status(&folder, e))?;
         self.store.record_checkpoint(lease, header.epoch, final_path, bytes).await?;
         Ok(Response::new(pb::Ack {}))
     }

@@ -18,6 +18,7 @@ use common::{EpochReport, TrialResult, TrialSpec, TrialStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
+use crate::checkpoint_files::{self, PendingRemovals};
 use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
 use crate::spec::Sweep;
 
@@ -174,10 +175,28 @@ pub struct Core {
     started: Instant,
     finished_at_start: u32,
     progress: watch::Sender<Progress>,
+    /// Checkpoint files to remove when the open transaction commits or rolls back.
+    files: PendingRemovals,
 }
 
 type Delivery = Box<dyn FnOnce(Result<()>) + Send>;
-type Job = Box<dyn FnOnce(&mut Core) -> Delivery + Send>;
+/// A job runs on the core inside the batch's transaction, or is handed `None` when that
+/// transaction could not begin and must not run at all; either way its delivery hears the commit.
+type Job = Box<dyn FnOnce(Option<&mut Core>) -> Delivery + Send>;
+
+/// Wraps `f` as a job whose outcome (after the commit) arrives on the receiver.
+fn job<R: Send + 'static>(
+    f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
+) -> (Job, oneshot::Receiver<Result<R>>) {
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |core: Option<&mut Core>| {
+        let outcome = core.map(|core| core.in_savepoint(f));
+        Box::new(move |commit: Result<()>| {
+            let _ = tx.send(commit.and_then(|()| outcome.unwrap_or(Err(StoreError::Closed))));
+        })
+    });
+    (job, rx)
+}
 
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
@@ -273,23 +292,7 @@ impl Store {
         lease_ttl: Duration,
         retry_failed: bool,
     ) -> Result<(Store, LoadSummary)> {
-        let conn = open_connection(dir)?;
-        let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let mut core = Core {
-            conn,
-            dir: dir.to_path_buf(),
-            lease_ttl_ms: lease_ttl.as_millis() as u64,
-            sched: Scheduler::default(),
-            sweep_name: sweep.name.clone(),
-            progress_timeout_s: sweep.progress_timeout_s,
-            sweep_ids: Vec::new(),
-            started: Instant::now(),
-            finished_at_start: 0,
-            progress: progress_tx,
-        };
-        let summary = core.load_sweep(sweep, retry_failed)?;
-        core.finished_at_start = core.progress().finished();
-        core.publish();
+        let (core, summary, progress_rx) = Core::open(dir, sweep, lease_ttl, retry_failed)?;
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("store".into())
@@ -311,13 +314,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |core: &mut Core| {
-            let outcome = core.in_savepoint(f);
-            Box::new(move |commit: Result<()>| {
-                let _ = tx.send(commit.and(outcome));
-            })
-        });
+        let (job, rx) = job(f);
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -410,6 +407,35 @@ impl Store {
 }
 
 impl Core {
+    /// Opens the store in `dir` and loads `sweep`; the caller runs the jobs.
+    fn open(
+        dir: &Path,
+        sweep: &Sweep,
+        lease_ttl: Duration,
+        retry_failed: bool,
+    ) -> Result<(Core, LoadSummary, watch::Receiver<Progress>)> {
+        let conn = open_connection(dir)?;
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let mut core = Core {
+            conn,
+            dir: dir.to_path_buf(),
+            lease_ttl_ms: lease_ttl.as_millis() as u64,
+            sched: Scheduler::default(),
+            sweep_name: sweep.name.clone(),
+            progress_timeout_s: sweep.progress_timeout_s,
+            sweep_ids: Vec::new(),
+            started: Instant::now(),
+            finished_at_start: 0,
+            progress: progress_tx,
+            files: PendingRemovals::default(),
+        };
+        let summary = core.load_sweep(sweep, retry_failed)?;
+        core.remove_finished_checkpoints()?;
+        core.finished_at_start = core.progress().finished();
+        core.publish();
+        Ok((core, summary, progress_rx))
+    }
+
     fn serve(mut self, jobs: std::sync::mpsc::Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
@@ -419,32 +445,55 @@ impl Core {
                     Err(_) => break,
                 }
             }
-            let begun = self.conn.execute_batch("BEGIN IMMEDIATE");
-            let deliveries: Vec<Delivery> = batch.into_iter().map(|job| job(&mut self)).collect();
-            let committed = begun.and_then(|()| self.conn.execute_batch("COMMIT"));
-            match committed {
-                Ok(()) => deliveries.into_iter().for_each(|deliver| deliver(Ok(()))),
-                Err(e) => {
-                    tracing::error!("state store commit failed: {e}");
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    // Memory ran ahead of the rolled-back transaction: rebuild it from disk.
-                    if let Err(e) = self.reload() {
-                        tracing::error!("state store reload failed: {e}");
-                    }
-                    let message = e.to_string();
-                    for deliver in deliveries {
-                        deliver(Err(StoreError::Commit { message: message.clone() }));
-                    }
+            self.run_batch(batch);
+            self.publish();
+        }
+    }
+
+    /// Runs `batch` in one transaction and answers every job after its commit (or failure).
+    fn run_batch(&mut self, batch: Vec<Job>) {
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            // Outside a transaction each job's savepoint would commit on its own while its caller
+            // hears that the commit failed: run none of them.
+            tracing::error!("state store cannot begin a transaction: {e}");
+            let message = e.to_string();
+            for job in batch {
+                job(None)(Err(StoreError::Commit { message: message.clone() }));
+            }
+            return;
+        }
+        let deliveries: Vec<Delivery> = batch.into_iter().map(|job| job(Some(&mut *self))).collect();
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                self.files.committed();
+                deliveries.into_iter().for_each(|deliver| deliver(Ok(())));
+            }
+            Err(e) => {
+                tracing::error!("state store commit failed: {e}");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.files.rolled_back();
+                // Memory ran ahead of the rolled-back transaction: rebuild it from disk.
+                if let Err(e) = self.reload() {
+                    tracing::error!("state store reload failed: {e}");
+                }
+                let message = e.to_string();
+                for deliver in deliveries {
+                    deliver(Err(StoreError::Commit { message: message.clone() }));
                 }
             }
-            self.publish();
         }
     }
 
     fn in_savepoint<R>(&mut self, f: impl FnOnce(&mut Core) -> Result<R>) -> Result<R> {
         self.conn.execute_batch("SAVEPOINT job")?;
+        let mark = self.files.mark();
         let outcome = f(self);
-        let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        let end = if outcome.is_ok() {
+            "RELEASE job"
+        } else {
+            self.files.undo_to(mark);
+            "ROLLBACK TO job; RELEASE job"
+        };
         self.conn.execute_batch(end)?;
         outcome
     }
@@ -805,10 +854,60 @@ impl Core {
                 "INSERT OR REPLACE INTO checkpoints (trial_id, epoch, attempt, path, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![lease.trial_id, epoch, lease.attempt, relative.display().to_string(), bytes, now_ms()])?;
-        if let Some((_, old)) = previous {
-            if old != path {
-                let _ = std::fs::remove_file(old);
+        // The old file stays until the new row is committed; the new one is garbage otherwise.
+        match previous {
+            // The same file uploaded again: indexed before and after.
+            Some((_, old)) if old == path => {}
+            Some((_, old)) => {
+                self.files.after_commit(old);
+                self.files.after_rollback(path.to_path_buf());
             }
+            None => self.files.after_rollback(path.to_path_buf()),
+        }
+        Ok(())
+    }
+
+    /// The folder of a trial's checkpoint files.
+    fn checkpoint_folder(&self, trial_id: &str) -> PathBuf {
+        self.dir.join(CHECKPOINT_DIR).join(trial_id)
+    }
+
+    /// An ended trial (done, diverged, failed for good) is never resumed: its checkpoints go,
+    /// once the transaction that ends it commits. The paper's grid would keep hundreds of GB.
+    fn drop_checkpoints(&mut self, trial_id: &str) -> Result<()> {
+        self.conn.prepare_cached("DELETE FROM checkpoints WHERE trial_id = ?1")?.execute(params![trial_id])?;
+        self.files.after_commit(self.checkpoint_folder(trial_id));
+        Ok(())
+    }
+
+    /// Removes the checkpoints of trials that had ended before this start: those a crash left
+    /// between a commit and its file removals, and those of stores older than that rule.
+    fn remove_finished_checkpoints(&mut self) -> Result<()> {
+        let root = self.dir.join(CHECKPOINT_DIR);
+        let folders = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io(&root, e)),
+        };
+        let mut ended = Vec::new();
+        for entry in folders {
+            let entry = entry.map_err(|e| StoreError::io(&root, e))?;
+            let Some(trial_id) = entry.file_name().to_str().map(str::to_string) else { continue };
+            let state: Option<String> = self
+                .conn
+                .query_row("SELECT state FROM trials WHERE id = ?1", params![trial_id], |r| r.get(0))
+                .optional()?;
+            if state.and_then(|s| s.parse::<TrialState>().ok()).is_some_and(|s| s.is_terminal()) {
+                ended.push(trial_id);
+            }
+        }
+        let tx = self.conn.transaction()?;
+        for trial_id in &ended {
+            tx.execute("DELETE FROM checkpoints WHERE trial_id = ?1", params![trial_id])?;
+        }
+        tx.commit()?;
+        for trial_id in &ended {
+            checkpoint_files::remove(&self.checkpoint_folder(trial_id));
         }
         Ok(())
     }
@@ -880,6 +979,7 @@ impl Core {
                 .execute(params![lease_ref.trial_id, attempt, report.epoch, worker_id, report_json])?;
         }
         self.set_state(&lease_ref.trial_id, state)?;
+        self.drop_checkpoints(&lease_ref.trial_id)?;
         let ended = self.end_trial_leases(&lease_ref.trial_id, state.as_str(), None)?;
         for lease_id in ended {
             self.sched.end_lease(&lease_id, state, false, None);
@@ -904,6 +1004,9 @@ impl Core {
         self.conn
             .prepare_cached("UPDATE attempts SET ended_ms = ?3, outcome = ?4, error = ?5 WHERE trial_id = ?1 AND attempt = ?2")?
             .execute(params![lease.trial_id, lease.attempt, now_ms(), outcome, error])?;
+        if state == TrialState::Failed {
+            self.drop_checkpoints(&lease.trial_id)?;
+        }
         self.sched.end_lease(&lease.id, state, true, Some(last_error));
         Ok(())
     }
@@ -1282,3 +1385,7 @@ mod tests {
         assert_eq!((epoch, std::fs::read(path).unwrap()), (2, b"state".to_vec()));
     }
 }
+
+/// Commit failures and checkpoint files: what a failed transaction leaves, what an ended trial.
+#[cfg(test)]
+mod commit_tests;

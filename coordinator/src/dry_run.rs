@@ -1,0 +1,74 @@
+//! `--dry-run`: what a sweep file expands to, axis by axis, and the checkpoint storage it needs.
+
+use std::fmt::Write as _;
+
+use crate::checkpoint_storage::{self, human_bytes, SizeTable};
+use crate::spec::{method_name, Sweep};
+
+/// The lines `coordinator --sweep FILE --dry-run` prints. `running`: trials running at once, to
+/// size the peak for (default: every trial of the sweep, the most it can need).
+pub fn summary(sweep: &Sweep, running: Option<usize>) -> String {
+    let mut out = format!("{}: {} trials\n", sweep.name, sweep.trials.len());
+    let axes: [(&str, fn(&common::TrialSpec) -> String); 6] = [
+        ("architecture", |s| s.architecture.clone()),
+        ("optimizer", |s| s.optimizer.clone()),
+        ("dataset", |s| s.dataset.name.clone()),
+        ("resolution", |s| s.resolution.to_string()),
+        ("method", |s| method_name(s.method).to_string()),
+        ("seed", |s| s.seed.to_string()),
+    ];
+    for (axis, value_of) in axes {
+        // In the grid's order: the sweep file's order of values.
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for trial in &sweep.trials {
+            let value = value_of(&trial.spec);
+            match counts.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((value, 1)),
+            }
+        }
+        let parts: Vec<String> = counts.iter().map(|(value, n)| format!("{value} {n}")).collect();
+        let _ = writeln!(out, "  {axis}: {}", parts.join(", "));
+    }
+    out.push_str(&storage_line(sweep, running));
+    out
+}
+
+fn storage_line(sweep: &Sweep, running: Option<usize>) -> String {
+    let table = SizeTable::committed();
+    let mut sizes: Vec<(u64, &common::TrialSpec)> = Vec::new();
+    let mut unknown = 0usize;
+    let mut assumed_classes = false;
+    for trial in &sweep.trials {
+        match table.checkpoint_bytes(&trial.spec) {
+            Some(bytes) => sizes.push((bytes, &trial.spec)),
+            None => unknown += 1,
+        }
+        assumed_classes |= !checkpoint_storage::classes(&trial.spec).1;
+    }
+    let Some(&(largest, spec)) = sizes.iter().max_by_key(|(bytes, _)| *bytes) else {
+        return "checkpoints: no estimate (no architecture of the sweep is in the size table)\n".into();
+    };
+    // The largest trials running together, each with two files while an upload replaces the old.
+    sizes.sort_by(|a, b| b.0.cmp(&a.0));
+    let running = running.unwrap_or(sweep.trials.len()).clamp(1, sizes.len());
+    let peak: u64 = sizes.iter().take(running).map(|(bytes, _)| 2 * bytes).sum();
+    let mut line = format!(
+        "checkpoints: peak {} with {running} trials running at once (one checkpoint of up to {} per \
+         trial, {}/{}/{}/{}, two while a new one replaces it; ended trials keep none)",
+        human_bytes(peak),
+        human_bytes(largest),
+        spec.architecture,
+        spec.optimizer,
+        spec.dataset.name,
+        method_name(spec.method),
+    );
+    if assumed_classes {
+        let _ = write!(line, "; {} classes assumed where the format does not fix them", checkpoint_storage::ASSUMED_CLASSES);
+    }
+    if unknown > 0 {
+        let _ = write!(line, "; {unknown} trials not estimated");
+    }
+    line.push('\n');
+    line
+}

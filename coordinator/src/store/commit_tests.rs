@@ -1,0 +1,223 @@
+//! The store's edge cases around commits and checkpoint files, driven batch by batch on a
+//! [`Core`] as the store's thread drives it, so that a batch can be made to fail where wanted.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use common::ClassMetrics;
+use common::{TrialResult, TrialStatus};
+
+use super::*;
+use crate::spec::{self, LoadOptions};
+
+const TTL: Duration = Duration::from_secs(30);
+
+fn sweep(seeds: &str, max_attempts: u32) -> Sweep {
+    let text = format!(
+        "name: t\nepochs: 2\nbatch_size: 1\nlearning_rate: 0.1\nseeds: {seeds}\nmethods: [baseline]\n\
+         architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\nmax_attempts: {max_attempts}\n\
+         datasets:\n  s:\n    format: synthetic\n"
+    );
+    spec::parse(Path::new("t.yaml"), &text, &LoadOptions::default()).unwrap()
+}
+
+fn result(status: TrialStatus) -> TrialResult {
+    let average = ClassMetrics { label: "avg".into(), precision: 1.0, recall: 1.0, f1: 1.0, support: 1 };
+    TrialResult {
+        status,
+        top1: 0.5,
+        top5: 1.0,
+        test_loss: 0.1,
+        per_class: Vec::new(),
+        macro_avg: average.clone(),
+        weighted_avg: average,
+        confusion: Vec::new(),
+        train_seconds: 1.0,
+        peak_host_mb: 1.0,
+        peak_device_mb: None,
+        inference_ms_per_batch: 1.0,
+        history: Vec::new(),
+    }
+}
+
+fn ask() -> LeaseAsk {
+    LeaseAsk { worker_id: "w".into(), free_devices: 1, held: Vec::new(), cached: Vec::new() }
+}
+
+fn lease_ref(grant: &Grant) -> LeaseRef {
+    LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone() }
+}
+
+/// Runs `f` as a batch of its own, as the store's thread would; answers its outcome.
+fn run_now<R: Send + 'static>(
+    core: &mut Core,
+    f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
+) -> Result<R> {
+    let (job, mut answer) = job(f);
+    core.run_batch(vec![job]);
+    answer.try_recv().expect("a job is answered when its batch ends")
+}
+
+/// A core with a registered worker holding the sweep's only trial.
+fn leased_core(dir: &Path) -> (Core, Grant) {
+    let (mut core, _, _) = Core::open(dir, &sweep("[1]", 3), TTL, false).unwrap();
+    let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+    run_now(&mut core, move |core| core.register(registration)).unwrap();
+    let grant = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
+    (core, grant)
+}
+
+/// Writes a checkpoint file as an upload leaves it, and records it.
+fn upload(core: &mut Core, grant: &Grant, epoch: u32) -> (PathBuf, Result<()>) {
+    let folder = core.checkpoint_folder(&grant.trial_id);
+    std::fs::create_dir_all(&folder).unwrap();
+    let path = folder.join(format!("epoch-{epoch}"));
+    std::fs::write(&path, format!("epoch {epoch}")).unwrap();
+    let (lease, file) = (lease_ref(grant), path.clone());
+    let outcome = run_now(core, move |core| core.record_checkpoint(&lease, epoch, &file, 7));
+    (path, outcome)
+}
+
+#[test]
+fn when_the_transaction_cannot_begin_no_job_of_the_batch_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut core, _, _) = Core::open(dir.path(), &sweep("[1]", 3), TTL, false).unwrap();
+    let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+    run_now(&mut core, move |core| core.register(registration)).unwrap();
+    core.conn.busy_timeout(Duration::ZERO).unwrap();
+    // Another connection holds the write lock, so BEGIN IMMEDIATE fails at once.
+    let blocker = Arc::new(Mutex::new(Connection::open(dir.path().join(DB_FILE)).unwrap()));
+    blocker.lock().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
+    // The batch's first job lets go of that lock: were jobs run without the batch's transaction,
+    // the lease after it would commit by itself while its caller hears of a failed commit.
+    let (release, mut released) = job({
+        let blocker = blocker.clone();
+        move |_: &mut Core| Ok(blocker.lock().unwrap().execute_batch("COMMIT")?)
+    });
+    let (lease, mut leased) = job(|core| core.lease(ask()));
+    core.run_batch(vec![release, lease]);
+    assert!(matches!(released.try_recv().unwrap(), Err(StoreError::Commit { .. })));
+    let refused = leased.try_recv().unwrap();
+    assert!(matches!(refused, Err(StoreError::Commit { .. })), "{refused:?}");
+    // The releasing job never ran: the blocker still has its transaction to end.
+    blocker.lock().unwrap().execute_batch("COMMIT").unwrap();
+    let (_, records) = read_records(dir.path()).unwrap();
+    assert_eq!((records[0].state.as_str(), records[0].attempts), ("pending", 0));
+    // Memory agrees with the disk: the next lease is the trial's first attempt.
+    let grant = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
+    assert_eq!(grant.attempt, 1);
+}
+
+#[test]
+fn a_replaced_checkpoint_is_removed_only_once_its_replacement_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut core, grant) = leased_core(dir.path());
+    let (first, recorded) = upload(&mut core, &grant, 1);
+    recorded.unwrap();
+
+    // A batch whose commit fails: the job after the upload leaves a deferred foreign key
+    // violation, which SQLite checks at COMMIT.
+    let folder = core.checkpoint_folder(&grant.trial_id);
+    let second = folder.join("epoch-2");
+    std::fs::write(&second, "epoch 2").unwrap();
+    let (record, mut recorded) = job({
+        let (lease, file) = (lease_ref(&grant), second.clone());
+        move |core| core.record_checkpoint(&lease, 2, &file, 7)
+    });
+    let (poison, _) = job(|core: &mut Core| {
+        Ok(core.conn.execute_batch(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+             INSERT INTO child VALUES (1);",
+        )?)
+    });
+    core.run_batch(vec![record, poison]);
+    assert!(matches!(recorded.try_recv().unwrap(), Err(StoreError::Commit { .. })));
+    assert!(first.exists(), "the store still indexes epoch 1: its file must stay");
+    assert!(!second.exists(), "the uncommitted upload is garbage");
+    let trial = grant.trial_id.clone();
+    assert_eq!(run_now(&mut core, move |core| core.checkpoint_of(&trial)).unwrap(), Some((1, first.clone())));
+
+    // Committed, the replacement removes the file it replaced.
+    let (second, recorded) = upload(&mut core, &grant, 2);
+    recorded.unwrap();
+    assert!(!first.exists() && second.exists());
+}
+
+#[test]
+fn an_ended_trial_leaves_no_checkpoint_and_a_retried_one_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut core, _, _) = Core::open(dir.path(), &sweep("[1, 2, 3, 4]", 2), TTL, false).unwrap();
+    let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+    run_now(&mut core, move |core| core.register(registration)).unwrap();
+    let lease_one = |core: &mut Core| {
+        let grant = run_now(core, |core| core.lease(ask())).unwrap().grant.unwrap();
+        let (path, recorded) = upload(core, &grant, 1);
+        recorded.unwrap();
+        (grant, path)
+    };
+    let gone = |core: &Core, grant: &Grant| {
+        let trial = grant.trial_id.clone();
+        !core.checkpoint_folder(&trial).exists() && core.checkpoint_of(&trial).unwrap().is_none()
+    };
+
+    let (done, _) = lease_one(&mut core);
+    let json = serde_json::to_string(&result(TrialStatus::Completed)).unwrap();
+    let lease = lease_ref(&done);
+    run_now(&mut core, move |core| core.complete(&lease, &result(TrialStatus::Completed), &json, &[])).unwrap();
+    assert!(gone(&core, &done), "done");
+
+    let (diverged, _) = lease_one(&mut core);
+    let json = serde_json::to_string(&result(TrialStatus::Diverged)).unwrap();
+    let lease = lease_ref(&diverged);
+    run_now(&mut core, move |core| core.complete(&lease, &result(TrialStatus::Diverged), &json, &[])).unwrap();
+    assert!(gone(&core, &diverged), "diverged");
+
+    let (failed, _) = lease_one(&mut core);
+    let lease = lease_ref(&failed);
+    run_now(&mut core, move |core| core.fail(&lease, "bad data".into(), false)).unwrap();
+    assert!(gone(&core, &failed), "failed for good");
+
+    // A retryable failure with attempts left: the next attempt resumes from the checkpoint.
+    let (retried, path) = lease_one(&mut core);
+    let lease = lease_ref(&retried);
+    run_now(&mut core, move |core| core.fail(&lease, "out of memory".into(), true)).unwrap();
+    assert!(path.exists());
+    let again = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
+    assert_eq!((again.trial_id.as_str(), again.resume_epoch), (retried.trial_id.as_str(), 1));
+    // Its last attempt expires: failed for good, and its checkpoint goes too.
+    let later = now_ms() + 10 * TTL.as_millis() as u64;
+    assert_eq!(run_now(&mut core, move |core| core.expire(later)).unwrap(), 1);
+    assert!(gone(&core, &again), "failed after its last attempt");
+    let (_, records) = read_records(dir.path()).unwrap();
+    let states: HashSet<&str> = records.iter().map(|r| r.state.as_str()).collect();
+    assert_eq!(states, HashSet::from(["done", "diverged", "failed"]));
+}
+
+#[test]
+fn opening_removes_the_checkpoints_of_trials_that_had_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ended, pending) = {
+        let (mut core, _, _) = Core::open(dir.path(), &sweep("[1, 2]", 3), TTL, false).unwrap();
+        let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+        run_now(&mut core, move |core| core.register(registration)).unwrap();
+        let done = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
+        let json = serde_json::to_string(&result(TrialStatus::Completed)).unwrap();
+        let lease = lease_ref(&done);
+        run_now(&mut core, move |core| core.complete(&lease, &result(TrialStatus::Completed), &json, &[]))
+            .unwrap();
+        let other = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
+        let (_, recorded) = upload(&mut core, &other, 1);
+        recorded.unwrap();
+        // As a crash between a commit and its removals leaves it (or a store from before the rule).
+        let stale = core.checkpoint_folder(&done.trial_id);
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("epoch-2"), "left behind").unwrap();
+        (stale, core.checkpoint_folder(&other.trial_id))
+    };
+    let _reopened = Core::open(dir.path(), &sweep("[1, 2]", 3), TTL, false).unwrap();
+    assert!(!ended.exists());
+    assert!(pending.join("epoch-1").exists(), "an unfinished trial resumes from its checkpoint");
+}
