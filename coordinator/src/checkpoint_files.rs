@@ -114,7 +114,8 @@ mod tests {
     #[test]
     fn undoing_a_job_keeps_the_files_it_would_have_replaced_and_drops_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        let (kept, own, earlier) = (dir.path().join("kept"), dir.path().join("own"), dir.path().join("earlier"));
+        let (kept, own, earlier) =
+            (dir.path().join("kept"), dir.path().join("own"), dir.path().join("earlier"));
         for path in [&kept, &own, &earlier] {
             std::fs::write(path, b"x").unwrap();
         }

@@ -54,17 +54,21 @@ fn storage_line(sweep: &Sweep, running: Option<usize>) -> String {
     let running = running.unwrap_or(sweep.trials.len()).clamp(1, sizes.len());
     let peak: u64 = sizes.iter().take(running).map(|(bytes, _)| 2 * bytes).sum();
     let mut line = format!(
-        "checkpoints: peak {} with {running} trials running at once (one checkpoint of up to {} per \
-         trial, {}/{}/{}/{}, two while a new one replaces it; ended trials keep none)",
+        "checkpoints: peak {} in the state dir with {running} trials running at once (--running N: fewer); \
+         the largest, {}/{}/{}/{}, up to {}, twice while a new upload replaces it; ended trials keep none",
         human_bytes(peak),
-        human_bytes(largest),
         spec.architecture,
         spec.optimizer,
         spec.dataset.name,
         method_name(spec.method),
+        human_bytes(largest),
     );
     if assumed_classes {
-        let _ = write!(line, "; {} classes assumed where the format does not fix them", checkpoint_storage::ASSUMED_CLASSES);
+        let _ = write!(
+            line,
+            "; {} classes assumed where the format does not fix them",
+            checkpoint_storage::ASSUMED_CLASSES
+        );
     }
     if unknown > 0 {
         let _ = write!(line, "; {unknown} trials not estimated");

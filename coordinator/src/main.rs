@@ -11,8 +11,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use coordinator::report::{self, Axis, Format, PaperFigures};
 use coordinator::spec::{self, LoadOptions};
-use coordinator::store::{self, TrialRecord};
 use coordinator::state_lock::StateLockError;
+use coordinator::store::{self, TrialRecord};
 use coordinator::{serve_sweep, LocalWorkers, RunnerError, ServeOptions};
 use proto::pb::coordinator_client::CoordinatorClient;
 

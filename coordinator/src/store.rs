@@ -875,7 +875,9 @@ impl Core {
     /// An ended trial (done, diverged, failed for good) is never resumed: its checkpoints go,
     /// once the transaction that ends it commits. The paper's grid would keep hundreds of GB.
     fn drop_checkpoints(&mut self, trial_id: &str) -> Result<()> {
-        self.conn.prepare_cached("DELETE FROM checkpoints WHERE trial_id = ?1")?.execute(params![trial_id])?;
+        self.conn
+            .prepare_cached("DELETE FROM checkpoints WHERE trial_id = ?1")?
+            .execute(params![trial_id])?;
         self.files.after_commit(self.checkpoint_folder(trial_id));
         Ok(())
     }

@@ -47,6 +47,11 @@ fn local_mode_runs_the_sweep_reports_it_and_never_reruns_a_finished_cell() {
     assert!(stdout.contains("+0.00"), "{stdout}");
     let completed = stderr.matches("trial completed").count();
     assert!(completed >= 4, "{stderr}");
+    // Every trial ended: none keeps a checkpoint in the state dir.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("state").join("checkpoints"))
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "checkpoints left behind: {left:?}");
 
     // Again, with one more seed: only the two new cells run.
     std::fs::write(dir.path().join("local.yaml"), SWEEP.replace("seeds: [1, 2]", "seeds: [1, 2, 3]"))

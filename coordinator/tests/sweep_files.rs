@@ -212,6 +212,57 @@ fn a_valid_file_expands_and_only_slices_it() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     };
-    assert_eq!(run(&["--dry-run"]), "bad: 6 trials");
-    assert_eq!(run(&["--dry-run", "--only", "method=sal", "--only", "seed=1,3"]), "bad: 2 trials");
+    let first_line = |text: String| text.lines().next().unwrap_or_default().to_string();
+    assert_eq!(first_line(run(&["--dry-run"])), "bad: 6 trials");
+    let sliced = run(&["--dry-run", "--only", "method=sal", "--only", "seed=1,3"]);
+    assert_eq!(first_line(sliced.clone()), "bad: 2 trials");
+    assert!(sliced.contains("\n  method: sal 2\n  seed: 1 1, 3 1\n"), "{sliced}");
+}
+
+#[test]
+fn a_dry_run_counts_trials_per_axis_and_sizes_their_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweep.yaml");
+    let text = BASE
+        .replace("architectures: [noop]", "architectures: [resnet50, small_cnn]")
+        .replace("optimizers: [sgd]", "optimizers: [adam, sgd]");
+    std::fs::write(&file, text).unwrap();
+    let dry_run = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+            .arg("--sweep")
+            .arg(&file)
+            .arg("--dry-run")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let all = dry_run(&[]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(
+        lines[..7],
+        [
+            "bad: 8 trials",
+            "  architecture: resnet50 4, small_cnn 4",
+            "  optimizer: adam 4, sgd 4",
+            "  dataset: synthetic 8",
+            "  resolution: 32 8",
+            "  method: baseline 4, sal 4",
+            "  seed: 1 8",
+        ],
+        "{all}"
+    );
+    // The largest: ResNet-50 with the paper's head for 10 classes (24 624 074 parameters, 53 120
+    // batch-norm statistics), Adam's two moments, twice for SAL's yield point, f32: 564.2 MiB.
+    assert!(
+        lines[7].starts_with("checkpoints: peak ") && lines[7].contains("with 8 trials running at once"),
+        "{all}"
+    );
+    assert!(lines[7].contains("the largest, resnet50/adam/synthetic/sal, up to 564.2 MiB,"), "{all}");
+    let one = dry_run(&["--running", "1"]);
+    assert!(
+        one.contains("checkpoints: peak 1.1 GiB in the state dir with 1 trials running at once"),
+        "{one}"
+    );
 }

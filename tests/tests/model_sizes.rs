@@ -94,7 +94,11 @@ fn generate() -> String {
             (counts(vs), bytes(&state), state.len() as u64)
         });
         let param_bytes = 4 * (high.0.trainable - low.0.trainable);
-        assert_eq!((high.1 - low.1) % param_bytes, 0, "{name}: state is not whole f32 copies of the parameters");
+        assert_eq!(
+            (high.1 - low.1) % param_bytes,
+            0,
+            "{name}: state is not whole f32 copies of the parameters"
+        );
         let per_param = (high.1 - low.1) / param_bytes;
         let fixed_bytes = low.1 - per_param * 4 * low.0.trainable;
         let fixed_tensors = low.2 - per_param * low.0.trainable_tensors;
@@ -201,8 +205,15 @@ fn a_real_checkpoint_file_is_within_its_estimate() {
     let real = std::fs::metadata(&path).unwrap().len();
     let estimate = SizeTable::committed().checkpoint_bytes(&spec).unwrap();
     let payload = SizeTable::committed().payload(&spec.architecture, spec.head, 10, &spec.optimizer).unwrap();
-    eprintln!("{}/{}: tensors {} B, file {real} B, estimate {estimate} B", spec.architecture, spec.optimizer, payload.bytes);
-    assert!(payload.bytes < real && real <= estimate, "payload {} < file {real} <= estimate {estimate}", payload.bytes);
+    eprintln!(
+        "{}/{}: tensors {} B, file {real} B, estimate {estimate} B",
+        spec.architecture, spec.optimizer, payload.bytes
+    );
+    assert!(
+        payload.bytes < real && real <= estimate,
+        "payload {} < file {real} <= estimate {estimate}",
+        payload.bytes
+    );
     // The bound is tight: headers and metadata are a sliver of a model.
     assert!(estimate - real < real / 100, "file {real}, estimate {estimate}");
 }

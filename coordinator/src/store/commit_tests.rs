@@ -166,13 +166,15 @@ fn an_ended_trial_leaves_no_checkpoint_and_a_retried_one_keeps_its_own() {
     let (done, _) = lease_one(&mut core);
     let json = serde_json::to_string(&result(TrialStatus::Completed)).unwrap();
     let lease = lease_ref(&done);
-    run_now(&mut core, move |core| core.complete(&lease, &result(TrialStatus::Completed), &json, &[])).unwrap();
+    run_now(&mut core, move |core| core.complete(&lease, &result(TrialStatus::Completed), &json, &[]))
+        .unwrap();
     assert!(gone(&core, &done), "done");
 
     let (diverged, _) = lease_one(&mut core);
     let json = serde_json::to_string(&result(TrialStatus::Diverged)).unwrap();
     let lease = lease_ref(&diverged);
-    run_now(&mut core, move |core| core.complete(&lease, &result(TrialStatus::Diverged), &json, &[])).unwrap();
+    run_now(&mut core, move |core| core.complete(&lease, &result(TrialStatus::Diverged), &json, &[]))
+        .unwrap();
     assert!(gone(&core, &diverged), "diverged");
 
     let (failed, _) = lease_one(&mut core);
