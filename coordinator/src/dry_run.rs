@@ -5,11 +5,14 @@ use std::fmt::Write as _;
 use crate::checkpoint_storage::{self, human_bytes, SizeTable};
 use crate::spec::{method_name, Sweep};
 
+/// An axis of the grid: its name and a trial's value on it.
+type Axis = (&'static str, fn(&common::TrialSpec) -> String);
+
 /// The lines `coordinator --sweep FILE --dry-run` prints. `running`: trials running at once, to
 /// size the peak for (default: every trial of the sweep, the most it can need).
 pub fn summary(sweep: &Sweep, running: Option<usize>) -> String {
     let mut out = format!("{}: {} trials\n", sweep.name, sweep.trials.len());
-    let axes: [(&str, fn(&common::TrialSpec) -> String); 6] = [
+    let axes: [Axis; 6] = [
         ("architecture", |s| s.architecture.clone()),
         ("optimizer", |s| s.optimizer.clone()),
         ("dataset", |s| s.dataset.name.clone()),
@@ -50,7 +53,7 @@ fn storage_line(sweep: &Sweep, running: Option<usize>) -> String {
         return "checkpoints: no estimate (no architecture of the sweep is in the size table)\n".into();
     };
     // The largest trials running together, each with two files while an upload replaces the old.
-    sizes.sort_by(|a, b| b.0.cmp(&a.0));
+    sizes.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
     let running = running.unwrap_or(sweep.trials.len()).clamp(1, sizes.len());
     let peak: u64 = sizes.iter().take(running).map(|(bytes, _)| 2 * bytes).sum();
     let mut line = format!(

@@ -179,13 +179,13 @@ fn an_ended_trial_leaves_no_checkpoint_and_a_retried_one_keeps_its_own() {
 
     let (failed, _) = lease_one(&mut core);
     let lease = lease_ref(&failed);
-    run_now(&mut core, move |core| core.fail(&lease, "bad data".into(), false)).unwrap();
+    run_now(&mut core, move |core| core.fail(&lease, "bad data", false)).unwrap();
     assert!(gone(&core, &failed), "failed for good");
 
     // A retryable failure with attempts left: the next attempt resumes from the checkpoint.
     let (retried, path) = lease_one(&mut core);
     let lease = lease_ref(&retried);
-    run_now(&mut core, move |core| core.fail(&lease, "out of memory".into(), true)).unwrap();
+    run_now(&mut core, move |core| core.fail(&lease, "out of memory", true)).unwrap();
     assert!(path.exists());
     let again = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
     assert_eq!((again.trial_id.as_str(), again.resume_epoch), (retried.trial_id.as_str(), 1));
