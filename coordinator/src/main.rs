@@ -237,14 +237,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         keep_serving: args.keep_serving,
         progress_bar: std::io::stderr().is_terminal(),
     };
-    let progress = match runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal())) {
-        Ok(progress) => progress,
-        Err(e @ RunnerError::StateLock(StateLockError::Held { .. })) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(USAGE));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let progress =
+        match runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal())) {
+            Ok(progress) => progress,
+            Err(e @ RunnerError::StateLock(StateLockError::Held { .. })) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(USAGE));
+            }
+            Err(e) => return Err(e.into()),
+        };
     eprintln!(
         "{}: {} done, {} diverged, {} failed, {} not finished",
         sweep.name,

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
 use common::ClassMetrics;
 use common::{TrialResult, TrialStatus};
+use rusqlite::Connection;
 
 use super::*;
 use crate::spec::{self, LoadOptions};
