@@ -11,9 +11,17 @@ use std::process::Command;
 use common::{binary, field, kill_pid, records, start_worker_with, Coordinator, Process};
 use coordinator::store::TrialRecord;
 
+/// Real trials take the machine's cores: the tests of this file run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The README's main job, as a user runs it: `coordinator --sweep sweeps/smoke.yaml --local`.
 #[test]
 fn the_smoke_sweep_trains_baseline_and_sal_in_worker_processes() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let sweep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps/smoke.yaml");
@@ -107,6 +115,7 @@ fn run_sweep(dir: &Path, sweep: &Path, slots: u32, kill_one: bool) -> BTreeMap<S
 }
 
 fn killed_trial_resumes_bit_identical(ranks: u32) {
+    let _serial = one_at_a_time();
     let epochs = 5;
     let undisturbed_dir = tempfile::tempdir().unwrap();
     let sweep = real_sweep(undisturbed_dir.path(), ranks, epochs);
@@ -150,6 +159,7 @@ fn a_killed_two_rank_trial_process_resumes_bit_identical_beside_another_trial() 
 /// collective would be) is killed by its agent's watchdog and failed with the silence it showed.
 #[test]
 fn the_watchdog_kills_a_silent_trial_process_and_fails_it_as_retryable() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let text = "name: hang\nepochs: 50\nbatch_size: 16\nlearning_rate: 0.01\nseeds: [1]\nmethods: [baseline]\n\
                 architectures: [small_cnn]\noptimizers: [sgd]\nresolutions: [16]\nhead: linear\nmax_attempts: 1\n\
