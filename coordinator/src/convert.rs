@@ -163,9 +163,10 @@ impl From<StoreError> for Status {
             | StoreError::NoCheckpoint { .. } => Status::not_found(message),
             StoreError::UnknownWorker { .. } => Status::failed_precondition(message),
             StoreError::Commit { .. } | StoreError::Closed => Status::unavailable(message),
-            StoreError::Sqlite(_) | StoreError::Io { .. } | StoreError::Corrupt { .. } => {
-                Status::internal(message)
-            }
+            StoreError::Sqlite(_)
+            | StoreError::Io { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Migration { .. } => Status::internal(message),
         }
     }
 }

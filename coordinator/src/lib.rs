@@ -1,6 +1,7 @@
 //! The coordinator: sweep files, the durable store, scheduling, the gRPC service, reports.
 //!
 //! - [`spec`]: sweep files, validated and expanded into trials with stable ids;
+//! - [`identity`]: what a trial's id hashes (what it computes, never where its files lie);
 //! - [`store`]: SQLite in the state dir, group-committed by one thread; checkpoint files;
 //! - [`checkpoint_files`]: checkpoint files removed only once the store stops indexing them;
 //! - [`state_lock`]: one coordinator per state dir;
@@ -15,6 +16,7 @@ pub mod checkpoint_files;
 pub mod checkpoint_storage;
 pub mod convert;
 pub mod dry_run;
+pub mod identity;
 pub mod local;
 pub mod report;
 pub mod runner;

@@ -122,7 +122,15 @@ struct ReportArgs {
     /// number; json: the groups and every trial's spec, result and epoch history.
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
     format: String,
-    /// The paper's published figures (tables.yaml), shown beside ours where a row matches.
+    /// The sweep to report on, when the state dir holds several (default: the only one).
+    #[arg(long, value_name = "NAME")]
+    sweep: Option<String>,
+    /// List the diverged and failed trials with what went wrong, instead of the tables.
+    #[arg(long)]
+    failures: bool,
+    /// The paper's published figures (tables.yaml): each stands beside a group of ours whose
+    /// setup (architecture, dataset, resolution, optimizer, method, training) is the paper's,
+    /// with the difference and whether it lies inside our 95% CI.
     #[arg(long, value_name = "FILE")]
     paper: Option<PathBuf>,
 }
@@ -254,13 +262,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         progress.failed,
         progress.total() - progress.finished()
     );
-    let (name, records) = store::read_records(&args.state_dir)?;
+    let (_, records) = store::read_records(&args.state_dir)?;
     let ids: std::collections::HashSet<&str> = sweep.trials.iter().map(|t| t.id.as_str()).collect();
+    let total = records.len();
     let records: Vec<TrialRecord> = records.into_iter().filter(|r| ids.contains(r.id.as_str())).collect();
     let axes = by.unwrap_or_else(|| default_axes(&records));
     let rows = report::pivot(&records, &axes);
     out!("{}", report::table(&rows, &axes, None));
-    print_failures(&name, &records);
+    print_failures(&sweep.name, &records);
+    let other_sweeps = total - records.len();
+    let selection =
+        report::select::Selection { sweep: sweep.name.clone(), records, superseded: 0, other_sweeps };
+    out!("{}", report::select::summary(&selection));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -280,24 +293,15 @@ fn default_axes(records: &[TrialRecord]) -> Vec<Axis> {
     axes
 }
 
+/// The diverged and failed trials (the first ten), on stderr.
 fn print_failures(sweep: &str, records: &[TrialRecord]) {
-    let failed: Vec<&TrialRecord> = records.iter().filter(|r| r.state == "failed").collect();
-    if failed.is_empty() {
+    let failures = report::select::failures(records);
+    if failures.is_empty() {
         return;
     }
-    eprintln!("{sweep}: {} failed trials:", failed.len());
-    for record in failed.iter().take(10) {
-        let spec = &record.spec;
-        eprintln!(
-            "  {} {}/{}/{}@{}/{}: {}",
-            record.id,
-            spec.architecture,
-            spec.optimizer,
-            spec.dataset.name,
-            spec.resolution,
-            spec::method_name(spec.method),
-            record.last_error.as_deref().unwrap_or("?")
-        );
+    eprintln!("{sweep}: {} diverged or failed trials:", failures.len());
+    for line in failures.iter().take(10) {
+        eprintln!("  {line}");
     }
 }
 
@@ -311,15 +315,56 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
     let paper = args.paper.as_deref().map(PaperFigures::load).transpose().map_err(anyhow::Error::msg)?;
-    let (name, records) = store::read_records(&args.state_dir)?;
-    let rows = report::pivot(&records, &axes);
+    let (_, records) = store::read_records(&args.state_dir)?;
+    let sweeps = store::read_sweeps(&args.state_dir)?;
+    let selection = match report::select::select(&sweeps, records, args.sweep.as_deref()) {
+        Ok(selection) => selection,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.state_dir.display());
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let summary = report::select::summary(&selection);
+    if args.failures {
+        let failures = report::select::failures(&selection.records);
+        out!("{summary}");
+        for line in &failures {
+            out!("{line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let records = &selection.records;
+    let rows = report::pivot(records, &axes);
     match format {
         Format::Table => {
-            out!("{name}");
+            out!("{}", selection.sweep);
             out!("{}", report::table(&rows, &axes, paper.as_ref()));
+            if let Some(paper) = &paper {
+                let comparisons = paper.compare(&rows);
+                if comparisons.is_empty() {
+                    out!("no group has a setup the paper published");
+                } else {
+                    out!("ours against the paper, where the setups are equal:");
+                    out!("{}", report::comparison_table(&comparisons));
+                }
+                let misses = paper.near_misses(&rows);
+                if let Some(first) = misses.first() {
+                    out!(
+                        "no paper figure beside {} groups with a published setup's axes but another training (first: {first})",
+                        misses.len()
+                    );
+                }
+            }
+            out!("{summary}");
         }
-        Format::Csv => out!("{}", report::csv(&rows, &axes).trim_end()),
-        Format::Json => out!("{}", report::json(&name, &rows, &axes, &records)),
+        Format::Csv => {
+            out!("{}", report::csv(&rows, &axes).trim_end());
+            eprintln!("{summary}");
+        }
+        Format::Json => {
+            out!("{}", report::json(&selection.sweep, &rows, &axes, records));
+            eprintln!("{summary}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -367,13 +412,18 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: give --coordinator URL or --state-dir DIR");
         return Ok(ExitCode::from(USAGE));
     };
-    let (name, records) = store::read_records(&dir)?;
-    let mut counts = std::collections::BTreeMap::new();
-    for record in &records {
-        *counts.entry(record.state.as_str()).or_insert(0usize) += 1;
+    let (_, records) = store::read_records(&dir)?;
+    let states: std::collections::HashMap<&str, &str> =
+        records.iter().map(|r| (r.id.as_str(), r.state.as_str())).collect();
+    // One line per sweep of the state dir (a trial may belong to several).
+    for sweep in store::read_sweeps(&dir)? {
+        let mut counts = std::collections::BTreeMap::new();
+        for (id, _) in &sweep.trials {
+            *counts.entry(states.get(id.as_str()).copied().unwrap_or("unknown")).or_insert(0usize) += 1;
+        }
+        let parts: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
+        out!("{}: {} trials: {}", sweep.name, sweep.trials.len(), parts.join(", "));
     }
-    let parts: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
-    out!("{name}: {} trials: {}", records.len(), parts.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,11 @@
 //! Reports: pivots of the results by any axes, mean ± 95% confidence interval over seeds, SAL −
 //! baseline deltas; as a table, CSV or JSON (which carries every trial's result and history).
+//!
+//! The means count completed trials only; diverged and failed trials have columns of their own.
+//! [`select`] picks one sweep's trials, [`paper`] sets the paper's figures beside ours.
+
+pub mod paper;
+pub mod select;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +17,8 @@ use serde::Serialize;
 
 use crate::spec::method_name;
 use crate::store::TrialRecord;
+pub use paper::{comparison_table, Comparison, PaperFigures};
+use select::{outcome, Outcome, Outcomes};
 
 /// An axis of the grid that reports can group by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -134,9 +142,17 @@ pub type GroupKey = BTreeMap<&'static str, String>;
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupRow {
     pub key: GroupKey,
-    /// Trials in the group, and how many ended with a result.
+    /// Trials in the group, and what became of them; the metrics are over the completed ones.
     pub trials: usize,
-    pub finished: usize,
+    pub completed: usize,
+    pub diverged: usize,
+    pub failed: usize,
+    pub unfinished: usize,
+    /// The axes on which every trial of the group has one value (grouped by, or fixed in the
+    /// sweep), with that value.
+    pub fixed: BTreeMap<&'static str, String>,
+    /// The training setup every trial of the group shares; `None` when they differ.
+    pub training: Option<paper::Training>,
     pub top1: Option<Estimate>,
     pub top5: Option<Estimate>,
     pub train_seconds: Option<Estimate>,
@@ -160,14 +176,25 @@ pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
     let mut rows: Vec<GroupRow> = groups
         .iter()
         .map(|(key, members)| {
-            let results: Vec<_> = members.iter().filter_map(|r| r.result.as_ref()).collect();
+            // Diverged trials carry a result too (top-1 of a broken model): never in a mean.
+            let results: Vec<_> = members
+                .iter()
+                .filter(|r| outcome(r) == Outcome::Completed)
+                .filter_map(|r| r.result.as_ref())
+                .collect();
             let metric = |f: &dyn Fn(&common::TrialResult) -> f64| {
                 estimate(&results.iter().map(|r| f(r)).collect::<Vec<_>>())
             };
+            let counts = Outcomes::of(members.iter().copied());
             GroupRow {
                 key: axes.iter().map(|a| a.name()).zip(key.iter().cloned()).collect(),
                 trials: members.len(),
-                finished: results.len(),
+                completed: counts.completed,
+                diverged: counts.diverged,
+                failed: counts.failed,
+                unfinished: counts.unfinished,
+                fixed: fixed_axes(members),
+                training: shared_training(members),
                 top1: metric(&|r| r.top1 * 100.0),
                 top5: metric(&|r| r.top5 * 100.0),
                 train_seconds: metric(&|r| r.train_seconds),
@@ -205,6 +232,30 @@ pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
     rows
 }
 
+/// The axes on which all of `members` agree, with their value.
+fn fixed_axes(members: &[&TrialRecord]) -> BTreeMap<&'static str, String> {
+    Axis::ALL
+        .iter()
+        .filter_map(|axis| {
+            let first = axis.value(members.first()?);
+            members.iter().all(|r| axis.value(r) == first).then_some((axis.name(), first))
+        })
+        .collect()
+}
+
+/// The training setup all of `members` share, if they do.
+fn shared_training(members: &[&TrialRecord]) -> Option<paper::Training> {
+    let training = |r: &TrialRecord| paper::Training {
+        epochs: r.spec.epochs,
+        batch_size: r.spec.batch_size,
+        learning_rate: r.spec.learning_rate,
+        head: r.spec.head,
+        pretrained: r.spec.pretrained.is_some(),
+    };
+    let first = training(members.first()?);
+    members.iter().all(|r| training(r) == first).then_some(first)
+}
+
 fn show(estimate: Option<Estimate>, decimals: usize) -> String {
     match estimate {
         None => "–".into(),
@@ -213,12 +264,23 @@ fn show(estimate: Option<Estimate>, decimals: usize) -> String {
     }
 }
 
+/// A count, blank when zero (the eye finds the few that are not).
+fn count(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        n.to_string()
+    }
+}
+
 fn show_delta(delta: Option<f64>) -> String {
     delta.map_or_else(String::new, |d| format!("{d:+.2}"))
 }
 
-const METRICS: [&str; 10] = [
-    "trials",
+const METRICS: [&str; 12] = [
+    "done",
+    "diverged",
+    "failed",
     "top-1 %",
     "top-5 %",
     "train s",
@@ -230,8 +292,9 @@ const METRICS: [&str; 10] = [
     "paper top-1 %",
 ];
 
-/// Renders the pivot as a table; with `paper`, a column of the published top-1 where a row
-/// matches one of the paper's.
+/// Renders the pivot as a table; with `paper`, a column of the published top-1 where a group's
+/// setup is one the paper published. `done` is completed/all trials of the group; the numbers
+/// are over the completed ones.
 pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> String {
     let metrics = if paper.is_some() { &METRICS[..] } else { &METRICS[..METRICS.len() - 1] };
     let mut table = Table::new();
@@ -242,7 +305,9 @@ pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> 
     for row in rows {
         let mut cells: Vec<Cell> = axes.iter().map(|a| Cell::new(&row.key[a.name()])).collect();
         let mut numbers = vec![
-            format!("{}/{}", row.finished, row.trials),
+            format!("{}/{}", row.completed, row.trials),
+            count(row.diverged),
+            count(row.failed),
             show(row.top1, 2),
             show(row.top5, 2),
             show(row.train_seconds, 1),
@@ -273,7 +338,7 @@ fn csv_field(text: &str) -> String {
 pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
     let mut out = String::new();
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
-    header.extend(["trials", "finished"].map(String::from));
+    header.extend(["trials", "completed", "diverged", "failed"].map(String::from));
     for metric in ["top1", "top5", "train_seconds", "peak_host_mb", "peak_device_mb", "inference_ms"] {
         header.push(format!("{metric}_mean"));
         header.push(format!("{metric}_ci95"));
@@ -284,7 +349,9 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
     for row in rows {
         let mut fields: Vec<String> = axes.iter().map(|a| csv_field(&row.key[a.name()])).collect();
         fields.push(row.trials.to_string());
-        fields.push(row.finished.to_string());
+        fields.push(row.completed.to_string());
+        fields.push(row.diverged.to_string());
+        fields.push(row.failed.to_string());
         for metric in
             [row.top1, row.top5, row.train_seconds, row.peak_host_mb, row.peak_device_mb, row.inference_ms]
         {
@@ -310,41 +377,6 @@ struct JsonReport<'a> {
 pub fn json(sweep: &str, rows: &[GroupRow], axes: &[Axis], records: &[TrialRecord]) -> String {
     let report = JsonReport { sweep, by: axes, groups: rows, trials: records };
     serde_json::to_string_pretty(&report).unwrap_or_default()
-}
-
-/// The paper's published figures (`tables.yaml`): rows of axis values and metrics.
-#[derive(Debug, Default)]
-pub struct PaperFigures {
-    rows: Vec<BTreeMap<String, serde_yaml_ng::Value>>,
-}
-
-impl PaperFigures {
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let tables: BTreeMap<String, Vec<BTreeMap<String, serde_yaml_ng::Value>>> =
-            serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Self { rows: tables.into_values().flatten().collect() })
-    }
-
-    /// The published top-1 of a group whose axes are exactly a paper row's axes.
-    pub fn top1(&self, row: &GroupRow) -> Option<f64> {
-        let axis_names: Vec<&str> = Axis::ALL.iter().map(|a| a.name()).collect();
-        self.rows.iter().find_map(|paper| {
-            let paper_axes: Vec<&String> =
-                paper.keys().filter(|k| axis_names.contains(&k.as_str())).collect();
-            let same_axes = paper_axes.len() == row.key.len()
-                && paper_axes.iter().all(|k| row.key.contains_key(k.as_str()));
-            let same_values = paper_axes.iter().all(|k| {
-                let value = &paper[k.as_str()];
-                let text =
-                    value.as_str().map(str::to_string).or_else(|| value.as_u64().map(|v| v.to_string()));
-                text.as_deref() == row.key.get(k.as_str()).map(String::as_str)
-            });
-            (same_axes && same_values)
-                .then(|| paper.get("top1").and_then(serde_yaml_ng::Value::as_f64))
-                .flatten()
-        })
-    }
 }
 
 #[cfg(test)]
@@ -419,12 +451,12 @@ mod tests {
         let (baseline, sal) = (&rows[0], &rows[1]);
         assert_eq!(baseline.key["method"], "baseline");
         assert!((baseline.top1.unwrap().mean - 81.0).abs() < 1e-9);
-        assert_eq!((sal.trials, sal.finished), (3, 2));
+        assert_eq!((sal.trials, sal.completed, sal.failed), (3, 2, 1));
         assert!((sal.delta_top1.unwrap() - 4.0).abs() < 1e-9);
         assert_eq!(baseline.delta_top1, None);
         let csv = csv(&rows, &[Axis::Architecture, Axis::Method]);
         assert_eq!(csv.lines().count(), 3);
-        assert!(csv.lines().nth(2).unwrap().starts_with("noop,sal,3,2,85"), "{csv}");
+        assert!(csv.lines().nth(2).unwrap().starts_with("noop,sal,3,2,0,1,85"), "{csv}");
         let table = table(&rows, &[Axis::Architecture, Axis::Method], None);
         assert!(table.contains("+4.00") && table.contains("81.00 ± 12.71"), "{table}");
     }

@@ -2,8 +2,9 @@
 //!
 //! A sweep file is YAML. Every axis (`seeds`, `methods`, `architectures`, `optimizers`,
 //! `resolutions`, `datasets`) expands; each cell is one [`TrialSpec`], the same definition
-//! `worker train --trial FILE` reads. A trial's id is a hash of its canonical JSON, so rerunning a
-//! sweep finds its finished cells, and a new seed or axis value adds only new cells.
+//! `worker train --trial FILE` reads. A trial's id is a hash of what it computes (see
+//! [`crate::identity`]: never its dataset root or weights path), so rerunning a sweep finds its
+//! finished cells wherever its files now lie, and a new seed or axis value adds only new cells.
 //!
 //! Every error names the file, the line and the key: YAML syntax errors carry their own position;
 //! for errors found after parsing, [`LineIndex`] finds the line of a key path in the raw text.
@@ -18,7 +19,8 @@ use sal::StressConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
-use sha2::{Digest, Sha256};
+
+use crate::identity::{self, WeightsDigests};
 
 /// Every key a sweep file may have.
 pub const KEYS: &[&str] = &[
@@ -98,8 +100,11 @@ pub struct LoadOptions {
 /// One cell of the grid with one seed, ready to schedule.
 #[derive(Debug, Clone)]
 pub struct PlannedTrial {
-    /// Stable: a hash of the spec's canonical JSON.
+    /// Stable: a hash of `identity`.
     pub id: String,
+    /// What the trial computes (see [`crate::identity`]).
+    pub identity: String,
+    /// The trial as it runs here: with today's dataset root and weights path.
     pub spec: TrialSpec,
     /// Estimated relative cost (longest first).
     pub cost: f64,
@@ -132,12 +137,6 @@ pub struct Sweep {
 
 /// `progress_timeout` when a sweep sets none: 15 minutes.
 pub const DEFAULT_PROGRESS_TIMEOUT_S: u32 = 15 * 60;
-
-/// The stable id of a trial: the first 16 hex digits of the SHA-256 of its canonical JSON.
-pub fn trial_id(spec: &TrialSpec) -> String {
-    let digest = Sha256::digest(spec.canonical_json().as_bytes());
-    hex::encode(&digest[..8])
-}
 
 /// Reads, validates and expands a sweep file.
 pub fn load(file: &Path, options: &LoadOptions) -> Result<Sweep, SpecError> {
@@ -438,6 +437,7 @@ impl RawSweep {
         check_data: bool,
     ) -> Result<Vec<PlannedTrial>, SpecError> {
         self.check(doc, data_root, check_data)?;
+        let mut digests = WeightsDigests::default();
         let mut trials = Vec::new();
         for architecture in &self.architectures {
             for optimizer in &self.optimizers {
@@ -469,8 +469,16 @@ impl RawSweep {
                                     head: self.head,
                                     pretrained: self.pretrained.get(architecture).map(|p| data_root.join(p)),
                                 };
+                                let (id, identity) =
+                                    identity::identify(&spec, &mut digests).map_err(|e| {
+                                        doc.error(
+                                            &format!("pretrained.{architecture}"),
+                                            format!("cannot read the weights file: {e}"),
+                                        )
+                                    })?;
                                 trials.push(PlannedTrial {
-                                    id: trial_id(&spec),
+                                    id,
+                                    identity,
                                     cost: estimate_cost(&spec),
                                     spec,
                                     devices: self.gpus_per_trial,
@@ -661,6 +669,28 @@ mod tests {
         for trial in &before.trials {
             assert!(after.trials.iter().any(|t| t.id == trial.id));
         }
+    }
+
+    #[test]
+    fn ids_do_not_depend_on_where_the_files_lie_but_on_the_weights_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data/weights")).unwrap();
+        std::fs::write(dir.path().join("data/weights/w.bin"), b"one").unwrap();
+        let text = NOOP.replace("format: synthetic\n", "format: image_folder\n    root: imgs\n")
+            + "pretrained:\n  noop: weights/w.bin\n";
+        let load = |sweep_file: &str, root: Option<PathBuf>| {
+            parse(Path::new(sweep_file), &text, &LoadOptions { data_root: root, ..Default::default() })
+                .unwrap()
+        };
+        let ids = |s: &Sweep| s.trials.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+        let first = load("a/s.yaml", Some(dir.path().join("data")));
+        let moved = load("b/../a/./s.yaml", Some(dir.path().join("data/../data")));
+        assert_eq!(ids(&first), ids(&moved));
+        // The spec a worker gets carries today's paths.
+        assert_ne!(first.trials[0].spec.dataset.root, moved.trials[0].spec.dataset.root);
+        std::fs::write(dir.path().join("data/weights/w.bin"), b"two").unwrap();
+        let reweighted = load("a/s.yaml", Some(dir.path().join("data")));
+        assert!(ids(&first).iter().all(|id| !ids(&reweighted).contains(id)));
     }
 
     #[test]

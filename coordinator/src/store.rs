@@ -22,6 +22,12 @@ use crate::checkpoint_files::{self, PendingRemovals};
 use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
 use crate::spec::Sweep;
 
+mod migrate;
+mod outside;
+mod sweeps;
+
+pub use sweeps::{read_sweeps, SweepInfo};
+
 /// The database file inside the state dir.
 pub const DB_FILE: &str = "coordinator.sqlite";
 /// Checkpoint files live under this folder of the state dir, one folder per trial.
@@ -44,8 +50,10 @@ pub enum StoreError {
     LeaseLost { lease_id: String },
     #[error("worker `{worker_id}` is not registered")]
     UnknownWorker { worker_id: String },
-    #[error("trial `{trial_id}` is not part of the running sweep")]
+    #[error("trial `{trial_id}` is unknown to this state dir")]
     UnknownTrial { trial_id: String },
+    #[error("{}: {message}", dir.display())]
+    Migration { dir: PathBuf, message: String },
     #[error("trial `{trial_id}` has no checkpoint of epoch {epoch}")]
     NoCheckpoint { trial_id: String, epoch: u32 },
     #[error("state store holds unreadable {what}: {reason}")]
@@ -273,13 +281,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 fn open_connection(dir: &Path) -> Result<Connection> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let conn = Connection::open(dir.join(DB_FILE))?;
+    let mut conn = Connection::open(dir.join(DB_FILE))?;
     // WAL: readers (`coordinator report`) never block the writer. synchronous=FULL: a commit is on
     // disk before a worker is acknowledged; group commit keeps that affordable.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
     )?;
     conn.execute_batch(SCHEMA)?;
+    migrate::upgrade(&mut conn, dir)?;
     Ok(conn)
 }
 
@@ -534,14 +543,16 @@ impl Core {
              ON CONFLICT(id) DO UPDATE SET name = ?1, file = ?2, updated_ms = ?3",
             params![sweep.name, sweep.file.display().to_string(), now],
         )?;
+        sweeps::record(&tx, sweep, now)?;
         let mut summary = LoadSummary { trials: sweep.trials.len(), ..Default::default() };
         for trial in &sweep.trials {
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO trials (id, spec_json, state, cost, devices, cache_key, max_attempts, created_ms, updated_ms)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?7)",
+                "INSERT OR IGNORE INTO trials (id, spec_json, identity_json, state, cost, devices, cache_key, max_attempts, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?8)",
                 params![
                     trial.id,
                     trial.spec.canonical_json(),
+                    trial.identity,
                     trial.cost,
                     trial.devices,
                     trial.cache_key(),
@@ -552,10 +563,11 @@ impl Core {
             if inserted == 1 {
                 summary.new += 1;
             } else {
-                // The sweep file may have changed how a cell runs, never what it is.
+                // The sweep file may have changed how a cell runs and where its files lie (the
+                // spec a worker gets), never what it is.
                 tx.execute(
-                    "UPDATE trials SET cost = ?2, devices = ?3, max_attempts = ?4 WHERE id = ?1",
-                    params![trial.id, trial.cost, trial.devices, trial.max_attempts],
+                    "UPDATE trials SET spec_json = ?2, cost = ?3, devices = ?4, max_attempts = ?5 WHERE id = ?1",
+                    params![trial.id, trial.spec.canonical_json(), trial.cost, trial.devices, trial.max_attempts],
                 )?;
             }
             if retry_failed {
@@ -941,11 +953,10 @@ impl Core {
         json: &str,
         epochs: &[(EpochReport, String)],
     ) -> Result<()> {
-        let trial = self
-            .sched
-            .trials
-            .get(&lease_ref.trial_id)
-            .ok_or_else(|| StoreError::UnknownTrial { trial_id: lease_ref.trial_id.clone() })?;
+        let Some(trial) = self.sched.trials.get(&lease_ref.trial_id) else {
+            // Not scheduled today (another sweep, outside `--only`): still a result to keep.
+            return self.complete_outside(lease_ref, result, json, epochs);
+        };
         if matches!(trial.state, TrialState::Done | TrialState::Diverged) {
             // Already has its result (from this or another attempt): acknowledge, keep one.
             return Ok(());
@@ -1102,6 +1113,7 @@ pub fn read_records(dir: &Path) -> Result<(String, Vec<TrialRecord>)> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no state store here"),
         ));
     }
+    migrate::ensure_current(dir)?;
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let name: String = conn

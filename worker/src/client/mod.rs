@@ -12,6 +12,7 @@
 //! On shutdown (SIGTERM, ctrl-c) the running trials are cancelled, their leases handed back (their
 //! last uploaded checkpoint lets the next worker resume), and `run` returns.
 
+mod orphans;
 mod outbox;
 mod trial_process;
 mod trial_thread;
@@ -631,6 +632,7 @@ impl Session {
                 };
                 match end {
                     TrialEnd::Finished(result) => {
+                        tracing::info!(trial = %lease.trial_id, "trial finished; its result is queued");
                         self.cached.insert(running.cache_key);
                         // The result supersedes a checkpoint not sent yet (nobody will resume),
                         // and carries the epoch reports still waiting: one message, not many.
@@ -766,6 +768,17 @@ impl Session {
                 Sent::LeaseLost(reason) => {
                     let lease_id = message.lease().lease_id.clone();
                     tracing::warn!(lease = %lease_id, "{reason}");
+                    if let Outgoing::Complete { lease, result_json, epochs_json } = message {
+                        // A finished trial the coordinator never knew: keep its result here.
+                        let work_dir = &self.config.work_dir;
+                        let coordinator = &self.config.coordinator;
+                        match orphans::keep(work_dir, coordinator, lease, result_json, epochs_json, &reason) {
+                            Ok(path) => {
+                                tracing::warn!(trial = %lease.trial_id, file = %path.display(), "result kept")
+                            }
+                            Err(e) => tracing::error!(trial = %lease.trial_id, "cannot keep the result: {e}"),
+                        }
+                    }
                     self.lose(&lease_id);
                 }
                 Sent::Refused(reason) => {
