@@ -3,9 +3,25 @@
 //!
 //! The means count completed trials only; diverged and failed trials have columns of their own.
 //! [`select`] picks one sweep's trials, [`paper`] sets the paper's figures beside ours.
+//!
+//! Around the pivot, each in its own module:
+//! - [`grid`]: a table as data, rendered as text, Markdown, LaTeX or HTML;
+//! - [`stats`]: SAL vs baseline paired by seed (CI, t-test, signed-rank, Holm–Bonferroni);
+//! - [`paper_tables`]: our results in the layout of the paper's tables 1–5, its figures beside;
+//! - [`trial_view`]: one trial's spec, history with SAL's actions, per-class table, confusion;
+//! - [`plots`]: training curves, stress traces, forest plot, heatmap, cost (SVG and PNG);
+//! - [`html`]: all of it as one self-contained page.
 
+pub mod grid;
+pub mod html;
+pub mod model;
 pub mod paper;
+pub mod paper_tables;
+pub mod pivot_grid;
+pub mod plots;
 pub mod select;
+pub mod stats;
+pub mod trial_view;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -92,6 +108,9 @@ pub enum Format {
     Table,
     Csv,
     Json,
+    Markdown,
+    Latex,
+    Html,
 }
 
 impl FromStr for Format {
@@ -101,7 +120,10 @@ impl FromStr for Format {
             "table" => Ok(Format::Table),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format `{other}` (known: table, csv, json)")),
+            "markdown" => Ok(Format::Markdown),
+            "latex" => Ok(Format::Latex),
+            "html" => Ok(Format::Html),
+            other => Err(format!("unknown format `{other}` (known: table, csv, json, markdown, latex, html)")),
         }
     }
 }

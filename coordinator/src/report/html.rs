@@ -1,0 +1,159 @@
+//! The whole report as one self-contained HTML page: the tables, the statistics, the paper's
+//! tables, the plots as inline SVG and a section per trial (spec, plots, history with SAL's
+//! actions, per-class table, confusion matrix). No script, no external file, no network: it reads
+//! the same offline, attached to an e-mail or archived with the paper.
+//!
+//! The page is also well-formed XML (self-closed void elements, only XML's entities), so that a
+//! test can parse it whole.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::grid::{html_escape, Grid};
+use super::model::TrialRecord;
+use super::plots::{self, NamedPlot, PlotError};
+use super::stats;
+use super::trial_view;
+
+const STYLE: &str = "
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; } h3 { margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
+caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; }
+th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+p.note { font-size: 0.8em; color: #555; margin: 0.2em 0; }
+pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.8em; }
+figure { margin: 0.6em 0; } svg { max-width: 100%; height: auto; }
+nav a { margin-right: 1em; } section.trial { border-top: 1px dashed #bbb; }
+";
+
+/// Everything the page shows besides the records themselves.
+pub struct Page<'a> {
+    pub sweep: &'a str,
+    pub records: &'a [TrialRecord],
+    /// The pivot of the results (by the report's axes).
+    pub pivot: Grid,
+    /// The paper's tables 1–5 in our layout, when `tables.yaml` was given.
+    pub paper_tables: Vec<Grid>,
+}
+
+/// An `id` attribute for a trial's section.
+pub fn trial_anchor(id: &str) -> String {
+    format!("trial-{id}")
+}
+
+fn inline_svg(named: &NamedPlot) -> Result<String, PlotError> {
+    let svg = named.plot.svg()?;
+    // An XML declaration is not allowed inside HTML.
+    let svg = match svg.find("<svg") {
+        Some(start) => svg[start..].to_string(),
+        None => svg,
+    };
+    Ok(format!("<figure data-plot=\"{}\">{svg}</figure>", html_escape(&named.name)))
+}
+
+pub fn render(page: &Page) -> Result<String, PlotError> {
+    let records = page.records;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>{} — SAL sweep report</title>\
+         <style>{STYLE}</style></head><body>",
+        html_escape(page.sweep)
+    );
+    let _ = write!(out, "<h1>Sweep {}</h1>", html_escape(page.sweep));
+    let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+    for record in records {
+        *states.entry(record.state.as_str()).or_default() += 1;
+    }
+    let states: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let _ = write!(out, "<p>{} trials: {}.</p>", records.len(), html_escape(&states.join(", ")));
+    out.push_str(
+        "<nav><a href=\"#results\">Results</a><a href=\"#statistics\">Statistics</a>\
+         <a href=\"#paper\">Paper tables</a><a href=\"#plots\">Plots</a><a href=\"#trials\">Trials</a></nav>",
+    );
+
+    out.push_str("<h2 id=\"results\">Results</h2>");
+    out.push_str(&page.pivot.html("pivot"));
+
+    out.push_str("<h2 id=\"statistics\">Statistics</h2>");
+    out.push_str(&stats::grid(&stats::compare_cells(records)).html("statistics-table"));
+
+    out.push_str("<h2 id=\"paper\">The paper's tables</h2>");
+    if page.paper_tables.is_empty() {
+        out.push_str("<p>Not included: give <code>--paper tables.yaml</code>.</p>");
+    }
+    for (i, grid) in page.paper_tables.iter().enumerate() {
+        out.push_str(&grid.html(&format!("paper-table-{}", i + 1)));
+    }
+
+    out.push_str("<h2 id=\"plots\">Plots</h2>");
+    let sweep_plots = plots::sweep_plots(records);
+    if sweep_plots.is_empty() {
+        out.push_str("<p>No finished trials to plot.</p>");
+    }
+    for named in &sweep_plots {
+        out.push_str(&inline_svg(named)?);
+    }
+
+    out.push_str("<h2 id=\"trials\">Trials</h2>");
+    let index = Grid {
+        title: String::new(),
+        header: ["trial", "setup", "state", "top-1 %"].map(String::from).to_vec(),
+        rows: records
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    trial_view::title(r),
+                    r.state.clone(),
+                    r.result.as_ref().map_or_else(String::new, |res| format!("{:.2}", res.top1 * 100.0)),
+                ]
+            })
+            .collect(),
+        numeric_from: 3,
+        notes: Vec::new(),
+    };
+    // The index links each id to its section.
+    let mut index_html = index.html("trial-index");
+    for record in records {
+        let id = html_escape(&record.id);
+        index_html = index_html.replacen(
+            &format!("<td>{id}</td>"),
+            &format!("<td><a href=\"#{}\">{id}</a></td>", html_escape(&trial_anchor(&record.id))),
+            1,
+        );
+    }
+    out.push_str(&index_html);
+
+    for record in records {
+        let _ = write!(
+            out,
+            "<section class=\"trial\" id=\"{}\"><h3>{} <small>{}</small></h3>",
+            html_escape(&trial_anchor(&record.id)),
+            html_escape(&trial_view::title(record)),
+            html_escape(&record.id)
+        );
+        let _ = write!(out, "<p>state {}, {} attempt(s)", html_escape(&record.state), record.attempts);
+        if let Some(error) = &record.last_error {
+            let _ = write!(out, "; last error: {}", html_escape(error));
+        }
+        out.push_str(".</p>");
+        let spec = serde_yaml_ng::to_string(&record.spec).unwrap_or_default();
+        let _ = write!(out, "<details><summary>Spec</summary><pre>{}</pre></details>", html_escape(&spec));
+        for named in plots::trial_plots(record) {
+            out.push_str(&inline_svg(&named)?);
+        }
+        out.push_str(&trial_view::history_grid(record).html(&format!("history-{}", record.id)));
+        if let Some(grid) = trial_view::per_class_grid(record) {
+            out.push_str(&grid.html(&format!("per-class-{}", record.id)));
+        }
+        if let Some(grid) = trial_view::confusion_grid(record) {
+            out.push_str(&grid.html(&format!("confusion-{}", record.id)));
+        }
+        out.push_str("</section>");
+    }
+    out.push_str("</body></html>\n");
+    Ok(out)
+}

@@ -1,0 +1,7 @@
+//! The definitions reports read, in one place: where the shared trial and result types live is
+//! the only thing here that changes when they move.
+
+pub use crate::store::{StoredEpoch, TrialRecord};
+pub use sal::{Action, StressConfig};
+pub use worker::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
+pub use worker::{Method, TrialSpec};
