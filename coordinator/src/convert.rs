@@ -148,6 +148,20 @@ impl From<store::Status> for pb::StatusResponse {
                 })
                 .collect(),
             eta_seconds: status.eta_seconds,
+            in_flight: status
+                .in_flight
+                .into_iter()
+                .map(|t| pb::TrialProgress {
+                    trial_id: t.trial_id,
+                    worker_id: t.worker_id,
+                    label: t.label,
+                    epoch: t.epoch,
+                    epochs: t.epochs,
+                    train_loss: t.train_loss,
+                    val_accuracy: t.val_accuracy,
+                    stress: t.stress,
+                })
+                .collect(),
         }
     }
 }

@@ -10,7 +10,8 @@
 //! - [`service`] and [`convert`]: the gRPC layer and its message conversions;
 //! - [`runner`]: serving a sweep to its end;
 //! - [`local`]: `--local`'s worker processes;
-//! - [`report`]: pivots, confidence intervals, SAL − baseline deltas; table, CSV, JSON.
+//! - [`report`]: pivots, paired statistics, the paper's tables, plots, one HTML page;
+//! - [`status_view`]: a running sweep's workers and trials in flight, as text.
 
 pub mod checkpoint_files;
 pub mod checkpoint_storage;
@@ -24,6 +25,7 @@ pub mod schedule;
 pub mod service;
 pub mod spec;
 pub mod state_lock;
+pub mod status_view;
 pub mod store;
 
 pub use local::LocalWorkers;

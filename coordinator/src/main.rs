@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use coordinator::report::{self, Axis, Format, PaperFigures};
+use coordinator::report::grid::Grid;
+use coordinator::report::paper_tables::{self, PaperTables};
+use coordinator::report::{self, html, pivot_grid, plots, stats, trial_view, Axis, Format, PaperFigures};
+use coordinator::status_view;
 use coordinator::spec::{self, LoadOptions};
 use coordinator::state_lock::StateLockError;
 use coordinator::store::{self, TrialRecord};
@@ -24,6 +27,9 @@ use proto::pb::coordinator_client::CoordinatorClient;
 ///   coordinator --sweep sweeps/paper.yaml --data-root /data       # then `worker --coordinator URL` per node
 ///   coordinator status --coordinator http://head:50051
 ///   coordinator report --state-dir sal-state --by architecture,method --format csv
+///   coordinator report --table 1 --paper ../shared/paper/tables.yaml --format latex
+///   coordinator report --format html --out report.html --plots sal-state/plots
+///   coordinator show 3fa2c1   # one trial, by the start of its id
 #[derive(Parser, Debug)]
 #[command(name = "coordinator", version, about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -37,8 +43,11 @@ struct Cli {
 enum Command {
     /// Progress of a sweep: trials done / running / pending / failed, workers, ETA.
     Status(StatusArgs),
-    /// Tables of the results: top-1, top-5, training time, memory, inference time, by any axes.
+    /// Tables of the results: top-1, top-5, training time, memory, inference time, by any axes;
+    /// paired statistics; the paper's tables; plots; one HTML page.
     Report(ReportArgs),
+    /// One trial: its spec, history with SAL's actions, per-class table, where its plots are.
+    Show(ShowArgs),
 }
 
 #[derive(Args, Debug)]
@@ -108,6 +117,23 @@ struct StatusArgs {
     /// Or read a state dir.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Refresh in place until the sweep is done (with --coordinator).
+    #[arg(long, requires = "coordinator")]
+    watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    interval: f64,
+}
+
+#[derive(Args, Debug)]
+struct ShowArgs {
+    /// The trial's id, or enough of its first characters to name one trial.
+    trial: String,
+    #[arg(long, default_value = "sal-state", value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Where `report --plots DIR` wrote the plots (default: STATE_DIR/plots).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -118,9 +144,11 @@ struct ReportArgs {
     /// Group by these axes: architecture, optimizer, dataset, resolution, method, seed.
     #[arg(long, default_value = "architecture,dataset,method", value_name = "AXES")]
     by: String,
-    /// table: mean ± 95% CI over seeds and SAL − baseline deltas; csv: the same, one column per
-    /// number; json: the groups and every trial's spec, result and epoch history.
-    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+    /// table: mean ± 95% CI over seeds and SAL − baseline deltas, then the paired statistics;
+    /// markdown, latex: the same tables; csv: the pivot, one column per number; json: the groups
+    /// and every trial's spec, result and epoch history; html: one self-contained page with
+    /// everything (tables, statistics, the paper's tables, plots, a section per trial).
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json", "markdown", "latex", "html"])]
     format: String,
     /// The sweep to report on, when the state dir holds several (default: the only one).
     #[arg(long, value_name = "NAME")]
@@ -133,6 +161,16 @@ struct ReportArgs {
     /// with the difference and whether it lies inside our 95% CI.
     #[arg(long, value_name = "FILE")]
     paper: Option<PathBuf>,
+    /// Our results in the layout of the paper's table N (1-5) instead of the pivot; with --paper,
+    /// the published figures beside ours.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    table: Option<u8>,
+    /// Write the report to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Also draw the plots (SVG and PNG) of the sweep and of every trial into this folder.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 /// Prints a line to stdout; a closed stdout (`coordinator report | head`) is not an error.
@@ -154,6 +192,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Some(Command::Status(args)) => status(args),
         Some(Command::Report(args)) => report_command(args),
+        Some(Command::Show(args)) => show_command(args),
         None => run(cli.run),
     };
     match outcome {
@@ -315,6 +354,7 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
     let paper = args.paper.as_deref().map(PaperFigures::load).transpose().map_err(anyhow::Error::msg)?;
+    let paper_tables = args.paper.as_deref().map(PaperTables::load).transpose().map_err(anyhow::Error::msg)?;
     let (_, records) = store::read_records(&args.state_dir)?;
     let sweeps = store::read_sweeps(&args.state_dir)?;
     let selection = match report::select::select(&sweeps, records, args.sweep.as_deref()) {
@@ -334,79 +374,157 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let records = &selection.records;
+    let name = selection.sweep.as_str();
     let rows = report::pivot(records, &axes);
-    match format {
-        Format::Table => {
-            out!("{}", selection.sweep);
-            out!("{}", report::table(&rows, &axes, paper.as_ref()));
+    let statistics = stats::grid(&stats::compare_cells(records));
+    let paper_table = |n: u8| {
+        paper_tables.as_ref().map_or_else(
+            || {
+                let mut grid = paper_tables::table(n, records, &PaperTables::default())?;
+                grid.notes.push("No published figures: give --paper tables.yaml.".into());
+                Ok(grid)
+            },
+            |paper| paper_tables::table(n, records, paper),
+        )
+    };
+    // The tables of a text report: the paper's table N, or the pivot and the statistics.
+    let grids: Vec<Grid> = match args.table {
+        Some(n) => vec![paper_table(n).map_err(anyhow::Error::msg)?],
+        None => vec![pivot_grid::grid(name, &rows, &axes, paper.as_ref()), statistics],
+    };
+    let text = match format {
+        Format::Table if args.table.is_none() => {
+            let mut text = format!("{name}\n{}\n", report::table(&rows, &axes, paper.as_ref()));
             if let Some(paper) = &paper {
                 let comparisons = paper.compare(&rows);
                 if comparisons.is_empty() {
-                    out!("no group has a setup the paper published");
+                    text.push_str("no group has a setup the paper published\n");
                 } else {
-                    out!("ours against the paper, where the setups are equal:");
-                    out!("{}", report::comparison_table(&comparisons));
+                    text.push_str("ours against the paper, where the setups are equal:\n");
+                    text.push_str(&format!("{}\n", report::comparison_table(&comparisons)));
                 }
                 let misses = paper.near_misses(&rows);
                 if let Some(first) = misses.first() {
-                    out!(
-                        "no paper figure beside {} groups with a published setup's axes but another training (first: {first})",
+                    text.push_str(&format!(
+                        "no paper figure beside {} groups with a published setup's axes but another training (first: {first})\n",
                         misses.len()
-                    );
+                    ));
                 }
             }
-            out!("{summary}");
+            text.push_str(&grids[1].text());
+            text.push_str(&summary);
+            text
+        }
+        Format::Table => {
+            let tables: Vec<String> = grids.iter().map(Grid::text).collect();
+            format!("{}\n{summary}", tables.join("\n"))
+        }
+        Format::Markdown | Format::Latex => {
+            eprintln!("{summary}");
+            let render = if format == Format::Markdown { Grid::markdown } else { Grid::latex };
+            grids.iter().map(render).collect::<Vec<_>>().join("\n")
         }
         Format::Csv => {
-            out!("{}", report::csv(&rows, &axes).trim_end());
             eprintln!("{summary}");
+            report::csv(&rows, &axes)
         }
         Format::Json => {
-            out!("{}", report::json(&selection.sweep, &rows, &axes, records));
             eprintln!("{summary}");
+            report::json(name, &rows, &axes, records)
         }
+        Format::Html => {
+            eprintln!("{summary}");
+            let paper_grids = match &paper_tables {
+                Some(paper) => (1..=5)
+                    .map(|n| paper_tables::table(n, records, paper))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)?,
+                None => Vec::new(),
+            };
+            let page = html::Page {
+                sweep: name,
+                records,
+                pivot: pivot_grid::grid("", &rows, &axes, paper.as_ref()),
+                paper_tables: paper_grids,
+            };
+            html::render(&page)?
+        }
+    };
+    if let Some(dir) = &args.plots {
+        let written = plots::write_all(dir, records)?;
+        eprintln!("{} plot files in {}", written.len(), dir.display());
     }
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => out!("{}", text.trim_end()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_command(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let (_, records) = store::read_records(&args.state_dir)?;
+    let record = match trial_view::find(&records, &args.trial) {
+        Ok(record) => record,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let plots_dir = args.plots.unwrap_or_else(|| args.state_dir.join("plots"));
+    out!("{}", trial_view::show(record, &plots_dir).trim_end());
     Ok(ExitCode::SUCCESS)
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = args.coordinator {
-        let status = runtime()?.block_on(async {
-            let mut client = CoordinatorClient::connect(url.clone())
-                .await
-                .with_context(|| format!("connecting to {url}"))?;
-            anyhow::Ok(
-                client
-                    .status(proto::pb::StatusRequest {})
+        if !(args.interval.is_finite() && args.interval > 0.0) {
+            eprintln!("error: --interval must be > 0");
+            return Ok(ExitCode::from(USAGE));
+        }
+        let runtime = runtime()?;
+        let ask = || {
+            runtime.block_on(async {
+                let mut client = CoordinatorClient::connect(url.clone())
                     .await
-                    .with_context(|| format!("asking {url}"))?
-                    .into_inner(),
-            )
-        })?;
-        out!(
-            "{}: {} done, {} running, {} leased, {} pending, {} failed, {} diverged",
-            status.sweep_name,
-            status.done,
-            status.running,
-            status.leased,
-            status.pending,
-            status.failed,
-            status.diverged
-        );
-        if let Some(eta) = status.eta_seconds {
-            out!("eta: {}", human_duration(eta));
+                    .with_context(|| format!("connecting to {url}"))?;
+                anyhow::Ok(
+                    client
+                        .status(proto::pb::StatusRequest {})
+                        .await
+                        .with_context(|| format!("asking {url}"))?
+                        .into_inner(),
+                )
+            })
+        };
+        if !args.watch {
+            out!("{}", status_view::render(&ask()?).trim_end());
+            return Ok(ExitCode::SUCCESS);
         }
-        for worker in status.workers {
-            out!(
-                "  {} ({}, {} devices): {} trials running, last heard {:.1} s ago",
-                worker.worker_id,
-                worker.hostname,
-                worker.devices,
-                worker.trials.len(),
-                worker.idle_ms as f64 / 1000.0
-            );
+        // Refresh in place: clear the screen and draw again, until the sweep is done or Ctrl-C.
+        loop {
+            let status = ask()?;
+            let text = status_view::render(&status);
+            if std::io::stdout().is_terminal() {
+                out!("\x1b[2J\x1b[H{}", text.trim_end());
+            } else {
+                out!("{}\n", text.trim_end());
+            }
+            if status_view::finished(&status) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let interrupted = runtime.block_on(async {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => true,
+                    () = tokio::time::sleep(Duration::from_secs_f64(args.interval)) => false,
+                }
+            });
+            if interrupted {
+                return Ok(ExitCode::SUCCESS);
+            }
         }
-        return Ok(ExitCode::SUCCESS);
     }
     let Some(dir) = args.state_dir else {
         eprintln!("error: give --coordinator URL or --state-dir DIR");
@@ -425,9 +543,4 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         out!("{}: {} trials: {}", sweep.name, sweep.trials.len(), parts.join(", "));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn human_duration(seconds: f64) -> String {
-    let seconds = seconds.max(0.0).round() as u64;
-    format!("{}h{:02}m{:02}s", seconds / 3600, seconds / 60 % 60, seconds % 60)
 }

@@ -22,10 +22,12 @@ use crate::checkpoint_files::{self, PendingRemovals};
 use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
 use crate::spec::Sweep;
 
+mod in_flight;
 mod migrate;
 mod outside;
 mod sweeps;
 
+pub use in_flight::TrialProgress;
 pub use sweeps::{read_sweeps, SweepInfo};
 
 /// The database file inside the state dir.
@@ -160,6 +162,7 @@ pub struct Status {
     pub progress: Progress,
     pub workers: Vec<WorkerStatus>,
     pub eta_seconds: Option<f64>,
+    pub in_flight: Vec<TrialProgress>,
 }
 
 /// What loading a sweep into the store found.
@@ -1079,7 +1082,7 @@ impl Core {
             let rate = f64::from(finished_now) / self.started.elapsed().as_secs_f64().max(1e-3);
             f64::from(remaining) / rate
         });
-        Status { sweep_name: self.sweep_name.clone(), progress, workers, eta_seconds }
+        Status { sweep_name: self.sweep_name.clone(), progress, workers, eta_seconds, in_flight: self.in_flight() }
     }
 }
 
