@@ -319,3 +319,80 @@ fn show_finds_a_trial_by_a_prefix_and_refuses_ambiguous_ones() {
     let text = trial_view::show(record, dir.path());
     assert!(text.contains("trials/bb01/stress.svg") && text.contains("trials/bb01/curves.png"), "{text}");
 }
+
+/// Chromium's command line for one headless run with a fresh profile in `dir`.
+fn chromium(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
+    let binary = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|name| {
+        std::process::Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success())
+    })?;
+    let profile = dir.join(format!("profile-{}", args.len()));
+    let output = std::process::Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .unwrap();
+    Some(output)
+}
+
+/// Console messages (errors included) as Chromium logs them with `--enable-logging=stderr`.
+fn console_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_string).collect()
+}
+
+#[test]
+fn the_html_page_renders_in_headless_chromium_without_console_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // The check can fail: a page with a console error and an uncaught exception is caught.
+    let probe = dir.path().join("probe.html");
+    std::fs::write(&probe, "<!DOCTYPE html><html><body><script>console.error('probe'); missing();</script></body></html>")
+        .unwrap();
+    let Some(output) = chromium(dir.path(), &["--dump-dom", &format!("file://{}", probe.display())]) else {
+        println!("SKIPPED: no chromium on this machine (Debian: apt-get install chromium); the page was not rendered");
+        return;
+    };
+    let probe_console = console_lines(&output.stderr);
+    assert!(
+        probe_console.iter().any(|l| l.contains("probe")) && probe_console.iter().any(|l| l.contains("Uncaught")),
+        "the console check sees nothing: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let records = records();
+    let axes = [Axis::Architecture, Axis::Method];
+    let page = html::Page {
+        sweep: "fixture",
+        records: &records,
+        pivot: pivot_grid::grid("", &pivot(&records, &axes), &axes, None),
+        paper_tables: (1..=5).map(|n| paper_tables::table(n, &records, &paper()).unwrap()).collect(),
+    };
+    let path = dir.path().join("report.html");
+    std::fs::write(&path, html::render(&page).unwrap()).unwrap();
+    let url = format!("file://{}", path.display());
+    let output = chromium(dir.path(), &["--dump-dom", &url]).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(console_lines(&output.stderr), Vec::<String>::new());
+    // The DOM Chromium built holds every trial's section and every plot.
+    let dom = String::from_utf8_lossy(&output.stdout);
+    for record in &records {
+        assert!(dom.contains(&format!("id=\"{}\"", html::trial_anchor(&record.id))), "{}", record.id);
+    }
+    assert_eq!(dom.matches("<svg").count(), 12);
+    let shot = dir.path().join("report.png");
+    let output = chromium(dir.path(), &["--window-size=1280,2400", &format!("--screenshot={}", shot.display()), &url]).unwrap();
+    assert!(output.status.success() && shot.is_file(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(console_lines(&output.stderr), Vec::<String>::new());
+    if let Ok(out) = std::env::var("SAL_REPORT_HTML_OUT") {
+        std::fs::copy(&shot, Path::new(&out).join("fixture-report.png")).unwrap();
+    }
+}
