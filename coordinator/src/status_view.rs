@@ -19,11 +19,18 @@ pub fn finished(status: &pb::StatusResponse) -> bool {
 
 pub fn render(status: &pb::StatusResponse) -> String {
     let mut out = String::new();
-    let total = status.pending + status.leased + status.running + status.done + status.failed + status.diverged;
+    let total =
+        status.pending + status.leased + status.running + status.done + status.failed + status.diverged;
     let _ = write!(
         out,
         "{}: {} done, {} running, {} leased, {} pending, {} failed, {} diverged ({total} trials)",
-        status.sweep_name, status.done, status.running, status.leased, status.pending, status.failed, status.diverged
+        status.sweep_name,
+        status.done,
+        status.running,
+        status.leased,
+        status.pending,
+        status.failed,
+        status.diverged
     );
     match status.eta_seconds {
         Some(eta) if !finished(status) => {
@@ -116,7 +123,12 @@ mod tests {
             ..Default::default()
         };
         let text = render(&status);
-        assert!(text.starts_with("s: 2 done, 1 running, 0 leased, 3 pending, 0 failed, 0 diverged (6 trials); eta 1h02m05s"), "{text}");
+        assert!(
+            text.starts_with(
+                "s: 2 done, 1 running, 0 leased, 3 pending, 0 failed, 0 diverged (6 trials); eta 1h02m05s"
+            ),
+            "{text}"
+        );
         assert!(text.contains("node-a") && text.contains("1.5 s ago"), "{text}");
         assert!(text.contains("abcdef012345 ") && text.contains("3/10") && text.contains("1.2346"), "{text}");
         assert!(text.contains("50.00") && text.contains("0.250"), "{text}");

@@ -1082,7 +1082,13 @@ impl Core {
             let rate = f64::from(finished_now) / self.started.elapsed().as_secs_f64().max(1e-3);
             f64::from(remaining) / rate
         });
-        Status { sweep_name: self.sweep_name.clone(), progress, workers, eta_seconds, in_flight: self.in_flight() }
+        Status {
+            sweep_name: self.sweep_name.clone(),
+            progress,
+            workers,
+            eta_seconds,
+            in_flight: self.in_flight(),
+        }
     }
 }
 

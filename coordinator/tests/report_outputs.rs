@@ -146,8 +146,12 @@ fn table_1_puts_ours_beside_the_published_row_of_the_same_setup() {
     assert_eq!(grid.cell(10, "top-1 % (paper)"), Some("–"));
     assert!(grid.notes.iter().any(|n| n.contains("2 of 10 published rows matched")), "{:?}", grid.notes);
     // The same numbers in every format.
-    assert!(grid.markdown().contains("| densenet201 | adam imagenette 64px | baseline | 87.00 ± 12.71 (n=2) | 86.98 |"));
-    assert!(grid.latex().contains("densenet201 & adam imagenette 64px & baseline & 87.00 $\\pm$ 12.71 (n=2) & 86.98"));
+    assert!(grid
+        .markdown()
+        .contains("| densenet201 | adam imagenette 64px | baseline | 87.00 ± 12.71 (n=2) | 86.98 |"));
+    assert!(grid
+        .latex()
+        .contains("densenet201 & adam imagenette 64px & baseline & 87.00 $\\pm$ 12.71 (n=2) & 86.98"));
 }
 
 #[test]
@@ -218,7 +222,11 @@ fn parse_svg(svg: &str) -> roxmltree::Document<'_> {
 }
 
 fn texts(doc: &roxmltree::Document) -> String {
-    doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).collect::<Vec<_>>().join("|")
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 #[test]
@@ -246,10 +254,16 @@ fn plots_are_valid_svg_and_png_with_what_they_must_show() {
     let doc = parse_svg(&stress);
     let labels = texts(&doc);
     assert!(labels.contains("S_noise = 0.3") && labels.contains("S_yield = 0.6"), "{labels}");
-    assert!(labels.contains("noise") && labels.contains("plastic") && labels.contains("recovery"), "{labels}");
+    assert!(
+        labels.contains("noise") && labels.contains("plastic") && labels.contains("recovery"),
+        "{labels}"
+    );
     let forest = std::fs::read_to_string(dir.path().join("forest.svg")).unwrap();
     let labels = texts(&parse_svg(&forest));
-    assert!(labels.contains("densenet201/adam/imagenette@64") && labels.contains("small_cnn/adam/synthetic@32"), "{labels}");
+    assert!(
+        labels.contains("densenet201/adam/imagenette@64") && labels.contains("small_cnn/adam/synthetic@32"),
+        "{labels}"
+    );
     let heatmap = std::fs::read_to_string(dir.path().join("heatmap.svg")).unwrap();
     let labels = texts(&parse_svg(&heatmap));
     // The cell values: +2.50 and +5.00 percentage points.
@@ -272,14 +286,16 @@ fn the_html_page_is_one_well_formed_self_contained_document() {
     };
     let text = html::render(&page).unwrap();
     let options = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
-    let doc = roxmltree::Document::parse_with_options(&text, options).unwrap_or_else(|e| panic!("not well-formed: {e}"));
+    let doc = roxmltree::Document::parse_with_options(&text, options)
+        .unwrap_or_else(|e| panic!("not well-formed: {e}"));
     let count = |tag: &str| doc.descendants().filter(|n| n.has_tag_name(tag)).count();
     // Sweep plots 3, trial plots 9, all inline.
     assert_eq!(count("svg"), 12);
     let sections: Vec<_> =
         doc.descendants().filter(|n| n.has_tag_name("section")).filter_map(|n| n.attribute("id")).collect();
     assert_eq!(sections, records.iter().map(|r| html::trial_anchor(&r.id)).collect::<Vec<_>>());
-    for id in ["pivot", "statistics-table", "paper-table-1", "paper-table-5", "trial-index", "confusion-bb01"] {
+    for id in ["pivot", "statistics-table", "paper-table-1", "paper-table-5", "trial-index", "confusion-bb01"]
+    {
         assert!(doc.descendants().any(|n| n.attribute("id") == Some(id)), "no #{id}");
     }
     // Nothing is fetched: no script, no stylesheet link, no image or frame source.
@@ -293,8 +309,12 @@ fn the_html_page_is_one_well_formed_self_contained_document() {
     assert!(text.contains("Sweep fixture &lt;sweep&gt;"));
     // A trial's history shows SAL's actions.
     let history = doc.descendants().find(|n| n.attribute("id") == Some("history-bb01")).unwrap();
-    let cells: Vec<&str> = history.descendants().filter(|n| n.has_tag_name("td")).filter_map(|n| n.text()).collect();
-    assert!(cells.contains(&"noise") && cells.contains(&"noise+plastic") && cells.contains(&"recovered"), "{cells:?}");
+    let cells: Vec<&str> =
+        history.descendants().filter(|n| n.has_tag_name("td")).filter_map(|n| n.text()).collect();
+    assert!(
+        cells.contains(&"noise") && cells.contains(&"noise+plastic") && cells.contains(&"recovered"),
+        "{cells:?}"
+    );
     // The page written to a file, for the browser test and for eyes.
     if let Ok(dir) = std::env::var("SAL_REPORT_HTML_OUT") {
         std::fs::write(Path::new(&dir).join("fixture-report.html"), &text).unwrap();
@@ -355,15 +375,19 @@ fn the_html_page_renders_in_headless_chromium_without_console_errors() {
     let dir = tempfile::tempdir().unwrap();
     // The check can fail: a page with a console error and an uncaught exception is caught.
     let probe = dir.path().join("probe.html");
-    std::fs::write(&probe, "<!DOCTYPE html><html><body><script>console.error('probe'); missing();</script></body></html>")
-        .unwrap();
+    std::fs::write(
+        &probe,
+        "<!DOCTYPE html><html><body><script>console.error('probe'); missing();</script></body></html>",
+    )
+    .unwrap();
     let Some(output) = chromium(dir.path(), &["--dump-dom", &format!("file://{}", probe.display())]) else {
         println!("SKIPPED: no chromium on this machine (Debian: apt-get install chromium); the page was not rendered");
         return;
     };
     let probe_console = console_lines(&output.stderr);
     assert!(
-        probe_console.iter().any(|l| l.contains("probe")) && probe_console.iter().any(|l| l.contains("Uncaught")),
+        probe_console.iter().any(|l| l.contains("probe"))
+            && probe_console.iter().any(|l| l.contains("Uncaught")),
         "the console check sees nothing: {}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -389,7 +413,9 @@ fn the_html_page_renders_in_headless_chromium_without_console_errors() {
     }
     assert_eq!(dom.matches("<svg").count(), 12);
     let shot = dir.path().join("report.png");
-    let output = chromium(dir.path(), &["--window-size=1280,2400", &format!("--screenshot={}", shot.display()), &url]).unwrap();
+    let output =
+        chromium(dir.path(), &["--window-size=1280,2400", &format!("--screenshot={}", shot.display()), &url])
+            .unwrap();
     assert!(output.status.success() && shot.is_file(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(console_lines(&output.stderr), Vec::<String>::new());
     if let Ok(out) = std::env::var("SAL_REPORT_HTML_OUT") {

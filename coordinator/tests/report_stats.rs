@@ -35,7 +35,9 @@ fn mean_ci_t_test_and_signed_rank_agree_with_scipy() {
         let (low, high) = mean_ci.ci95.unwrap();
         close(low, case["ci_low"].as_f64().unwrap(), &format!("{name}: CI low"));
         close(high, case["ci_high"].as_f64().unwrap(), &format!("{name}: CI high"));
-        let PValue::Value(t_p) = comparison.t_test else { panic!("{name}: no t-test: {:?}", comparison.t_test) };
+        let PValue::Value(t_p) = comparison.t_test else {
+            panic!("{name}: no t-test: {:?}", comparison.t_test)
+        };
         close(t_p, case["t_p"].as_f64().unwrap(), &format!("{name}: t-test p"));
         match case["wilcoxon_p"].as_f64() {
             None => {
@@ -60,7 +62,10 @@ fn mean_ci_t_test_and_signed_rank_agree_with_scipy() {
         }
     }
     // Every branch of scipy's `method="auto"` was compared.
-    assert!(exact >= 2 && with_ties >= 1 && with_zeros >= 1 && normal >= 1, "{exact} {with_ties} {with_zeros} {normal}");
+    assert!(
+        exact >= 2 && with_ties >= 1 && with_zeros >= 1 && normal >= 1,
+        "{exact} {with_ties} {with_zeros} {normal}"
+    );
 }
 
 #[test]

@@ -94,13 +94,19 @@ fn a_real_sweep_gives_every_report_output() {
     assert!(markdown.contains("Wilcoxon") && markdown.contains("n<6: no test"), "{markdown}");
     let comparisons = stats::compare_cells(&records);
     assert_eq!(comparisons.len(), 2, "{markdown}");
-    assert!(comparisons.iter().all(|c| c.comparison.n == 3 && c.comparison.t_test.value().is_some()), "{markdown}");
+    assert!(
+        comparisons.iter().all(|c| c.comparison.n == 3 && c.comparison.t_test.value().is_some()),
+        "{markdown}"
+    );
 
     // The paper's table 1, in LaTeX: ours on rows of their own (no published setup matches).
     let (ok, latex, stderr) =
         run(&["report", "--state-dir", state_arg, "--table", "1", "--paper", &paper(), "--format", "latex"]);
     assert!(ok, "{stderr}");
-    assert!(latex.contains("\\begin{tabular}") && latex.contains("small\\_cnn & adam synthetic 32px & baseline"), "{latex}");
+    assert!(
+        latex.contains("\\begin{tabular}") && latex.contains("small\\_cnn & adam synthetic 32px & baseline"),
+        "{latex}"
+    );
     assert!(latex.contains("(n=3)") && latex.contains("0 of 10 published rows matched"), "{latex}");
     let (ok, _, stderr) = run(&["report", "--state-dir", state_arg, "--table", "5"]);
     assert!(ok, "{stderr}");
@@ -164,7 +170,10 @@ fn a_real_sweep_gives_every_report_output() {
     assert!(shown.contains("SAL action") && shown.contains("Macro Avg"), "{shown}");
     assert!(shown.contains(&format!("trials/{}/stress.svg", sal.id)), "{shown}");
     let (ok, _, stderr) = run(&["show", "zzzz", "--state-dir", state_arg]);
-    assert!(!ok && stderr.trim().lines().count() == 1 && stderr.contains("no trial id starts with `zzzz`"), "{stderr}");
+    assert!(
+        !ok && stderr.trim().lines().count() == 1 && stderr.contains("no trial id starts with `zzzz`"),
+        "{stderr}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -26,12 +26,17 @@ fn status_watch_shows_the_worker_and_trials_in_flight_until_the_sweep_is_done() 
     ]));
     // A row of the in-flight table: the trial's setup, its worker and an epoch reported.
     let row = watch.stdout.wait_for("a trial in flight past its first epoch", |l| {
-        l.contains("noop/sgd/synthetic@32 baseline seed") && l.contains("worker-a") && (1..=6).any(|e| l.contains(&format!(" {e}/6 ")))
+        l.contains("noop/sgd/synthetic@32 baseline seed")
+            && l.contains("worker-a")
+            && (1..=6).any(|e| l.contains(&format!(" {e}/6 ")))
     });
     assert!(row.contains("–"), "a baseline has no stress: {row}");
     watch.wait_success("status --watch");
     let frames = watch.stdout.all();
-    assert!(frames.contains("e2e: 3 done, 0 running, 0 leased, 0 pending, 0 failed, 0 diverged (3 trials)"), "{frames}");
+    assert!(
+        frames.contains("e2e: 3 done, 0 running, 0 leased, 0 pending, 0 failed, 0 diverged (3 trials)"),
+        "{frames}"
+    );
     // The workers table: the worker's host and when it was last heard.
     assert!(frames.contains("worker-a") && frames.contains("s ago"), "{frames}");
     worker.wait_success("worker");

@@ -55,7 +55,8 @@ impl Grid {
         if !self.title.is_empty() {
             let _ = writeln!(out, "**{}**\n", escape(&self.title));
         }
-        let _ = writeln!(out, "| {} |", self.header.iter().map(|h| escape(h)).collect::<Vec<_>>().join(" | "));
+        let _ =
+            writeln!(out, "| {} |", self.header.iter().map(|h| escape(h)).collect::<Vec<_>>().join(" | "));
         let rule: Vec<&str> =
             (0..self.header.len()).map(|i| if i >= self.numeric_from { "---:" } else { "---" }).collect();
         let _ = writeln!(out, "| {} |", rule.join(" | "));

@@ -123,7 +123,9 @@ impl FromStr for Format {
             "markdown" => Ok(Format::Markdown),
             "latex" => Ok(Format::Latex),
             "html" => Ok(Format::Html),
-            other => Err(format!("unknown format `{other}` (known: table, csv, json, markdown, latex, html)")),
+            other => {
+                Err(format!("unknown format `{other}` (known: table, csv, json, markdown, latex, html)"))
+            }
         }
     }
 }

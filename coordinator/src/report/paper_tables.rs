@@ -53,7 +53,8 @@ impl Setup {
     /// The fixed axes of a table (all but its leading one), as the `setup` column shows them.
     fn fixed(&self, leading: PaperAxis) -> String {
         let mut parts = Vec::new();
-        for axis in [PaperAxis::Architecture, PaperAxis::Optimizer, PaperAxis::Dataset, PaperAxis::Resolution] {
+        for axis in [PaperAxis::Architecture, PaperAxis::Optimizer, PaperAxis::Dataset, PaperAxis::Resolution]
+        {
             if axis != leading {
                 let value = self.axis(axis);
                 parts.push(if axis == PaperAxis::Resolution { format!("{value}px") } else { value });
@@ -190,7 +191,8 @@ impl PaperTables {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let tables: BTreeMap<String, Vec<PaperRow>> = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        let tables: BTreeMap<String, Vec<PaperRow>> =
+            serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
         Ok(Self { tables })
     }
 
@@ -249,8 +251,11 @@ pub fn table(number: u8, records: &[TrialRecord], paper: &PaperTables) -> Result
         .find(|l| l.number == number)
         .ok_or_else(|| format!("--table {number}: the paper has tables 1 to 5"))?;
     let ours = by_setup(records);
-    let published: Vec<(Setup, &PaperRow)> =
-        paper.rows(layout.yaml_key).iter().filter_map(|row| PaperTables::setup(row).map(|s| (s, row))).collect();
+    let published: Vec<(Setup, &PaperRow)> = paper
+        .rows(layout.yaml_key)
+        .iter()
+        .filter_map(|row| PaperTables::setup(row).map(|s| (s, row)))
+        .collect();
 
     let mut header = vec![layout.leading.title().to_string(), "setup".into(), "method".into()];
     for metric in layout.metrics {
@@ -259,11 +264,15 @@ pub fn table(number: u8, records: &[TrialRecord], paper: &PaperTables) -> Result
     }
     let row = |setup: &Setup, paper_row: Option<&PaperRow>| {
         let results = ours.get(setup).map_or(&[][..], Vec::as_slice);
-        let mut cells =
-            vec![setup.axis(layout.leading), setup.fixed(layout.leading), method_name(setup.method).to_string()];
+        let mut cells = vec![
+            setup.axis(layout.leading),
+            setup.fixed(layout.leading),
+            method_name(setup.method).to_string(),
+        ];
         for metric in layout.metrics {
             cells.push(show_ours(results, *metric));
-            let published = paper_row.and_then(|r| r.get(metric.paper_key())).and_then(serde_yaml_ng::Value::as_f64);
+            let published =
+                paper_row.and_then(|r| r.get(metric.paper_key())).and_then(serde_yaml_ng::Value::as_f64);
             cells.push(published.map_or_else(|| "–".into(), |v| format!("{v:.2}")));
         }
         cells
@@ -321,7 +330,8 @@ fn mean_class(metrics: &[&ClassMetrics]) -> [String; 4] {
 /// Table 5: per class, baseline and SAL side by side, one block per setup (all axes but method).
 fn per_class_table(records: &[TrialRecord], paper: &PaperTables) -> Grid {
     let ours = by_setup(records);
-    let mut setups: Vec<Setup> = ours.keys().map(|s| Setup { method: Method::Baseline, ..s.clone() }).collect();
+    let mut setups: Vec<Setup> =
+        ours.keys().map(|s| Setup { method: Method::Baseline, ..s.clone() }).collect();
     setups.dedup();
     let published = paper.rows(TABLE5_KEY);
     let header: Vec<String> = [
@@ -352,12 +362,22 @@ fn per_class_table(records: &[TrialRecord], paper: &PaperTables) -> Grid {
                 .iter()
                 .find(|row| {
                     PaperTables::setup(row).as_ref() == Some(&wanted)
-                        && row.get("class").and_then(text_of).is_some_and(|c| class_key(&c) == class_key(class))
+                        && row
+                            .get("class")
+                            .and_then(text_of)
+                            .is_some_and(|c| class_key(&c) == class_key(class))
                 })
                 .and_then(|row| row.get("f1").and_then(serde_yaml_ng::Value::as_f64))
                 .map_or_else(|| "–".into(), |v| format!("{v:.2}"))
         };
-        if published.iter().any(|row| PaperTables::setup(row).is_some_and(|s| s.architecture == setup.architecture && s.optimizer == setup.optimizer && s.dataset == setup.dataset && s.resolution == setup.resolution)) {
+        if published.iter().any(|row| {
+            PaperTables::setup(row).is_some_and(|s| {
+                s.architecture == setup.architecture
+                    && s.optimizer == setup.optimizer
+                    && s.dataset == setup.dataset
+                    && s.resolution == setup.resolution
+            })
+        }) {
             matched_setups += 1;
         }
         // Class labels in the order of the first result that has them.
@@ -375,7 +395,8 @@ fn per_class_table(records: &[TrialRecord], paper: &PaperTables) -> Grid {
                 mean_class(&metrics.iter().collect::<Vec<_>>())
             }
         };
-        let fixed = format!("{} {} {} {}px", setup.architecture, setup.optimizer, setup.dataset, setup.resolution);
+        let fixed =
+            format!("{} {} {} {}px", setup.architecture, setup.optimizer, setup.dataset, setup.resolution);
         let line = |class: &str, b: [String; 4], s: [String; 4]| {
             let mut row = vec![fixed.clone(), class.to_string()];
             row.extend(b);

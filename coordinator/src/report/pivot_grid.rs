@@ -15,7 +15,8 @@ fn show(estimate: Option<Estimate>, decimals: usize) -> String {
 pub fn grid(title: &str, rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> Grid {
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
     header.extend(
-        ["trials", "top-1 %", "top-5 %", "train s", "memory MB", "infer ms", "Δ top-1", "Δ top-5"].map(String::from),
+        ["trials", "top-1 %", "top-5 %", "train s", "memory MB", "infer ms", "Δ top-1", "Δ top-5"]
+            .map(String::from),
     );
     if paper.is_some() {
         header.push("paper top-1 %".into());

@@ -78,9 +78,10 @@ impl Plot {
             Plot::Curves { .. } => (960, 360),
             Plot::Stress { .. } => (640, 360),
             Plot::Forest { rows } => (720, (120 + 36 * rows.len() as u32).max(220)),
-            Plot::Heatmap { architectures, datasets, .. } => {
-                ((220 + 120 * architectures.len() as u32).max(420), (140 + 60 * datasets.len() as u32).max(260))
-            }
+            Plot::Heatmap { architectures, datasets, .. } => (
+                (220 + 120 * architectures.len() as u32).max(420),
+                (140 + 60 * datasets.len() as u32).max(260),
+            ),
             Plot::Cost { .. } => (960, 380),
         }
     }
@@ -100,9 +101,9 @@ impl Plot {
         let mut out = String::new();
         {
             let root = SVGBackend::with_string(&mut out, self.size()).into_drawing_area();
-            self.draw(&root).and_then(|()| root.present().map_err(text)).map_err(|message| {
-                PlotError::Draw { plot: self.kind().into(), message }
-            })?;
+            self.draw(&root)
+                .and_then(|()| root.present().map_err(text))
+                .map_err(|message| PlotError::Draw { plot: self.kind().into(), message })?;
         }
         Ok(out)
     }
@@ -132,7 +133,9 @@ impl Plot {
                 draw_stress(root, title, history, *s_noise, *s_yield)
             }
             Plot::Forest { rows } => draw_forest(root, rows),
-            Plot::Heatmap { architectures, datasets, delta } => draw_heatmap(root, architectures, datasets, delta),
+            Plot::Heatmap { architectures, datasets, delta } => {
+                draw_heatmap(root, architectures, datasets, delta)
+            }
             Plot::Cost { architectures, seconds, memory } => draw_cost(root, architectures, seconds, memory),
         }
     }
@@ -183,18 +186,27 @@ fn epoch_range(history: &[EpochReport]) -> std::ops::Range<f64> {
 
 /// Vertical lines at the epochs of each SAL action, each kind with its legend entry.
 fn mark_actions<DB: DrawingBackend>(
-    chart: &mut ChartContext<DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
     history: &[EpochReport],
     y: std::ops::Range<f64>,
 ) -> Result<(), String> {
     let [noise, plastic, recovered] = action_epochs(history);
-    for (epochs, color, name) in [(noise, NOISE, "noise"), (plastic, PLASTIC, "plastic"), (recovered, RECOVERED, "recovery")] {
+    for (epochs, color, name) in
+        [(noise, NOISE, "noise"), (plastic, PLASTIC, "plastic"), (recovered, RECOVERED, "recovery")]
+    {
         if epochs.is_empty() {
             continue;
         }
         let (lo, hi) = (y.start, y.end);
         chart
-            .draw_series(epochs.into_iter().map(move |e| PathElement::new(vec![(e, lo), (e, hi)], color.stroke_width(2))))
+            .draw_series(
+                epochs
+                    .into_iter()
+                    .map(move |e| PathElement::new(vec![(e, lo), (e, hi)], color.stroke_width(2))),
+            )
             .map_err(text)?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y - 6), (x, y + 6)], color.stroke_width(2)));
@@ -202,11 +214,16 @@ fn mark_actions<DB: DrawingBackend>(
     Ok(())
 }
 
-fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, history: &[EpochReport]) -> Result<(), String> {
+fn draw_curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    history: &[EpochReport],
+) -> Result<(), String> {
     let titled = root.titled(title, (FAMILY, 16)).map_err(text)?;
     let (left, right) = titled.split_horizontally(titled.dim_in_pixel().0 / 2);
     let x = epoch_range(history);
-    let panels: [(&DrawingArea<DB, Shift>, &str, bool); 2] = [(&left, "loss", false), (&right, "accuracy %", true)];
+    let panels: [(&DrawingArea<DB, Shift>, &str, bool); 2] =
+        [(&left, "loss", false), (&right, "accuracy %", true)];
     for (area, name, accuracy) in panels {
         let pick = |e: &EpochReport| {
             if accuracy {
@@ -215,10 +232,13 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, h
                 (e.train_loss, e.val_loss)
             }
         };
-        let y = range_of(history.iter().flat_map(|e| {
-            let (a, b) = pick(e);
-            [a, b]
-        }), accuracy);
+        let y = range_of(
+            history.iter().flat_map(|e| {
+                let (a, b) = pick(e);
+                [a, b]
+            }),
+            accuracy,
+        );
         let mut chart = ChartBuilder::on(area)
             .margin(8)
             .x_label_area_size(32)
@@ -255,7 +275,11 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, h
             .label_font((FAMILY, 12))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(if accuracy { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
+            .position(if accuracy {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
             .draw()
             .map_err(text)?;
     }
@@ -292,7 +316,10 @@ fn draw_stress<DB: DrawingBackend>(
     for (level, color, name) in [(s_noise, NOISE, "S_noise"), (s_yield, PLASTIC, "S_yield")] {
         let label = format!("{name} = {level}");
         chart
-            .draw_series(std::iter::once(PathElement::new(vec![(x.start, level), (x.end, level)], color.mix(0.7).stroke_width(1))))
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x.start, level), (x.end, level)],
+                color.mix(0.7).stroke_width(1),
+            )))
             .map_err(text)?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(1)));
@@ -324,7 +351,10 @@ fn category(names: &[String], value: f64) -> String {
     }
 }
 
-fn draw_forest<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, rows: &[(String, MeanCi)]) -> Result<(), String> {
+fn draw_forest<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[(String, MeanCi)],
+) -> Result<(), String> {
     let names: Vec<String> = rows.iter().map(|(name, _)| name.clone()).collect();
     let x = range_of(
         rows.iter().flat_map(|(_, m)| {
@@ -353,7 +383,10 @@ fn draw_forest<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, rows: &[(Strin
         .draw()
         .map_err(text)?;
     chart
-        .draw_series(std::iter::once(PathElement::new(vec![(0.0, -0.5), (0.0, n as f64 - 0.5)], BLACK.mix(0.6))))
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, -0.5), (0.0, n as f64 - 0.5)],
+            BLACK.mix(0.6),
+        )))
         .map_err(text)?;
     for (i, (_, m)) in rows.iter().enumerate() {
         // First row at the top.
@@ -418,7 +451,10 @@ fn draw_heatmap<DB: DrawingBackend>(
             let value = delta.get(&(architecture.clone(), dataset.clone()));
             let fill = value.map_or(RGBColor(235, 235, 235), |v| diverging(*v, scale));
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], fill.filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
+                    fill.filled(),
+                )))
                 .map_err(text)?;
             let label = value.map_or_else(|| "–".to_string(), |v| format!("{v:+.2}"));
             chart.draw_series(std::iter::once(Text::new(label, (x, y), centered.clone()))).map_err(text)?;
@@ -433,7 +469,9 @@ fn draw_cost<DB: DrawingBackend>(
     seconds: &[Vec<Option<f64>>; 2],
     memory: &[Vec<Option<f64>>; 2],
 ) -> Result<(), String> {
-    let titled = root.titled("Training time and peak memory by architecture (mean over trials)", (FAMILY, 16)).map_err(text)?;
+    let titled = root
+        .titled("Training time and peak memory by architecture (mean over trials)", (FAMILY, 16))
+        .map_err(text)?;
     let (left, right) = titled.split_horizontally(titled.dim_in_pixel().0 / 2);
     let n = architectures.len().max(1);
     for (area, name, values) in [(&left, "train seconds", seconds), (&right, "peak memory MB", memory)] {
@@ -460,7 +498,9 @@ fn draw_cost<DB: DrawingBackend>(
                 .iter()
                 .enumerate()
                 .filter_map(|(i, v)| v.map(|v| (i as f64, v)))
-                .map(|(x, v)| Rectangle::new([(x + offset, y.start.max(0.0)), (x + offset + 0.36, v)], color.filled()))
+                .map(|(x, v)| {
+                    Rectangle::new([(x + offset, y.start.max(0.0)), (x + offset + 0.36, v)], color.filled())
+                })
                 .collect();
             chart
                 .draw_series(bars)
@@ -492,8 +532,10 @@ pub fn trial_plots(record: &TrialRecord) -> Vec<NamedPlot> {
         return Vec::new();
     }
     let base = format!("trials/{}", record.id);
-    let mut plots =
-        vec![NamedPlot { name: format!("{base}/curves"), plot: Plot::Curves { title: title(record), history: history.clone() } }];
+    let mut plots = vec![NamedPlot {
+        name: format!("{base}/curves"),
+        plot: Plot::Curves { title: title(record), history: history.clone() },
+    }];
     if record.spec.method == Method::Sal && history.iter().any(|e| e.sal.is_some()) {
         plots.push(NamedPlot {
             name: format!("{base}/stress"),
@@ -540,7 +582,10 @@ pub fn sweep_plots(records: &[TrialRecord]) -> Vec<NamedPlot> {
         datasets.sort();
         datasets.dedup();
         let delta = cells.into_iter().filter_map(|(k, v)| mean(&v).map(|m| (k, m))).collect();
-        plots.push(NamedPlot { name: "heatmap".into(), plot: Plot::Heatmap { architectures, datasets, delta } });
+        plots.push(NamedPlot {
+            name: "heatmap".into(),
+            plot: Plot::Heatmap { architectures, datasets, delta },
+        });
     }
     let mut by_arch: BTreeMap<String, [(Vec<f64>, Vec<f64>); 2]> = BTreeMap::new();
     for record in records {
@@ -574,9 +619,11 @@ pub fn write_all(dir: &Path, records: &[TrialRecord]) -> Result<Vec<PathBuf>, Pl
     for named in plots {
         let svg_path = dir.join(format!("{}.svg", named.name));
         if let Some(parent) = svg_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| PlotError::Io { path: parent.into(), source })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| PlotError::Io { path: parent.into(), source })?;
         }
-        std::fs::write(&svg_path, named.plot.svg()?).map_err(|source| PlotError::Io { path: svg_path.clone(), source })?;
+        std::fs::write(&svg_path, named.plot.svg()?)
+            .map_err(|source| PlotError::Io { path: svg_path.clone(), source })?;
         let png_path = svg_path.with_extension("png");
         named.plot.write_png(&png_path)?;
         written.push(svg_path);

@@ -23,7 +23,10 @@ pub const WILCOXON_MIN_PAIRS: usize = 6;
 pub enum PValue {
     Value(f64),
     /// Fewer pairs than the test needs.
-    TooFew { n: usize, needs: usize },
+    TooFew {
+        n: usize,
+        needs: usize,
+    },
     /// Every difference is the same: the t statistic is undefined (scipy answers NaN or 0).
     NoVariance,
 }
@@ -314,7 +317,13 @@ pub fn compare_cells(records: &[TrialRecord]) -> Vec<CellComparison> {
             let differences: Vec<f64> =
                 sal.iter().filter_map(|(seed, s)| baseline.get(seed).map(|b| s - b)).collect();
             let unpaired = baseline.len() + sal.len() - 2 * differences.len();
-            CellComparison { cell, comparison: compare(differences), unpaired, t_holm: None, wilcoxon_holm: None }
+            CellComparison {
+                cell,
+                comparison: compare(differences),
+                unpaired,
+                t_holm: None,
+                wilcoxon_holm: None,
+            }
         })
         .collect();
     let t_holm = holm(&out.iter().map(|c| c.comparison.t_test.value()).collect::<Vec<_>>());
@@ -385,7 +394,9 @@ pub fn grid(comparisons: &[CellComparison]) -> super::grid::Grid {
         ),
     ];
     if unpaired > 0 {
-        notes.push(format!("{unpaired} trial(s) with a result for one method only were left out of the pairs."));
+        notes.push(format!(
+            "{unpaired} trial(s) with a result for one method only were left out of the pairs."
+        ));
     }
     super::grid::Grid {
         title: "SAL vs baseline, paired by seed (top-1)".into(),

@@ -68,7 +68,11 @@ impl Core {
             .collect()
     }
 
-    fn read_progress(&self, trial_id: &str, attempt: u32) -> super::Result<(Option<TrialSpec>, Option<EpochReport>)> {
+    fn read_progress(
+        &self,
+        trial_id: &str,
+        attempt: u32,
+    ) -> super::Result<(Option<TrialSpec>, Option<EpochReport>)> {
         let spec_json: Option<String> = self
             .conn
             .prepare_cached("SELECT spec_json FROM trials WHERE id = ?1")?
