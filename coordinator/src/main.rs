@@ -353,6 +353,10 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
+    if args.table.is_some() && !matches!(format, Format::Table | Format::Markdown | Format::Latex) {
+        eprintln!("error: --table prints as table, markdown or latex, not {}", args.format);
+        return Ok(ExitCode::from(USAGE));
+    }
     let paper = args.paper.as_deref().map(PaperFigures::load).transpose().map_err(anyhow::Error::msg)?;
     let paper_tables = args.paper.as_deref().map(PaperTables::load).transpose().map_err(anyhow::Error::msg)?;
     let (_, records) = store::read_records(&args.state_dir)?;

@@ -587,7 +587,9 @@ pub fn sweep_plots(records: &[TrialRecord]) -> Vec<NamedPlot> {
             plot: Plot::Heatmap { architectures, datasets, delta },
         });
     }
-    let mut by_arch: BTreeMap<String, [(Vec<f64>, Vec<f64>); 2]> = BTreeMap::new();
+    /// Train seconds and memory of one method's finished trials.
+    type Costs = (Vec<f64>, Vec<f64>);
+    let mut by_arch: BTreeMap<String, [Costs; 2]> = BTreeMap::new();
     for record in records {
         let Some(result) = &record.result else { continue };
         let side = usize::from(record.spec.method == Method::Sal);
