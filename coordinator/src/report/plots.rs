@@ -426,7 +426,7 @@ fn draw_heatmap<DB: DrawingBackend>(
     let scale = delta.values().fold(0.0f64, |m, v| m.max(v.abs()));
     let label_width = datasets.iter().map(|n| n.len() as u32 * 7 + 16).max().unwrap_or(60).min(260);
     let mut chart = ChartBuilder::on(root)
-        .caption("SAL − baseline top-1 (pp): architecture × dataset", (FAMILY, 16))
+        .caption("SAL − baseline top-1 (pp), architecture × dataset (mean over their cells)", (FAMILY, 16))
         .margin(10)
         .x_label_area_size(36)
         .y_label_area_size(label_width)
