@@ -123,12 +123,6 @@ impl Metric {
             Metric::InferMs => result.inference_ms_per_batch,
         }
     }
-
-    fn decimals(self) -> usize {
-        match self {
-            Metric::Top1 | Metric::Top5 | Metric::InferMs | Metric::MemoryMb | Metric::TrainSeconds => 2,
-        }
-    }
 }
 
 struct Layout {
@@ -231,7 +225,8 @@ fn by_setup(records: &[TrialRecord]) -> BTreeMap<Setup, Vec<&TrialResult>> {
 
 fn show_ours(results: &[&TrialResult], metric: Metric) -> String {
     let values: Vec<f64> = results.iter().map(|r| metric.of(r)).filter(|v| v.is_finite()).collect();
-    let d = metric.decimals();
+    // The paper prints every metric with two decimals.
+    let d = 2;
     match estimate(&values) {
         None => "–".into(),
         Some(e) => match e.ci95 {
