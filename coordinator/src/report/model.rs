@@ -2,6 +2,5 @@
 //! the only thing here that changes when they move.
 
 pub use crate::store::{StoredEpoch, TrialRecord};
+pub use common::{ClassMetrics, EpochReport, Method, TrialResult, TrialSpec, TrialStatus};
 pub use sal::{Action, StressConfig};
-pub use worker::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
-pub use worker::{Method, TrialSpec};
