@@ -508,8 +508,22 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         // Refresh in place: clear the screen and draw again, until the sweep is done or Ctrl-C.
+        let mut answered = false;
         loop {
-            let status = ask()?;
+            // A coordinator exits by itself once its sweep is done: going away after it answered
+            // ends the watch, with the last frame left on screen.
+            let status = match ask() {
+                Ok(status) => status,
+                Err(e) if answered => {
+                    eprintln!(
+                        "the coordinator stopped answering ({}); above is its last status",
+                        one_line(&e)
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(e) => return Err(e),
+            };
+            answered = true;
             let text = status_view::render(&status);
             if std::io::stdout().is_terminal() {
                 out!("\x1b[2J\x1b[H{}", text.trim_end());
