@@ -85,8 +85,8 @@ fn record(
         weighted_avg: class("avg", 0.76, 0.76, 0.76, 22),
         confusion: vec![vec![9, 1], vec![4, 8]],
         train_seconds: 100.0 * seed as f64,
-        peak_host_mb: 500.0,
-        peak_device_mb: Some(1000.0 + seed as f64),
+        peak_host_mb: 500.0 + seed as f64,
+        peak_device_mb: Some(1000.0),
         inference_ms_per_batch: 2.0,
         history: history(method == Method::Sal),
     };
@@ -134,8 +134,9 @@ fn table_1_puts_ours_beside_the_published_row_of_the_same_setup() {
     // Train seconds 100 and 200 (mean 150, s = 70.71, ± 12.706·50); the paper's 1594.13 beside.
     assert_eq!(grid.cell(1, "train s (ours)"), Some("150.00 ± 635.30 (n=2)"));
     assert_eq!(grid.cell(1, "train s (paper)"), Some("1594.13"));
-    // Device memory 1001 and 1002.
-    assert_eq!(grid.cell(0, "memory MB (ours)"), Some("1001.50 ± 6.35 (n=2)"));
+    // Host memory (the paper's psutil figure) 501 and 502.
+    assert_eq!(grid.cell(0, "host MB (ours)"), Some("501.50 ± 6.35 (n=2)"));
+    assert_eq!(grid.cell(0, "host MB (paper)"), Some("1604.84"));
     // A published row we did not run.
     assert_eq!(grid.cell(2, "architecture"), Some("densenet121"));
     assert_eq!(grid.cell(2, "top-1 % (ours)"), Some("–"));

@@ -15,7 +15,7 @@ fn show(estimate: Option<Estimate>, decimals: usize) -> String {
 pub fn grid(title: &str, rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> Grid {
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
     header.extend(
-        ["trials", "top-1 %", "top-5 %", "train s", "memory MB", "infer ms", "Δ top-1", "Δ top-5"]
+        ["trials", "top-1 %", "top-5 %", "train s", "host MB", "GPU MB", "infer ms", "Δ top-1", "Δ top-5"]
             .map(String::from),
     );
     if paper.is_some() {
@@ -30,7 +30,8 @@ pub fn grid(title: &str, rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperF
                 show(row.top1, 2),
                 show(row.top5, 2),
                 show(row.train_seconds, 1),
-                show(row.peak_memory_mb, 0),
+                show(row.peak_host_mb, 0),
+                show(row.peak_device_mb, 0),
                 show(row.inference_ms, 2),
                 row.delta_top1.map_or_else(String::new, |d| format!("{d:+.2}")),
                 row.delta_top5.map_or_else(String::new, |d| format!("{d:+.2}")),

@@ -470,11 +470,11 @@ fn draw_cost<DB: DrawingBackend>(
     memory: &[Vec<Option<f64>>; 2],
 ) -> Result<(), String> {
     let titled = root
-        .titled("Training time and peak memory by architecture (mean over trials)", (FAMILY, 16))
+        .titled("Training time and peak host memory by architecture (mean over trials)", (FAMILY, 16))
         .map_err(text)?;
     let (left, right) = titled.split_horizontally(titled.dim_in_pixel().0 / 2);
     let n = architectures.len().max(1);
-    for (area, name, values) in [(&left, "train seconds", seconds), (&right, "peak memory MB", memory)] {
+    for (area, name, values) in [(&left, "train seconds", seconds), (&right, "peak host memory MB", memory)] {
         let y = range_of(values.iter().flatten().flatten().copied(), true);
         let mut chart = ChartBuilder::on(area)
             .margin(8)
@@ -595,7 +595,8 @@ pub fn sweep_plots(records: &[TrialRecord]) -> Vec<NamedPlot> {
         let side = usize::from(record.spec.method == Method::Sal);
         let entry = &mut by_arch.entry(record.spec.architecture.clone()).or_default()[side];
         entry.0.push(result.train_seconds);
-        entry.1.push(result.peak_device_mb.unwrap_or(result.peak_host_mb));
+        // Resident memory of the trial process, the paper's figure (GPU memory is not always there).
+        entry.1.push(result.peak_host_mb);
     }
     if !by_arch.is_empty() {
         let architectures: Vec<String> = by_arch.keys().cloned().collect();
