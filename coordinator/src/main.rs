@@ -358,7 +358,8 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(USAGE));
     }
     let paper = args.paper.as_deref().map(PaperFigures::load).transpose().map_err(anyhow::Error::msg)?;
-    let paper_tables = args.paper.as_deref().map(PaperTables::load).transpose().map_err(anyhow::Error::msg)?;
+    let paper_tables =
+        args.paper.as_deref().map(PaperTables::load).transpose().map_err(anyhow::Error::msg)?;
     let (_, records) = store::read_records(&args.state_dir)?;
     let sweeps = store::read_sweeps(&args.state_dir)?;
     let selection = match report::select::select(&sweeps, records, args.sweep.as_deref()) {

@@ -301,7 +301,8 @@ fn show_delta(delta: Option<f64>) -> String {
     delta.map_or_else(String::new, |d| format!("{d:+.2}"))
 }
 
-const METRICS: [&str; 12] = [
+/// The metric columns of the pivot, after the axes; the last only with the paper's figures.
+pub(crate) const METRICS: [&str; 12] = [
     "done",
     "diverged",
     "failed",
@@ -316,6 +317,27 @@ const METRICS: [&str; 12] = [
     "paper top-1 %",
 ];
 
+/// A group's metric cells, in the order of [`METRICS`] (the table and every other format).
+pub(crate) fn row_numbers(row: &GroupRow, paper: Option<&PaperFigures>) -> Vec<String> {
+    let mut numbers = vec![
+        format!("{}/{}", row.completed, row.trials),
+        count(row.diverged),
+        count(row.failed),
+        show(row.top1, 2),
+        show(row.top5, 2),
+        show(row.train_seconds, 1),
+        show(row.peak_host_mb, 0),
+        show(row.peak_device_mb, 0),
+        show(row.inference_ms, 2),
+        show_delta(row.delta_top1),
+        show_delta(row.delta_top5),
+    ];
+    if let Some(paper) = paper {
+        numbers.push(paper.top1(row).map_or_else(String::new, |p| format!("{p:.2}")));
+    }
+    numbers
+}
+
 /// Renders the pivot as a table; with `paper`, a column of the published top-1 where a group's
 /// setup is one the paper published. `done` is completed/all trials of the group; the numbers
 /// are over the completed ones.
@@ -328,22 +350,7 @@ pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> 
     table.set_header(header);
     for row in rows {
         let mut cells: Vec<Cell> = axes.iter().map(|a| Cell::new(&row.key[a.name()])).collect();
-        let mut numbers = vec![
-            format!("{}/{}", row.completed, row.trials),
-            count(row.diverged),
-            count(row.failed),
-            show(row.top1, 2),
-            show(row.top5, 2),
-            show(row.train_seconds, 1),
-            show(row.peak_host_mb, 0),
-            show(row.peak_device_mb, 0),
-            show(row.inference_ms, 2),
-            show_delta(row.delta_top1),
-            show_delta(row.delta_top5),
-        ];
-        if let Some(paper) = paper {
-            numbers.push(paper.top1(row).map_or_else(String::new, |p| format!("{p:.2}")));
-        }
+        let numbers = row_numbers(row, paper);
         cells.extend(numbers.into_iter().map(|n| Cell::new(n).set_alignment(CellAlignment::Right)));
         table.add_row(cells);
     }

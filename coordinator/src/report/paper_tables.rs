@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::estimate;
 use super::grid::Grid;
-use super::model::{ClassMetrics, Method, TrialRecord, TrialResult};
+use super::model::{ClassMetrics, Method, TrialRecord, TrialResult, TrialStatus};
 use crate::spec::method_name;
 
 /// A setup: every axis but seed.
@@ -213,11 +213,11 @@ impl PaperTables {
     }
 }
 
-/// Our finished results by setup.
+/// Our completed results by setup (diverged trials are out of the means, as in the pivot).
 fn by_setup(records: &[TrialRecord]) -> BTreeMap<Setup, Vec<&TrialResult>> {
     let mut groups: BTreeMap<Setup, Vec<&TrialResult>> = BTreeMap::new();
     for record in records {
-        if let Some(result) = &record.result {
+        if let Some(result) = record.result.as_ref().filter(|r| r.status == TrialStatus::Completed) {
             groups.entry(Setup::of(record)).or_default().push(result);
         }
     }
@@ -278,7 +278,7 @@ pub fn table(number: u8, records: &[TrialRecord], paper: &PaperTables) -> Result
     let unpublished: Vec<&Setup> = ours.keys().filter(|s| !published.iter().any(|(p, _)| p == *s)).collect();
     rows.extend(unpublished.iter().map(|setup| row(setup, None)));
     let notes = vec![
-        "Ours: mean ± 95% CI over seeds (n seeds with a result); paper: the published figure, shown on \
+        "Ours: mean ± 95% CI over seeds (n completed trials); paper: the published figure, shown on \
          its own row. A row joins ours and the paper's only when architecture, optimizer, dataset, \
          resolution and method all match."
             .to_string(),

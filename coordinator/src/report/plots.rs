@@ -19,7 +19,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::model::{Action, EpochReport, Method, TrialRecord};
+use super::model::{Action, EpochReport, Method, TrialRecord, TrialStatus};
 use super::stats::{compare_cells, MeanCi};
 use super::trial_view::{history, title};
 
@@ -591,7 +591,9 @@ pub fn sweep_plots(records: &[TrialRecord]) -> Vec<NamedPlot> {
     type Costs = (Vec<f64>, Vec<f64>);
     let mut by_arch: BTreeMap<String, [Costs; 2]> = BTreeMap::new();
     for record in records {
-        let Some(result) = &record.result else { continue };
+        let Some(result) = record.result.as_ref().filter(|r| r.status == TrialStatus::Completed) else {
+            continue;
+        };
         let side = usize::from(record.spec.method == Method::Sal);
         let entry = &mut by_arch.entry(record.spec.architecture.clone()).or_default()[side];
         entry.0.push(result.train_seconds);

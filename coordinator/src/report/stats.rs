@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
-use super::model::{Method, TrialRecord};
+use super::model::{Method, TrialRecord, TrialStatus};
 
 /// Below this many pairs the signed-rank test cannot reach p < 0.05 at all (its smallest two-sided
 /// p with 5 pairs is 0.0625), so it is not reported.
@@ -290,9 +290,15 @@ pub struct CellComparison {
     pub wilcoxon_holm: Option<f64>,
 }
 
-/// Top-1 in percent of a trial that ended with a finite result.
+/// Top-1 in percent of a trial that completed (diverged trials are out of the comparisons, as
+/// they are out of the report's means).
 pub fn top1_percent(record: &TrialRecord) -> Option<f64> {
-    record.result.as_ref().map(|r| r.top1 * 100.0).filter(|v| v.is_finite())
+    record
+        .result
+        .as_ref()
+        .filter(|r| r.status == TrialStatus::Completed)
+        .map(|r| r.top1 * 100.0)
+        .filter(|v| v.is_finite())
 }
 
 /// SAL − baseline top-1 (percentage points) per cell, paired by seed; Holm–Bonferroni across the
