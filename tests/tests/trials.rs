@@ -163,7 +163,7 @@ fn the_watchdog_kills_a_silent_trial_process_and_fails_it_as_retryable() {
     let dir = tempfile::tempdir().unwrap();
     let text = "name: hang\nepochs: 50\nbatch_size: 16\nlearning_rate: 0.01\nseeds: [1]\nmethods: [baseline]\n\
                 architectures: [small_cnn]\noptimizers: [sgd]\nresolutions: [16]\nhead: linear\nmax_attempts: 1\n\
-                progress_timeout: 2\n\
+                progress_timeout: 20\n\
                 datasets:\n  synthetic:\n    format: synthetic\n    options:\n      classes: 4\n      train_size: 64\n      val_size: 16\n";
     let sweep = dir.path().join("sweep.yaml");
     std::fs::write(&sweep, text).unwrap();
@@ -172,7 +172,9 @@ fn the_watchdog_kills_a_silent_trial_process_and_fails_it_as_retryable() {
     let mut agent = start_worker_with(&coordinator.url(), &dir.path().join("agent"), "agent", &[]);
     let started = agent.stderr.wait_for("`trial process started`", |l| l.contains("trial process started"));
     let pid = field(&started, "pid").unwrap().to_string();
-    // Let it finish an epoch first: the watchdog's limit is then max(10 epochs, 2 s).
+    // Let it finish an epoch first: the watchdog's limit is then max(10 epochs, 20 s). (20 s, not
+    // less: before its first event a trial process is silent while libtorch loads, which takes
+    // seconds on a loaded machine.)
     agent.stderr.wait_for("an uploaded checkpoint", |l| l.contains("checkpoint uploaded"));
     let status = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
     assert!(status.success());
