@@ -7,6 +7,8 @@
 //! - [`names`]: the architectures and optimizers a worker knows;
 //! - [`devices`]: what a trial runs on;
 //! - [`error`]: why a definition was refused;
+//! - [`weights_manifest`]: whether a pretrained weights file fits an architecture's trunk, from
+//!   its header;
 //! - `shutdown` (feature `signals`): ctrl-c or SIGTERM, the one shutdown trigger of both binaries.
 
 pub mod dataset;
@@ -17,6 +19,7 @@ pub mod outcome;
 #[cfg(feature = "signals")]
 pub mod shutdown;
 pub mod trial;
+pub mod weights_manifest;
 
 pub use devices::Devices;
 pub use error::SpecError;

@@ -426,6 +426,13 @@ impl RawSweep {
             if check_data && !weights.is_file() {
                 return Err(doc.error(&key, format!("weights file {} does not exist", weights.display())));
             }
+            // A file this machine sees is checked before any trial is leased: a partial or foreign
+            // one would otherwise fail every trial of the architecture, on every worker. The
+            // stand-in loads nothing.
+            if weights.is_file() && architecture != NOOP {
+                common::weights_manifest::check_file(architecture, &weights)
+                    .map_err(|e| doc.error(&key, e.to_string()))?;
+            }
         }
         Ok(())
     }

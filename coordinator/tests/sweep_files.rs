@@ -21,9 +21,22 @@ datasets:
 
 /// Runs the coordinator on `text` (BASE with `from` replaced by `to`) and checks its refusal.
 fn refuses(from: &str, to: &str, extra_args: &[&str], expected: &str) {
+    refuses_beside(from, to, extra_args, expected, |_| {});
+}
+
+/// As [`refuses`], with `setup` first writing files into the sweep file's folder; returns the
+/// error line.
+fn refuses_beside(
+    from: &str,
+    to: &str,
+    extra_args: &[&str],
+    expected: &str,
+    setup: impl FnOnce(&Path),
+) -> String {
     assert!(BASE.contains(from), "test case does not apply: {from:?}");
     let text = BASE.replacen(from, to, 1);
     let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
     let file = dir.path().join("sweep.yaml");
     std::fs::write(&file, text).unwrap();
     let state = dir.path().join("state");
@@ -44,6 +57,55 @@ fn refuses(from: &str, to: &str, extra_args: &[&str], expected: &str) {
     assert!(lines[0].starts_with(&expected), "expected {expected:?}\n     got {:?}", lines[0]);
     assert!(!Path::new(&state).exists(), "nothing may run before the sweep is valid");
     assert!(output.stdout.is_empty());
+    lines[0].to_string()
+}
+
+/// Pretrained weights for `small_cnn`, from `pretrained_weights.safetensors` beside the sweep.
+const WITH_WEIGHTS: &str =
+    "architectures: [small_cnn]\npretrained:\n  small_cnn: pretrained_weights.safetensors\n";
+
+/// Writes a safetensors file of f32 zeros with `entries` (name, shape), without libtorch.
+fn write_safetensors(path: &Path, entries: &[(&str, &[i64])]) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0u64;
+    for (name, shape) in entries {
+        let bytes = 4 * shape.iter().product::<i64>() as u64;
+        let entry =
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]});
+        header.insert(name.to_string(), entry);
+        offset += bytes;
+    }
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&json);
+    bytes.resize(bytes.len() + offset as usize, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_weights_file_that_covers_part_of_the_trunk_is_refused_before_anything_runs() {
+    let line = refuses_beside(
+        "architectures: [noop]\n",
+        WITH_WEIGHTS,
+        &[],
+        ":9: `pretrained.small_cnn`: pretrained weights ",
+        |dir| {
+            write_safetensors(&dir.join("pretrained_weights.safetensors"), &[("not_a_layer.weight", &[3, 3])])
+        },
+    );
+    assert!(line.contains("pretrained_weights.safetensors: does not fit the model:"), "{line}");
+    assert!(line.contains(" missing ("), "{line}");
+    assert!(line.contains("1 unexpected (not_a_layer.weight)"), "{line}");
+}
+
+#[test]
+fn a_missing_weights_file_is_refused_when_the_data_is_here() {
+    refuses(
+        "architectures: [noop]\n",
+        WITH_WEIGHTS,
+        &["--check-data"],
+        ":9: `pretrained.small_cnn`: weights file ",
+    );
 }
 
 #[test]

@@ -8,6 +8,9 @@ use sal::{EpochSums, SalController, SingleRank, StressConfig};
 use tch::nn::{self, Module, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
 
+/// A trace long enough to show warm-up, interventions and recoveries, and the last epoch.
+const EPOCHS: u32 = 30;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::manual_seed(0);
     let classes = 4;
@@ -27,12 +30,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .add(nn::linear(&root / "fc3", 32, classes, Default::default()));
     let mut optimizer = nn::Adam::default().build(&vs, 1e-3)?;
     let config = StressConfig { warmup_epochs: 5, ..StressConfig::default() };
-    let mut sal = SalController::new(config, 0)?;
+    let mut sal = SalController::new(config, 0, EPOCHS)?;
 
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["epoch", "train loss", "train acc", "S_g", "S_g after", "action", "noise sigma"]);
-    for _ in 0..30 {
+    table.set_header([
+        "epoch",
+        "train loss",
+        "train acc",
+        "S_g",
+        "S_g after",
+        "decided",
+        "applied",
+        "noise sigma",
+    ]);
+    for _ in 0..EPOCHS {
         let mut sums = EpochSums::default();
         for (xb, yb) in tch::data::Iter2::new(&x, &labels, 64).shuffle() {
             let logits = model.forward(&xb);
@@ -51,7 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("{:.4}", r.accuracy),
             format!("{:.4}", r.stress),
             format!("{:.4}", r.stress_after),
-            format!("{:?}", r.action),
+            format!("{:?}", r.decided),
+            format!("{:?}", r.applied),
             if r.noise_sigma > 0.0 { format!("{:.2e}", r.noise_sigma) } else { "-".into() },
         ]);
     }

@@ -10,7 +10,7 @@ use crate::config::StressConfig;
 use crate::error::SalError;
 use crate::intervene::{apply_noise, apply_plastic, intervention_rng, Intervention};
 use crate::snapshot::Snapshot;
-use crate::stress::{EpochMetrics, EpochRecord, StressState};
+use crate::stress::{EpochMetrics, EpochPosition, EpochRecord, StressState};
 
 /// Per-rank sums of one epoch, before they are combined across ranks.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -39,13 +39,16 @@ pub struct SalController {
     config: StressConfig,
     state: StressState,
     trial_seed: u64,
+    /// The trial's number of epochs: the last one intervenes no further (SAL_SPEC.md).
+    epochs: u32,
     yield_point: Option<Snapshot>,
 }
 
 impl SalController {
-    pub fn new(config: StressConfig, trial_seed: u64) -> Result<Self, SalError> {
+    /// SAL for a trial of `epochs` epochs, drawing its noise from `trial_seed`.
+    pub fn new(config: StressConfig, trial_seed: u64, epochs: u32) -> Result<Self, SalError> {
         config.validate()?;
-        Ok(Self { config, state: StressState::new(), trial_seed, yield_point: None })
+        Ok(Self { config, state: StressState::new(), trial_seed, epochs, yield_point: None })
     }
 
     pub fn config(&self) -> &StressConfig {
@@ -57,14 +60,16 @@ impl SalController {
     }
 
     /// Ends an epoch: Equation 1 on the global metrics, then the decided interventions on the
-    /// model (`vs`) and, for the yield point, the optimizer's `state` tensors.
+    /// model (`vs`) and, for the yield point, the optimizer's `state` tensors. At the trial's last
+    /// epoch a due restore is applied, noise and plastic deformation are only recorded.
     pub fn end_epoch(
         &mut self,
         metrics: EpochMetrics,
         vs: &VarStore,
         state: &[Tensor],
     ) -> Result<EpochRecord, SalError> {
-        let decision = self.state.step(&self.config, metrics);
+        let position = EpochPosition::of(self.state.epoch + 1, self.epochs);
+        let decision = self.state.step(&self.config, metrics, position);
         if decision.restore {
             if let Some(snapshot) = self.yield_point.take() {
                 snapshot.restore(vs, state)?;
@@ -74,15 +79,15 @@ impl SalController {
             // The deformation paid off (or none is pending): the snapshot is no longer needed.
             self.yield_point = None;
         }
-        if decision.plastic {
+        if decision.applies_plastic() {
             // The yield point is the model as trained this epoch, before this epoch's noise.
             self.yield_point = Some(Snapshot::capture(vs, state));
         }
-        if let Some(sigma) = decision.noise_sigma {
+        if let Some(sigma) = decision.applied_noise_sigma() {
             let mut rng = intervention_rng(self.trial_seed, decision.epoch, Intervention::Noise);
             apply_noise(vs, sigma, &mut rng);
         }
-        if decision.plastic {
+        if decision.applies_plastic() {
             let mut rng = intervention_rng(self.trial_seed, decision.epoch, Intervention::Plastic);
             let layers = apply_plastic(
                 vs,

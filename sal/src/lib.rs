@@ -30,4 +30,4 @@ pub use controller::{EpochSums, SalController};
 pub use error::SalError;
 #[cfg(feature = "torch")]
 pub use snapshot::{model_checksum, Snapshot, StateTensors};
-pub use stress::{Action, Decision, EpochMetrics, EpochRecord, StressState};
+pub use stress::{Action, Decision, EpochMetrics, EpochPosition, EpochRecord, StressState};

@@ -1,19 +1,26 @@
 //! The stress state machine of SAL: metrics in, decision out, no tensors.
 //!
 //! One call of [`StressState::step`] per epoch, with that epoch's training loss and accuracy
-//! averaged over every sample on every rank. It applies Equation 1, then decides on failure
-//! recovery, noise (Equation 2) and plastic deformation (Equation 3). The tensor work that carries
-//! a decision out lives in [`crate::intervene`].
+//! averaged over every sample on every rank, and whether that epoch is the trial's last. It applies
+//! Equation 1, then decides on failure recovery, noise (Equation 2) and plastic deformation
+//! (Equation 3). The tensor work that carries a decision out lives in [`crate::intervene`].
 //!
 //! Order within one epoch's step (SAL_SPEC.md, with the points the spec leaves open fixed here):
-//! 1. Equation 1 updates `S_g`, `prev_loss` and `prev_acc` (it runs during warm-up too).
+//! 1. Equation 1 updates `S_g`, `prev_loss` and `prev_acc` (it runs during warm-up too, and at the
+//!    last epoch).
 //! 2. If a yield point is pending: a loss below the yield point's loss drops it (the deformation
 //!    paid off); otherwise, once `recovery_patience` epochs have passed since the deformation, the
 //!    yield point is restored. A restoring epoch does nothing else, and `prev_loss`/`prev_acc`
-//!    become the yield point's, since the model is back at that state.
+//!    become the yield point's, since the model is back at that state. A restore that falls due
+//!    at the last epoch is carried out: it returns to weights that were trained and measured.
 //! 3. After warm-up: noise if `S_g > S_noise`; then plastic deformation if `S_g` reached
 //!    `S_yield` (`>=` or `>`), which first takes a snapshot (the yield point: the model as trained
 //!    this epoch, before this epoch's noise), then resets `S_g` to 0.
+//! 4. At the last epoch ([`EpochPosition::Last`]) noise and plastic deformation are decided and
+//!    recorded as in step 3, but not applied: an intervention shapes the epochs after it, and none
+//!    follows, so the final evaluation sees the weights as trained. Nothing is then snapshotted and
+//!    `S_g` is not reset. [`Decision::decided`] and [`Decision::applied`] tell the two apart, and
+//!    so does every [`EpochRecord`].
 
 use serde::{Deserialize, Serialize};
 
@@ -39,32 +46,65 @@ pub enum Action {
     Recovered,
 }
 
-/// The interventions decided for one epoch; carried out by the tensor layer.
+/// Whether more epochs follow the one being stepped (SAL_SPEC.md, "The last epoch").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochPosition {
+    /// Another epoch follows: every decision is applied.
+    BeforeLast,
+    /// The trial's final epoch: noise and plastic deformation are decided but not applied.
+    Last,
+}
+
+impl EpochPosition {
+    /// The position of 1-based `epoch` in a trial of `epochs` epochs.
+    pub fn of(epoch: u32, epochs: u32) -> Self {
+        if epoch >= epochs {
+            EpochPosition::Last
+        } else {
+            EpochPosition::BeforeLast
+        }
+    }
+}
+
+/// The interventions decided for one epoch, and which of them are carried out by the tensor
+/// layer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// 1-based epoch number.
     pub epoch: u32,
     /// `S_g` after Equation 1: the value the decisions were taken on.
     pub stress: f64,
-    /// `S_g` at the end of the step (0 after a plastic deformation).
+    /// `S_g` at the end of the step (0 after an applied plastic deformation).
     pub stress_after: f64,
-    /// Standard deviation of Equation 2's noise, when noise is injected.
+    /// Standard deviation of Equation 2's noise, when noise is decided.
     pub noise_sigma: Option<f64>,
-    /// Snapshot the yield point, then deform the last layers (Equation 3).
+    /// Decided: snapshot the yield point, then deform the last layers (Equation 3).
     pub plastic: bool,
-    /// Restore the yield point snapshot.
+    /// Restore the yield point snapshot (always applied).
     pub restore: bool,
+    /// The trial's last epoch: noise and plastic deformation are withheld.
+    pub last_epoch: bool,
 }
 
 impl Decision {
-    pub fn action(&self) -> Action {
-        match (self.restore, self.noise_sigma.is_some(), self.plastic) {
-            (true, _, _) => Action::Recovered,
-            (false, true, true) => Action::NoisePlastic,
-            (false, true, false) => Action::Noise,
-            (false, false, true) => Action::Plastic,
-            (false, false, false) => Action::None,
-        }
+    /// What Algorithm 1 decided this epoch.
+    pub fn decided(&self) -> Action {
+        Action::of(self.restore, self.noise_sigma.is_some(), self.plastic)
+    }
+
+    /// What is carried out: the decision, less noise and plastic deformation at the last epoch.
+    pub fn applied(&self) -> Action {
+        Action::of(self.restore, self.applied_noise_sigma().is_some(), self.applies_plastic())
+    }
+
+    /// The noise to add to the weights now, if any.
+    pub fn applied_noise_sigma(&self) -> Option<f64> {
+        self.noise_sigma.filter(|_| !self.last_epoch)
+    }
+
+    /// Whether to snapshot the yield point and deform the last layers now.
+    pub fn applies_plastic(&self) -> bool {
+        self.plastic && !self.last_epoch
     }
 
     /// The serializable record of this epoch, for histories, reports and plots.
@@ -75,23 +115,84 @@ impl Decision {
             accuracy: metrics.accuracy,
             stress: self.stress,
             stress_after: self.stress_after,
-            action: self.action(),
+            decided: self.decided(),
+            applied: self.applied(),
             noise_sigma: self.noise_sigma.unwrap_or(0.0),
         }
     }
 }
 
+impl Action {
+    fn of(restore: bool, noise: bool, plastic: bool) -> Self {
+        match (restore, noise, plastic) {
+            (true, _, _) => Action::Recovered,
+            (false, true, true) => Action::NoisePlastic,
+            (false, true, false) => Action::Noise,
+            (false, false, true) => Action::Plastic,
+            (false, false, false) => Action::None,
+        }
+    }
+}
+
 /// One line of the stress trace (figures 5-7 of the paper are drawn from these).
+///
+/// Records written before `decided`/`applied` existed carry one `action`, which was both (every
+/// decision was applied then); they read as such.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "EpochRecordFields")]
 pub struct EpochRecord {
     pub epoch: u32,
     pub loss: f64,
     pub accuracy: f64,
     pub stress: f64,
     pub stress_after: f64,
-    pub action: Action,
-    /// 0 when no noise was injected.
+    /// What Algorithm 1 decided from this epoch's stress.
+    pub decided: Action,
+    /// What was done to the weights: `decided`, except at the last epoch, where noise and plastic
+    /// deformation are withheld (SAL_SPEC.md, "The last epoch").
+    pub applied: Action,
+    /// Equation 2's standard deviation for the decided noise; 0 when no noise was decided.
     pub noise_sigma: f64,
+}
+
+impl EpochRecord {
+    /// Whether the decision was withheld in part (only ever at the last epoch).
+    pub fn withheld(&self) -> bool {
+        self.decided != self.applied
+    }
+}
+
+/// [`EpochRecord`] as stored, old records' `action` included.
+#[derive(Deserialize)]
+struct EpochRecordFields {
+    epoch: u32,
+    loss: f64,
+    accuracy: f64,
+    stress: f64,
+    stress_after: f64,
+    #[serde(default)]
+    decided: Option<Action>,
+    #[serde(default)]
+    applied: Option<Action>,
+    #[serde(default)]
+    action: Option<Action>,
+    noise_sigma: f64,
+}
+
+impl From<EpochRecordFields> for EpochRecord {
+    fn from(f: EpochRecordFields) -> Self {
+        let applied = f.applied.or(f.action).or(f.decided).unwrap_or(Action::None);
+        EpochRecord {
+            epoch: f.epoch,
+            loss: f.loss,
+            accuracy: f.accuracy,
+            stress: f.stress,
+            stress_after: f.stress_after,
+            decided: f.decided.unwrap_or(applied),
+            applied,
+            noise_sigma: f.noise_sigma,
+        }
+    }
 }
 
 /// The yield point awaiting its verdict: the metrics of the epoch it was taken at.
@@ -127,8 +228,14 @@ impl StressState {
         Self { stress: 0.0, prev_loss: None, prev_acc: 0.0, epoch: 0, yield_point: None }
     }
 
-    /// Equation 1 and Algorithm 1's decisions for the epoch that just ended.
-    pub fn step(&mut self, config: &StressConfig, metrics: EpochMetrics) -> Decision {
+    /// Equation 1 and Algorithm 1's decisions for the epoch that just ended; at
+    /// [`EpochPosition::Last`] noise and plastic deformation are decided but not applied.
+    pub fn step(
+        &mut self,
+        config: &StressConfig,
+        metrics: EpochMetrics,
+        position: EpochPosition,
+    ) -> Decision {
         self.epoch += 1;
         let epoch = self.epoch;
         let EpochMetrics { loss, accuracy } = metrics;
@@ -150,6 +257,7 @@ impl StressState {
             noise_sigma: None,
             plastic: false,
             restore: false,
+            last_epoch: position == EpochPosition::Last,
         };
 
         if let Some(yield_point) = self.yield_point {
@@ -170,9 +278,11 @@ impl StressState {
             }
             if config.has_yielded(self.stress) {
                 decision.plastic = true;
-                self.yield_point = Some(YieldPoint { epoch, loss, accuracy });
-                self.stress = 0.0;
-                decision.stress_after = 0.0;
+                if decision.applies_plastic() {
+                    self.yield_point = Some(YieldPoint { epoch, loss, accuracy });
+                    self.stress = 0.0;
+                    decision.stress_after = 0.0;
+                }
             }
         }
         decision
@@ -183,6 +293,8 @@ impl StressState {
 mod tests {
     use super::*;
     use crate::config::YieldComparison;
+
+    const BEFORE_LAST: EpochPosition = EpochPosition::BeforeLast;
 
     /// Defaults without warm-up, so that traces start intervening at once.
     fn no_warmup() -> StressConfig {
@@ -205,39 +317,41 @@ mod tests {
         let mut state = StressState::new();
 
         // Epoch 1 improves on (+inf, 0): stress stays clamped at 0.
-        let d1 = state.step(&config, m(1.0, 0.5));
-        assert_eq!((d1.stress, d1.action()), (0.0, Action::None));
+        let d1 = state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        assert_eq!((d1.stress, d1.decided()), (0.0, Action::None));
 
         // Epoch 2 stagnates: 0.005, not strictly above S_noise.
-        let d2 = state.step(&config, m(1.0, 0.5));
-        assert_eq!((d2.stress, d2.action()), (0.005, Action::None));
+        let d2 = state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        assert_eq!((d2.stress, d2.decided()), (0.005, Action::None));
 
         // Epoch 3 stagnates: exactly 0.01 -> noise (sigma = 1 * (1e-7 + 1e-5 * 0.01)) and plastic.
-        let d3 = state.step(&config, m(1.0, 0.5));
+        let d3 = state.step(&config, m(1.0, 0.5), BEFORE_LAST);
         assert_eq!(d3.stress, 0.01);
-        assert_eq!(d3.action(), Action::NoisePlastic);
+        assert_eq!(d3.decided(), Action::NoisePlastic);
         assert_eq!(d3.noise_sigma, Some(1e-7 + 1e-5 * 0.01));
         assert_eq!(d3.stress_after, 0.0);
         assert_eq!(state.yield_point, Some(YieldPoint { epoch: 3, loss: 1.0, accuracy: 0.5 }));
 
         // Epoch 4 does not beat the yield point's loss within 1 epoch: restore it.
-        let d4 = state.step(&config, m(1.2, 0.6));
-        assert_eq!(d4.action(), Action::Recovered);
+        let d4 = state.step(&config, m(1.2, 0.6), BEFORE_LAST);
+        assert_eq!(d4.decided(), Action::Recovered);
         assert_eq!(d4.stress, 0.005);
         assert_eq!(state.yield_point, None);
         assert_eq!((state.prev_loss, state.prev_acc), (Some(1.0), 0.5));
 
         // Epoch 5 stagnates again from 0.005: 0.01 -> deforms again.
-        let d5 = state.step(&config, m(1.0, 0.5));
-        assert_eq!((d5.stress, d5.action()), (0.01, Action::NoisePlastic));
+        let d5 = state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        assert_eq!((d5.stress, d5.decided()), (0.01, Action::NoisePlastic));
     }
 
     #[test]
     fn trace_with_above_deforms_on_third_stagnant_epoch() {
         let config = StressConfig { yield_comparison: YieldComparison::Above, ..no_warmup() };
         let mut state = StressState::new();
-        let actions: Vec<(f64, Action)> =
-            (0..4).map(|_| state.step(&config, m(1.0, 0.5))).map(|d| (d.stress, d.action())).collect();
+        let actions: Vec<(f64, Action)> = (0..4)
+            .map(|_| state.step(&config, m(1.0, 0.5), BEFORE_LAST))
+            .map(|d| (d.stress, d.decided()))
+            .collect();
         assert_eq!(
             actions,
             vec![
@@ -254,12 +368,12 @@ mod tests {
         let config = no_warmup();
         let mut state = StressState::new();
         for _ in 0..3 {
-            state.step(&config, m(1.0, 0.5));
+            state.step(&config, m(1.0, 0.5), BEFORE_LAST);
         }
         assert!(state.yield_point.is_some());
         // Loss below the yield point's loss (1.0) and accuracy up: improving, snapshot dropped.
-        let d = state.step(&config, m(0.9, 0.55));
-        assert_eq!((d.stress, d.action()), (0.0, Action::None));
+        let d = state.step(&config, m(0.9, 0.55), BEFORE_LAST);
+        assert_eq!((d.stress, d.decided()), (0.0, Action::None));
         assert_eq!(state.yield_point, None);
         assert_eq!(state.prev_loss, Some(0.9));
     }
@@ -268,10 +382,10 @@ mod tests {
     fn lower_loss_without_higher_accuracy_is_stagnation() {
         let config = no_warmup();
         let mut state = StressState::new();
-        state.step(&config, m(1.0, 0.5));
-        let d = state.step(&config, m(0.5, 0.5));
+        state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        let d = state.step(&config, m(0.5, 0.5), BEFORE_LAST);
         assert_eq!(d.stress, 0.005);
-        let d = state.step(&config, m(0.4, 0.6));
+        let d = state.step(&config, m(0.4, 0.6), BEFORE_LAST);
         // 0.005 - 0.0005 in f64.
         assert_eq!(d.stress, 0.0045000000000000005);
     }
@@ -280,7 +394,7 @@ mod tests {
     fn first_epoch_with_zero_accuracy_is_stagnant() {
         // prev_acc starts at 0 and the improvement must be strict.
         let mut state = StressState::new();
-        let d = state.step(&no_warmup(), m(2.3, 0.0));
+        let d = state.step(&no_warmup(), m(2.3, 0.0), BEFORE_LAST);
         assert_eq!(d.stress, 0.005);
     }
 
@@ -288,9 +402,9 @@ mod tests {
     fn stress_clamps_at_s_max_and_at_zero() {
         let config = StressConfig { warmup_epochs: 10_000, ..StressConfig::default() };
         let mut state = StressState::new();
-        state.step(&config, m(1.0, 0.5));
+        state.step(&config, m(1.0, 0.5), BEFORE_LAST);
         for _ in 0..250 {
-            state.step(&config, m(1.0, 0.5));
+            state.step(&config, m(1.0, 0.5), BEFORE_LAST);
         }
         assert_eq!(state.stress, 1.0);
         // 1.0 needs 2000 improving epochs at rho = 0.0005 to come back to 0; clamp below 0.
@@ -299,7 +413,7 @@ mod tests {
         for _ in 0..2100 {
             loss -= 1e-4;
             acc += 1e-5;
-            state.step(&config, m(loss, acc));
+            state.step(&config, m(loss, acc), BEFORE_LAST);
         }
         assert_eq!(state.stress, 0.0);
     }
@@ -310,8 +424,8 @@ mod tests {
         let mut state = StressState::new();
         let mut actions = Vec::new();
         for _ in 0..16 {
-            let d = state.step(&config, m(1.0, 0.5));
-            actions.push(d.action());
+            let d = state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+            actions.push(d.decided());
         }
         assert!(actions[..15].iter().all(|a| *a == Action::None), "{actions:?}");
         // Epoch 16 is the first after warm-up: 15 stagnant steps of 0.005 = 0.075 >= 0.01.
@@ -333,10 +447,10 @@ mod tests {
         let config = StressConfig { recovery_patience: 2, ..no_warmup() };
         let mut state = StressState::new();
         for _ in 0..3 {
-            state.step(&config, m(1.0, 0.5));
+            state.step(&config, m(1.0, 0.5), BEFORE_LAST);
         }
-        assert_eq!(state.step(&config, m(1.1, 0.5)).action(), Action::None);
-        assert_eq!(state.step(&config, m(1.1, 0.5)).action(), Action::Recovered);
+        assert_eq!(state.step(&config, m(1.1, 0.5), BEFORE_LAST).decided(), Action::None);
+        assert_eq!(state.step(&config, m(1.1, 0.5), BEFORE_LAST).decided(), Action::Recovered);
     }
 
     #[test]
@@ -344,11 +458,84 @@ mod tests {
         let config = no_warmup();
         let mut state = StressState::new();
         let metrics = m(1.0, 0.5);
-        let record = state.step(&config, metrics).record(metrics);
+        let record = state.step(&config, metrics, BEFORE_LAST).record(metrics);
         let json = serde_json::to_string(&record).unwrap();
-        assert!(json.contains("\"action\":\"none\""), "{json}");
+        assert!(json.contains("\"decided\":\"none\",\"applied\":\"none\""), "{json}");
         assert_eq!(serde_json::from_str::<EpochRecord>(&json).unwrap(), record);
         let state_json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<StressState>(&state_json).unwrap(), state);
+    }
+
+    #[test]
+    fn records_written_before_decided_and_applied_read_as_both() {
+        // The shape of a record before the last-epoch rule: one `action`, always applied.
+        let old = r#"{"epoch":3,"loss":1.0,"accuracy":0.5,"stress":0.01,"stress_after":0.0,
+                      "action":"noise_plastic","noise_sigma":2e-7}"#;
+        let record: EpochRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((record.decided, record.applied), (Action::NoisePlastic, Action::NoisePlastic));
+        assert!(!record.withheld());
+    }
+
+    #[test]
+    fn the_last_epoch_decides_noise_and_plastic_but_applies_neither() {
+        let config = no_warmup();
+        let mut state = StressState::new();
+        state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        // The third stagnant epoch reaches the yield point (0.01), and it is the last.
+        let d = state.step(&config, m(1.0, 0.5), EpochPosition::Last);
+        assert_eq!(d.stress, 0.01, "Equation 1 still runs at the last epoch");
+        assert_eq!(d.decided(), Action::NoisePlastic);
+        assert_eq!(d.applied(), Action::None);
+        assert_eq!(d.applied_noise_sigma(), None);
+        assert!(!d.applies_plastic());
+        // Nothing deformed: no yield point to keep, and the stress is not reset.
+        assert_eq!(d.stress_after, 0.01);
+        assert_eq!(state.stress, 0.01);
+        assert_eq!(state.yield_point, None);
+        let record = d.record(m(1.0, 0.5));
+        assert_eq!((record.decided, record.applied), (Action::NoisePlastic, Action::None));
+        assert_eq!(record.noise_sigma, 1e-7 + 1e-5 * 0.01, "the decided sigma is logged");
+        assert!(record.withheld());
+    }
+
+    #[test]
+    fn the_last_epoch_withholds_noise_alone_too() {
+        let config = StressConfig { yield_comparison: YieldComparison::Above, ..no_warmup() };
+        let mut state = StressState::new();
+        state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        let d = state.step(&config, m(1.0, 0.5), EpochPosition::Last);
+        assert_eq!((d.decided(), d.applied()), (Action::Noise, Action::None));
+    }
+
+    #[test]
+    fn a_recovery_due_at_the_last_epoch_is_applied() {
+        let config = no_warmup();
+        let mut state = StressState::new();
+        for _ in 0..3 {
+            state.step(&config, m(1.0, 0.5), BEFORE_LAST);
+        }
+        assert!(state.yield_point.is_some());
+        let d = state.step(&config, m(1.2, 0.6), EpochPosition::Last);
+        assert_eq!((d.decided(), d.applied()), (Action::Recovered, Action::Recovered));
+        assert_eq!(state.yield_point, None);
+        assert_eq!((state.prev_loss, state.prev_acc), (Some(1.0), 0.5));
+    }
+
+    #[test]
+    fn epochs_before_the_last_apply_what_they_decide() {
+        let config = no_warmup();
+        let mut state = StressState::new();
+        let epochs = 6;
+        let decisions: Vec<Decision> = (1..=epochs)
+            .map(|epoch| state.step(&config, m(1.0, 0.5), EpochPosition::of(epoch, epochs)))
+            .collect();
+        let (last, before) = decisions.split_last().unwrap();
+        assert!(before.iter().all(|d| d.decided() == d.applied()), "{before:?}");
+        assert!(before.iter().any(|d| d.applied() == Action::NoisePlastic), "{before:?}");
+        assert!(last.last_epoch);
+        assert_eq!(EpochPosition::of(5, 6), EpochPosition::BeforeLast);
+        assert_eq!(EpochPosition::of(6, 6), EpochPosition::Last);
     }
 }

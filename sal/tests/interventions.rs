@@ -91,9 +91,9 @@ fn controller_noise_uses_alpha_times_delta_plus_lambda_stress() {
         StressConfig { theta: 0.0075, delta: 0.01, lambda: 1.0, warmup_epochs: 0, ..StressConfig::default() };
     let (vs, _net) = model();
     let before = variable(&vs, "fc2.weight");
-    let mut sal = SalController::new(config, 42).unwrap();
+    let mut sal = SalController::new(config, 42, 10).unwrap();
     let record = sal.end_epoch(EpochMetrics { loss: 2.0, accuracy: 0.0 }, &vs, &[]).unwrap();
-    assert_eq!(record.action, Action::Noise);
+    assert_eq!(record.applied, Action::Noise);
     assert!((record.noise_sigma - 0.013125).abs() < 1e-15);
     let std = std_of_change(&variable(&vs, "fc2.weight"), &before, 1.0);
     assert!((std - 0.013125).abs() < 0.0004, "measured {std}, want 0.013125");
@@ -177,16 +177,50 @@ fn restore_refuses_a_different_model() {
 fn controller_restores_the_yield_point_when_deformation_does_not_pay_off() {
     let (vs, _net) = model();
     let config = StressConfig { warmup_epochs: 0, ..StressConfig::default() };
-    let mut sal = SalController::new(config, 5).unwrap();
+    let mut sal = SalController::new(config, 5, 10).unwrap();
     let stagnant = EpochMetrics { loss: 1.0, accuracy: 0.5 };
-    assert_eq!(sal.end_epoch(stagnant, &vs, &[]).unwrap().action, Action::None);
-    assert_eq!(sal.end_epoch(stagnant, &vs, &[]).unwrap().action, Action::None);
+    assert_eq!(sal.end_epoch(stagnant, &vs, &[]).unwrap().applied, Action::None);
+    assert_eq!(sal.end_epoch(stagnant, &vs, &[]).unwrap().applied, Action::None);
     let at_yield = model_checksum(&vs);
     let record = sal.end_epoch(stagnant, &vs, &[]).unwrap();
-    assert_eq!(record.action, Action::NoisePlastic);
+    assert_eq!(record.applied, Action::NoisePlastic);
     assert_ne!(model_checksum(&vs), at_yield);
     let record = sal.end_epoch(EpochMetrics { loss: 1.5, accuracy: 0.4 }, &vs, &[]).unwrap();
-    assert_eq!(record.action, Action::Recovered);
+    assert_eq!(record.applied, Action::Recovered);
     assert_eq!(model_checksum(&vs), at_yield);
     assert!(sal.yield_snapshot().is_none());
+}
+
+/// SAL_SPEC.md, "The last epoch": noise and plastic deformation are decided and recorded, but the
+/// weights stay as trained.
+#[test]
+fn controller_leaves_the_weights_alone_at_the_last_epoch() {
+    let (vs, _net) = model();
+    let config = StressConfig { warmup_epochs: 0, ..StressConfig::default() };
+    let mut sal = SalController::new(config, 5, 3).unwrap();
+    let stagnant = EpochMetrics { loss: 1.0, accuracy: 0.5 };
+    sal.end_epoch(stagnant, &vs, &[]).unwrap();
+    sal.end_epoch(stagnant, &vs, &[]).unwrap();
+    let trained = model_checksum(&vs);
+    // Epoch 3 of 3 reaches the yield point: the same epoch deforms in a longer trial (above).
+    let record = sal.end_epoch(stagnant, &vs, &[]).unwrap();
+    assert_eq!((record.decided, record.applied), (Action::NoisePlastic, Action::None));
+    assert_eq!(model_checksum(&vs), trained);
+    assert!(sal.yield_snapshot().is_none(), "no deformation, so no yield point to keep");
+}
+
+#[test]
+fn controller_applies_a_recovery_due_at_the_last_epoch() {
+    let (vs, _net) = model();
+    let config = StressConfig { warmup_epochs: 0, ..StressConfig::default() };
+    let mut sal = SalController::new(config, 5, 4).unwrap();
+    let stagnant = EpochMetrics { loss: 1.0, accuracy: 0.5 };
+    sal.end_epoch(stagnant, &vs, &[]).unwrap();
+    sal.end_epoch(stagnant, &vs, &[]).unwrap();
+    let at_yield = model_checksum(&vs);
+    assert_eq!(sal.end_epoch(stagnant, &vs, &[]).unwrap().applied, Action::NoisePlastic);
+    assert_ne!(model_checksum(&vs), at_yield);
+    let record = sal.end_epoch(EpochMetrics { loss: 1.5, accuracy: 0.4 }, &vs, &[]).unwrap();
+    assert_eq!((record.decided, record.applied), (Action::Recovered, Action::Recovered));
+    assert_eq!(model_checksum(&vs), at_yield);
 }

@@ -134,7 +134,7 @@ fn train_replica(rank: ThreadRank, synchronize: bool, out: mpsc::Sender<(usize, 
         plastic_std: 1.0,
         ..StressConfig::default()
     };
-    let mut sal = SalController::new(config, 1234).unwrap();
+    let mut sal = SalController::new(config, 1234, EPOCHS).unwrap();
     let (x, y) = rank_data(me);
     let world = rank.world_size() as f64;
 
@@ -202,7 +202,7 @@ fn replicas_stay_bit_identical_through_noise_plastic_and_recovery() {
                 assert_eq!(state, &ranks[0][epoch], "world {world}, rank {rank}, epoch {}", epoch + 1);
             }
         }
-        let actions: Vec<Action> = ranks[0].iter().map(|s| s.record.action).collect();
+        let actions: Vec<Action> = ranks[0].iter().map(|s| s.record.applied).collect();
         assert!(actions.contains(&Action::NoisePlastic), "world {world}: {actions:?}");
         assert!(actions.contains(&Action::Recovered), "world {world}: {actions:?}");
     }

@@ -48,7 +48,7 @@ fn the_smoke_sweep_trains_baseline_and_sal_in_worker_processes() {
                 for epoch in &result.history {
                     let sal = epoch.sal.as_ref().expect("every SAL epoch has its stress record");
                     assert!((0.0..=1.0).contains(&sal.stress), "stress {} out of [0, 1]", sal.stress);
-                    if sal.action != sal::Action::None {
+                    if sal.applied != sal::Action::None {
                         interventions += 1;
                     }
                 }
@@ -140,7 +140,7 @@ fn killed_trial_resumes_bit_identical(ranks: u32) {
         assert_eq!(got.top1, expected.top1, "{id}");
         assert_eq!(got.test_loss.to_bits(), expected.test_loss.to_bits(), "{id}");
         assert_eq!(got.confusion, expected.confusion, "{id}");
-        let actions: Vec<_> = got.history.iter().map(|e| e.sal.as_ref().unwrap().action).collect();
+        let actions: Vec<_> = got.history.iter().map(|e| e.sal.as_ref().unwrap().applied).collect();
         assert!(actions.iter().any(|a| *a != sal::Action::None), "SAL intervened in {id}: {actions:?}");
     }
 }

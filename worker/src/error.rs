@@ -66,6 +66,12 @@ impl From<common::SpecError> for WorkerError {
     }
 }
 
+impl From<crate::weights_manifest::WeightsError> for WorkerError {
+    fn from(e: crate::weights_manifest::WeightsError) -> Self {
+        WorkerError::Pretrained { path: e.path, reason: e.reason }
+    }
+}
+
 impl WorkerError {
     pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
         WorkerError::InvalidField { field: field.into(), reason: reason.into() }
@@ -83,6 +89,7 @@ impl WorkerError {
             WorkerError::UnknownOptimizer { .. } => Some("optimizer"),
             WorkerError::InvalidField { field, .. } => Some(field),
             WorkerError::Dataset { .. } => Some("dataset.root"),
+            WorkerError::Pretrained { .. } => Some("pretrained"),
             WorkerError::Sal(sal::SalError::InvalidConfig { .. }) => Some("sal"),
             _ => None,
         }
@@ -98,6 +105,7 @@ impl WorkerError {
                 | WorkerError::InvalidTrial(_)
                 | WorkerError::InvalidField { .. }
                 | WorkerError::Dataset { .. }
+                | WorkerError::Pretrained { .. }
                 | WorkerError::Checkpoint { .. }
                 | WorkerError::Sal(sal::SalError::InvalidConfig { .. })
         )

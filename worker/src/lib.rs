@@ -21,7 +21,7 @@ pub mod train;
 pub mod trial_process;
 
 pub use common::Devices;
-pub use common::{outcome, trial};
+pub use common::{outcome, trial, weights_manifest};
 pub use error::WorkerError;
 pub use outcome::{EpochReport, TrialResult, TrialStatus};
 pub use run::{run_trial, CancelFlag, RunOptions, TrialEvent, TrialOutcome};

@@ -109,7 +109,8 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Failure> {
             bar.set_position(step as u64);
         }
         TrialEvent::Epoch(report) => {
-            let sal = report.sal.map_or(String::new(), |r| format!(" stress {:.4} {:?}", r.stress, r.action));
+            let sal =
+                report.sal.map_or(String::new(), |r| format!(" stress {:.4} {}", r.stress, sal_action(&r)));
             bar.suspend(|| {
                 eprintln!(
                     "epoch {:>3}: loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | grad {:.3e} | {:.1}s{sal}",
@@ -252,6 +253,16 @@ fn locate(text: &str, field: &str) -> Option<usize> {
     found
 }
 
+/// What SAL did at an epoch; a decision withheld at the last epoch shows as such.
+fn sal_action(record: &sal::EpochRecord) -> String {
+    let name = |action: sal::Action| format!("{action:?}").to_lowercase();
+    if record.withheld() {
+        format!("{} (decided {}, last epoch)", name(record.applied), name(record.decided))
+    } else {
+        name(record.applied)
+    }
+}
+
 fn summary(spec: &TrialSpec, result: &TrialResult) -> String {
     let mut out = String::new();
     let mut history = Table::new();
@@ -267,9 +278,8 @@ fn summary(spec: &TrialSpec, result: &TrialResult) -> String {
         "s",
     ]);
     for r in &result.history {
-        let (stress, action) = r.sal.map_or((String::new(), String::new()), |s| {
-            (format!("{:.4}", s.stress), format!("{:?}", s.action).to_lowercase())
-        });
+        let (stress, action) =
+            r.sal.map_or((String::new(), String::new()), |s| (format!("{:.4}", s.stress), sal_action(&s)));
         history.add_row([
             r.epoch.to_string(),
             format!("{:.4}", r.train_loss),

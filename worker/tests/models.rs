@@ -342,13 +342,13 @@ fn pretrained_trunk_loads_from_safetensors_and_ot() {
 
     for file in [&safetensors, &ot] {
         tch::manual_seed(2);
-        let mut target = VarStore::new(Device::Cpu);
+        let target = VarStore::new(Device::Cpu);
         let _m = models::build(&target.root(), "resnet18", Head::Linear, 3).expect("known");
         let head_before: Vec<Tensor> =
             ["head.fc.weight", "head.fc.bias"].iter().map(|n| target.variables()[*n].copy()).collect();
         assert!(!same_values(&source, &target, |n| !n.starts_with("head.")), "fresh weights differ");
 
-        load_pretrained(&mut target, file).expect("a matching file loads");
+        load_pretrained(&target, file).expect("a matching file loads");
         assert!(same_values(&source, &target, |n| !n.starts_with("head.")), "{file:?}: trunk loaded");
         let vars = target.variables();
         assert!(
@@ -366,10 +366,10 @@ fn mismatched_pretrained_file_is_one_clear_error() {
     let file = dir.path().join("resnet18.safetensors");
     source.save(&file).expect("save");
 
-    let mut target = VarStore::new(Device::Cpu);
+    let target = VarStore::new(Device::Cpu);
     let _m = models::build(&target.root(), "resnet50", Head::Linear, 10).expect("known");
     let before = target.variables()["conv1.weight"].copy();
-    let error = load_pretrained(&mut target, &file).expect_err("resnet18 weights do not fit resnet50");
+    let error = load_pretrained(&target, &file).expect_err("resnet18 weights do not fit resnet50");
     assert!(matches!(error, WorkerError::Pretrained { .. }), "{error:?}");
     let message = error.to_string();
     assert!(!message.contains('\n'), "one line: {message}");
@@ -390,15 +390,15 @@ fn mismatched_pretrained_file_is_one_clear_error() {
     let _m = models::build(&small.root(), "small_cnn", Head::Linear, 10).expect("known");
     let file = dir.path().join("small_cnn.safetensors");
     small.save(&file).expect("save");
-    let mut target = VarStore::new(Device::Cpu);
+    let target = VarStore::new(Device::Cpu);
     let _m = models::build(&target.root(), "resnet18", Head::Linear, 10).expect("known");
-    let message = load_pretrained(&mut target, &file).expect_err("does not fit").to_string();
+    let message = load_pretrained(&target, &file).expect_err("does not fit").to_string();
     assert!(message.contains("unexpected (bn2.bias, bn2.running_mean"), "{message}");
 
-    let error = load_pretrained(&mut target, &dir.path().join("absent.safetensors")).expect_err("no file");
+    let error = load_pretrained(&target, &dir.path().join("absent.safetensors")).expect_err("no file");
     assert!(matches!(error, WorkerError::Io { .. }), "{error:?}");
     let wrong = dir.path().join("weights.pth");
     std::fs::write(&wrong, b"not ours").expect("write");
-    let message = load_pretrained(&mut target, &wrong).expect_err("wrong format").to_string();
+    let message = load_pretrained(&target, &wrong).expect_err("wrong format").to_string();
     assert!(message.contains(".safetensors") && message.contains("weights.pth"), "{message}");
 }

@@ -50,7 +50,8 @@ impl ModuleT for PlainCnn {
 fn plain_cnn() -> Arc<ModelFactory> {
     Arc::new(|path: &nn::Path, _spec: &TrialSpec, classes: i64| {
         let conv = nn::conv2d(path / "conv", 3, 8, 3, nn::ConvConfig { padding: 1, ..Default::default() });
-        let fc = nn::linear(path / "fc", 32, classes, Default::default());
+        // Under `head`, as the registry's models keep their heads: the rest is the trunk.
+        let fc = nn::linear(path / "head" / "fc", 32, classes, Default::default());
         Ok(Box::new(PlainCnn { conv, fc }) as worker::models::Model)
     })
 }
@@ -110,7 +111,7 @@ fn replicas_stay_bit_identical_through_sal_interventions() {
     let distinct: std::collections::BTreeSet<u64> = run.replica_checksums.iter().map(|r| r[0]).collect();
     assert_eq!(distinct.len(), 5, "the model changes every epoch");
     let result = finished(run);
-    let actions: Vec<sal::Action> = result.history.iter().map(|r| r.sal.unwrap().action).collect();
+    let actions: Vec<sal::Action> = result.history.iter().map(|r| r.sal.unwrap().applied).collect();
     assert!(actions.contains(&sal::Action::NoisePlastic), "{actions:?}");
     assert_eq!(actions[0], sal::Action::None);
 }
@@ -272,13 +273,24 @@ fn pretrained_weights_load_by_name_and_mismatches_are_listed() {
 
     let shape = dir.path().join("shape.safetensors");
     let wide = Tensor::zeros([16, 3, 3, 3], (tch::Kind::Float, tch::Device::Cpu));
-    Tensor::write_safetensors(&[("conv.weight", &wide)], &shape).unwrap();
+    Tensor::write_safetensors(&[("conv.weight", &wide), ("conv.bias", &bias)], &shape).unwrap();
     spec.pretrained = Some(shape);
     let error = run(&spec).err().unwrap();
     assert!(
         error.to_string().contains("conv.weight") && error.to_string().contains("[16, 3, 3, 3]"),
         "{error}"
     );
+
+    // A file that covers part of the trunk is refused, and before any data is decoded: with a
+    // dataset root that does not exist, the weights are what the error names.
+    let partial = dir.path().join("partial.safetensors");
+    Tensor::write_safetensors(&[("conv.weight", &weight)], &partial).unwrap();
+    spec.pretrained = Some(partial);
+    spec.dataset = common::dataset("image_folder", &dir.path().join("no-such-dataset"));
+    let error = run(&spec).err().unwrap();
+    assert!(matches!(error, WorkerError::Pretrained { .. }), "{error}");
+    assert!(error.to_string().contains("1 missing (conv.bias)"), "{error}");
+    assert!(error.is_bad_input() && !error.is_retryable(), "{error:?}");
 }
 
 #[test]
@@ -323,4 +335,38 @@ fn a_checkpoint_that_cannot_be_written_stops_every_rank_with_the_cause() {
         Engine::default().run(&synthetic_trial("small_cnn", "sgd", 3), &opts, &mut |_| {}).err().unwrap();
     assert!(matches!(error, WorkerError::Io { .. }), "{error}");
     assert!(error.to_string().contains("not-a-folder"), "{error}");
+}
+
+/// SAL_SPEC.md, "The last epoch": a SAL trial whose last epoch reaches the yield point records
+/// noise and plastic deformation as decided, applies neither, and reports the weights as trained.
+#[test]
+fn the_last_epoch_decides_but_leaves_the_trained_weights_to_the_final_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = synthetic_trial("small_cnn", "sgd", 3);
+    let mut spec = baseline.clone();
+    spec.method = Method::Sal;
+    // No epoch after the first counts as improved: stress 0, 0.005, then 0.01 = S_yield at the
+    // third and last epoch, and nothing before it intervenes.
+    spec.sal.warmup_epochs = 0;
+    spec.sal.eps_loss = 100.0;
+    let engine = Engine::default().check_replicas(true);
+    let sal_run = engine.run(&spec, &options(dir.path(), 2), &mut |_| {}).unwrap();
+    let baseline_run = engine.run(&baseline, &options(dir.path(), 2), &mut |_| {}).unwrap();
+
+    // With nothing applied, SAL's weights are the baseline's, bit for bit, after every epoch.
+    assert_eq!(sal_run.replica_checksums, baseline_run.replica_checksums);
+    let (sal_result, baseline_result) = (finished(sal_run), finished(baseline_run));
+    let records: Vec<sal::EpochRecord> = sal_result.history.iter().map(|r| r.sal.unwrap()).collect();
+    let last = records.last().unwrap();
+    assert_eq!(last.stress, 0.01, "Equation 1 runs at the last epoch");
+    assert_eq!((last.decided, last.applied), (sal::Action::NoisePlastic, sal::Action::None));
+    assert!(records[..2].iter().all(|r| r.decided == sal::Action::None), "{records:?}");
+
+    // The final test runs on the validation split, as the last epoch's validation did, with the
+    // same weights: the same loss and accuracy.
+    let last_epoch = sal_result.history.last().unwrap();
+    assert_eq!(sal_result.test_loss, last_epoch.val_loss);
+    assert_eq!(sal_result.top1, last_epoch.val_accuracy);
+    assert_eq!(sal_result.test_loss, baseline_result.test_loss);
+    assert_eq!(sal_result.confusion, baseline_result.confusion);
 }

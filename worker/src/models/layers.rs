@@ -227,21 +227,34 @@ impl InputScaling {
 
 /// A trunk (a feature extractor ending in a `[N, C, h, w]` map) with its input scaling and head.
 #[derive(Debug)]
-pub(crate) struct Classifier<T> {
+pub(crate) struct Classifier {
     scaling: InputScaling,
-    trunk: T,
+    trunk: Box<dyn ModuleT>,
     head: ClassifierHead,
 }
 
-impl<T: ModuleT> Classifier<T> {
-    pub fn new(scaling: InputScaling, trunk: T, head: ClassifierHead) -> Self {
+impl Classifier {
+    pub fn new(scaling: InputScaling, trunk: Box<dyn ModuleT>, head: ClassifierHead) -> Self {
         Self { scaling, trunk, head }
     }
 }
 
-impl<T: ModuleT> ModuleT for Classifier<T> {
+impl ModuleT for Classifier {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let features = self.trunk.forward_t(&self.scaling.apply(xs), train);
         self.head.forward_t(&features, train)
+    }
+}
+
+/// A trunk with its input scaling and no head: images in [0, 1] to the feature map.
+#[derive(Debug)]
+pub(crate) struct Features {
+    pub scaling: InputScaling,
+    pub trunk: Box<dyn ModuleT>,
+}
+
+impl ModuleT for Features {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.trunk.forward_t(&self.scaling.apply(xs), train)
     }
 }

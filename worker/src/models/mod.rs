@@ -20,7 +20,7 @@
 //! norms are tch's (running statistics as non-trainable variables) with torchvision's epsilon
 //! 1e-5 and momentum 0.1, except ResNet50V2's, which are Keras' (1.001e-5, momentum 0.99).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use tch::nn::{self, ModuleT, VarStore};
@@ -28,6 +28,7 @@ use tch::Tensor;
 
 use crate::error::WorkerError;
 use crate::trial::Head;
+use crate::weights_manifest::{self, is_skipped_entry, is_trunk_variable, Shapes};
 
 mod densenet;
 pub mod dropout;
@@ -38,7 +39,7 @@ mod resnet;
 mod resnet_v2;
 mod small_cnn;
 
-use layers::{Classifier, ClassifierHead, InputScaling};
+use layers::{Classifier, ClassifierHead, Features, InputScaling};
 
 /// Every architecture `build` knows, in the order `--help` lists them.
 pub use common::names::ARCHITECTURES;
@@ -61,17 +62,31 @@ pub fn build(path: &nn::Path, architecture: &str, head: Head, classes: i64) -> R
             "a classifier needs at least one class, got {classes}"
         )));
     }
-    let device = path.device();
-    let head_path = || path / HEAD_PREFIX;
-    let model: Model = match architecture {
+    let (scaling, trunk, channels) = trunk(path, architecture)?;
+    let head = ClassifierHead::new(path / HEAD_PREFIX, head, channels, classes);
+    Ok(Box::new(Classifier::new(scaling, trunk, head)))
+}
+
+/// The named architecture without a head: images in [0, 1] to the trunk's feature map
+/// `[N, C, h, w]`, the trunk's variables alone under `path` (comparisons with a reference
+/// implementation of the trunk use it, see `examples/trunk_features.rs`).
+pub fn build_features(path: &nn::Path, architecture: &str) -> Result<Model, WorkerError> {
+    let (scaling, trunk, _) = trunk(path, architecture)?;
+    Ok(Box::new(Features { scaling, trunk }))
+}
+
+/// A trunk with the input scaling its pretrained weights expect, and its output channels.
+fn trunk(path: &nn::Path, architecture: &str) -> Result<(InputScaling, Model, i64), WorkerError> {
+    let imagenet = || InputScaling::imagenet(path.device());
+    Ok(match architecture {
         "densenet121" | "densenet201" => {
             let trunk = if architecture == "densenet121" {
                 densenet::DenseNet::densenet121(path)
             } else {
                 densenet::DenseNet::densenet201(path)
             };
-            let head = ClassifierHead::new(head_path(), head, trunk.out_channels(), classes);
-            Box::new(Classifier::new(InputScaling::imagenet(device), trunk, head))
+            let channels = trunk.out_channels();
+            (imagenet(), Box::new(trunk), channels)
         }
         "resnet18" | "resnet50" => {
             let trunk = if architecture == "resnet18" {
@@ -79,29 +94,26 @@ pub fn build(path: &nn::Path, architecture: &str, head: Head, classes: i64) -> R
             } else {
                 resnet::ResNet::resnet50(path)
             };
-            let head = ClassifierHead::new(head_path(), head, trunk.out_channels(), classes);
-            Box::new(Classifier::new(InputScaling::imagenet(device), trunk, head))
+            let channels = trunk.out_channels();
+            (imagenet(), Box::new(trunk), channels)
         }
-        "resnet50_v2" => {
-            let trunk = resnet_v2::ResNetV2::resnet50_v2(path);
-            let head = ClassifierHead::new(head_path(), head, resnet_v2::ResNetV2::OUT_CHANNELS, classes);
-            Box::new(Classifier::new(InputScaling::Symmetric, trunk, head))
-        }
-        "mobilenet_v2" => {
-            let trunk = mobilenet_v2::MobileNetV2::new(path);
-            let head =
-                ClassifierHead::new(head_path(), head, mobilenet_v2::MobileNetV2::OUT_CHANNELS, classes);
-            Box::new(Classifier::new(InputScaling::imagenet(device), trunk, head))
-        }
+        "resnet50_v2" => (
+            InputScaling::Symmetric,
+            Box::new(resnet_v2::ResNetV2::resnet50_v2(path)),
+            resnet_v2::ResNetV2::OUT_CHANNELS,
+        ),
+        "mobilenet_v2" => (
+            imagenet(),
+            Box::new(mobilenet_v2::MobileNetV2::new(path)),
+            mobilenet_v2::MobileNetV2::OUT_CHANNELS,
+        ),
         "efficientnet_b2" => {
             let trunk = efficientnet::EfficientNet::efficientnet_b2(path);
-            let head = ClassifierHead::new(head_path(), head, trunk.out_channels(), classes);
-            Box::new(Classifier::new(InputScaling::imagenet(device), trunk, head))
+            let channels = trunk.out_channels();
+            (imagenet(), Box::new(trunk), channels)
         }
         "small_cnn" => {
-            let trunk = small_cnn::SmallCnn::new(path);
-            let head = ClassifierHead::new(head_path(), head, small_cnn::SmallCnn::OUT_CHANNELS, classes);
-            Box::new(Classifier::new(InputScaling::Unit, trunk, head))
+            (InputScaling::Unit, Box::new(small_cnn::SmallCnn::new(path)), small_cnn::SmallCnn::OUT_CHANNELS)
         }
         other => {
             return Err(WorkerError::UnknownArchitecture {
@@ -109,8 +121,7 @@ pub fn build(path: &nn::Path, architecture: &str, head: Head, classes: i64) -> R
                 known: ARCHITECTURES.join(", "),
             })
         }
-    };
-    Ok(model)
+    })
 }
 
 /// The number of trainable scalars (batch-norm running statistics are not trainable).
@@ -118,63 +129,36 @@ pub fn trainable_parameter_count(vs: &VarStore) -> i64 {
     vs.trainable_variables().iter().map(Tensor::numel).map(|n| n as i64).sum()
 }
 
-/// Entries of a pretrained file that are not the trunk's and are skipped, not reported:
-/// torchvision's ImageNet classifiers (`fc.`, `classifier.`) and our own head (a checkpoint of a
-/// trained model serves as a pretrained trunk for another class count), which the new head
-/// replaces; and batch norms' `num_batches_tracked` counters, which tch does not keep.
-fn is_skipped_entry(name: &str) -> bool {
-    ["fc.", "classifier.", "head."].iter().any(|prefix| name.starts_with(prefix))
-        || name.ends_with(".num_batches_tracked")
-}
-
 /// Loads a trunk's weights from `path` (`.safetensors`, or `.ot` as tch's `VarStore::save` and
 /// `Tensor::save_multi` write them) into `vs`, built at its root by [`build`]; the head keeps its fresh initialization.
 ///
-/// Every trunk variable (running statistics included) must be in the file with its shape, and
-/// every file entry must be a trunk variable (apart from the skipped ones, see above); otherwise
-/// nothing is loaded and one error lists the first few missing, unexpected and mismatched names
-/// with their counts.
-pub fn load_pretrained(vs: &mut VarStore, path: &Path) -> Result<(), WorkerError> {
+/// The one loader of pretrained weights: training calls it (once per rank, and first before any
+/// data is decoded). Every trunk variable (running statistics included) must be in the file with
+/// its shape, and every file entry must be a trunk variable (apart from the entries
+/// [`is_skipped_entry`] names); otherwise nothing is loaded and one error lists the first few
+/// missing, unexpected and mismatched names with their counts
+/// ([`weights_manifest::compare`], which the coordinator's header check shares).
+pub fn load_pretrained(vs: &VarStore, path: &Path) -> Result<(), WorkerError> {
     let pretrained = |reason: String| WorkerError::Pretrained { path: path.to_path_buf(), reason };
     std::fs::metadata(path).map_err(|e| WorkerError::io(path, e))?;
     let entries = match path.extension().and_then(|e| e.to_str()) {
-        Some("safetensors") => Tensor::read_safetensors(path),
+        Some("safetensors") => {
+            // The header alone tells a truncated download apart from a damaged file, in one line.
+            weights_manifest::read_safetensors_header(path)?;
+            Tensor::read_safetensors(path)
+        }
         Some("ot") => Tensor::load_multi(path),
         _ => return Err(pretrained("expected a `.safetensors` or `.ot` file".to_string())),
     }
-    .map_err(|e| pretrained(format!("cannot read: {e}")))?;
+    .map_err(|e| pretrained(format!("cannot read: {}", e.to_string().lines().next().unwrap_or_default())))?;
     let file: HashMap<String, Tensor> =
         entries.into_iter().filter(|(name, _)| !is_skipped_entry(name)).collect();
-
-    let head = format!("{HEAD_PREFIX}.");
     let trunk: HashMap<String, Tensor> =
-        vs.variables().into_iter().filter(|(name, _)| !name.starts_with(&head)).collect();
-
-    let missing: BTreeSet<&str> =
-        trunk.keys().filter(|name| !file.contains_key(*name)).map(String::as_str).collect();
-    let unexpected: BTreeSet<&str> =
-        file.keys().filter(|name| !trunk.contains_key(*name)).map(String::as_str).collect();
-    let mismatched: BTreeSet<String> = trunk
-        .iter()
-        .filter_map(|(name, var)| {
-            let src = file.get(name)?;
-            (src.size() != var.size())
-                .then(|| format!("{name} (file {:?}, model {:?})", src.size(), var.size()))
-        })
-        .collect();
-    if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
-        let mut problems = Vec::new();
-        for (what, names) in [
-            ("missing", missing.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
-            ("unexpected", unexpected.iter().map(|s| s.to_string()).collect()),
-            ("shape mismatches", mismatched.into_iter().collect()),
-        ] {
-            if !names.is_empty() {
-                problems.push(format!("{} {what} ({})", names.len(), first_few(&names)));
-            }
-        }
-        return Err(pretrained(format!("does not fit the model: {}", problems.join("; "))));
-    }
+        vs.variables().into_iter().filter(|(name, _)| is_trunk_variable(name)).collect();
+    let shapes = |tensors: &HashMap<String, Tensor>| -> Shapes {
+        tensors.iter().map(|(name, t)| (name.clone(), t.size())).collect()
+    };
+    weights_manifest::compare(&shapes(&trunk), &shapes(&file)).map_err(pretrained)?;
 
     tch::no_grad(|| {
         for (name, var) in &trunk {
@@ -185,15 +169,4 @@ pub fn load_pretrained(vs: &mut VarStore, path: &Path) -> Result<(), WorkerError
         }
         Ok(())
     })
-}
-
-/// The first five names, then how many more.
-fn first_few(names: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let shown = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
-    if names.len() > SHOWN {
-        format!("{shown}, … {} more", names.len() - SHOWN)
-    } else {
-        shown
-    }
 }

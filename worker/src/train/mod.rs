@@ -39,7 +39,6 @@ use crate::trial::TrialSpec;
 
 pub mod checkpoint;
 mod panics;
-mod pretrained;
 mod rank;
 pub mod report;
 
@@ -213,12 +212,16 @@ impl Engine {
         Ok(TrainRun { outcome, data: load_report, replica_checksums })
     }
 
-    /// Builds the model and optimizer on the CPU and runs two images of the trial's resolution
-    /// through it: unknown names and resolutions too small for the architecture are reported
-    /// before any data is decoded.
+    /// Builds the model and optimizer on the CPU, loads the pretrained weights into it and runs
+    /// two images of the trial's resolution through it: unknown names, a missing or misfitting
+    /// weights file and resolutions too small for the architecture are reported before any data
+    /// is decoded.
     fn probe(&self, spec: &TrialSpec) -> Result<(), WorkerError> {
         let vs = nn::VarStore::new(Device::Cpu);
         let model = rank::build_locked(self.factory.as_ref(), &vs, spec, 2, None)?;
+        if let Some(path) = &spec.pretrained {
+            models::load_pretrained(&vs, path)?;
+        }
         crate::optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
         let side = i64::from(spec.resolution);
         let forward = panics::quietly(|| {

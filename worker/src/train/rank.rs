@@ -12,7 +12,7 @@ use sal::{model_checksum, Collective, EpochSums, SalController, SingleRank, Thre
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::{checkpoint, pretrained, report, request_stop, Message, ModelFactory};
+use super::{checkpoint, report, request_stop, Message, ModelFactory};
 use crate::data::Split;
 use crate::error::WorkerError;
 use crate::optim;
@@ -208,7 +208,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
     // Every rank reads the file, so that a bad one fails all ranks alike instead of leaving the
     // others waiting in a collective (NCCL has no abort); rank 0's copy is broadcast anyway.
     if let Some(path) = &spec.pretrained {
-        pretrained::load(&vs, path)?;
+        crate::models::load_pretrained(&vs, path)?;
     }
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
@@ -217,7 +217,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
 
     let mut optimizer = optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
     let mut sal = match spec.method {
-        Method::Sal => Some(SalController::new(spec.sal.clone(), spec.seed)?),
+        Method::Sal => Some(SalController::new(spec.sal.clone(), spec.seed, spec.epochs)?),
         Method::Baseline => None,
     };
     let (mut history, mut last_checkpoint, first_epoch) = match &options.resume_from {
