@@ -1,7 +1,9 @@
 //! The node agent: `worker --coordinator URL`.
 //!
-//! Pull-based: the agent registers with its devices, asks for a trial whenever devices are free
-//! (asking doubles as the heartbeat of the leases it holds; a busy agent heartbeats instead), runs
+//! Pull-based: the agent registers with its devices, asks for a trial whenever a device has a free
+//! slot ([`slots`]: it says which leases run on which device, the coordinator names the devices a
+//! trial takes; asking doubles as the heartbeat of the leases it holds; a busy agent heartbeats
+//! instead), runs
 //! each trial in a process of its own on the trial's devices ([`trial_process`]), relays its epoch
 //! reports and the checkpoint it writes every epoch (so that any worker can resume the trial), and
 //! completes it. The agent never touches a tensor: a trial's crash, hang or libtorch state stays
