@@ -169,6 +169,8 @@ mod tests {
         assert_eq!(table.sharing("d"), 2);
         let loads: Vec<Vec<String>> = table.loads().into_iter().map(|l| l.leases).collect();
         assert_eq!(loads, vec![vec!["d".to_string()], vec!["b".to_string(), "d".to_string()]]);
+        assert!(table.has_room(), "device #0 has a slot left");
+        assert_eq!(table.take("e", &[0]).unwrap().folder, "2.1");
         assert!(!table.has_room());
     }
 
