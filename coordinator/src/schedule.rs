@@ -458,7 +458,8 @@ mod tests {
 
     #[test]
     fn trials_per_gpu_lets_trials_share_a_device_and_no_more() {
-        let mut s = scheduler(vec![trial("a", 3.0, 1, "x"), trial("b", 2.0, 1, "x"), trial("c", 1.0, 1, "x")]);
+        let mut s =
+            scheduler(vec![trial("a", 3.0, 1, "x"), trial("b", 2.0, 1, "x"), trial("c", 1.0, 1, "x")]);
         s.trials_per_device = TrialsPerDevice::Fixed(2);
         let w = worker(1, &[]);
         s.grant(lease("la", "a"));
@@ -474,7 +475,8 @@ mod tests {
 
     #[test]
     fn auto_shares_a_device_once_a_trial_of_the_profile_is_measured() {
-        let mut s = scheduler(vec![trial("a", 3.0, 1, "x"), trial("b", 2.0, 1, "x"), trial("c", 1.0, 1, "x")]);
+        let mut s =
+            scheduler(vec![trial("a", 3.0, 1, "x"), trial("b", 2.0, 1, "x"), trial("c", 1.0, 1, "x")]);
         s.trials_per_device = TrialsPerDevice::Auto;
         let mut w = worker(1, &[]);
         w.memory_mb = vec![1000];

@@ -239,7 +239,8 @@ mod tests {
     #[test]
     fn trials_spread_over_the_emptiest_devices_first() {
         let policy = TrialsPerDevice::Fixed(4);
-        let devices = [device(None, &[Share::Slot, Share::Slot]), device(None, &[]), device(None, &[Share::Slot])];
+        let devices =
+            [device(None, &[Share::Slot, Share::Slot]), device(None, &[]), device(None, &[Share::Slot])];
         assert_eq!(place(policy, &devices, 1, None), Some(vec![1]));
         assert_eq!(place(policy, &devices, 2, None), Some(vec![1, 2]));
     }

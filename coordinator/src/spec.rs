@@ -699,7 +699,10 @@ mod tests {
         assert_eq!(auto.trials_per_device, TrialsPerDevice::Auto);
         for bad in ["0", "-1", "1.5", "many", "[2]"] {
             let message = parse_str(&format!("{NOOP}trials_per_gpu: {bad}\n")).unwrap_err().to_string();
-            assert!(message.starts_with("s.yaml:13: `trials_per_gpu`: must be an integer of at least 1"), "{message}");
+            assert!(
+                message.starts_with("s.yaml:13: `trials_per_gpu`: must be an integer of at least 1"),
+                "{message}"
+            );
         }
     }
 

@@ -1293,8 +1293,12 @@ mod tests {
     }
 
     async fn lease(store: &Store) -> Option<Grant> {
-        let ask =
-            LeaseAsk { worker_id: "w".into(), devices: vec![Vec::new()], held: Vec::new(), cached: Vec::new() };
+        let ask = LeaseAsk {
+            worker_id: "w".into(),
+            devices: vec![Vec::new()],
+            held: Vec::new(),
+            cached: Vec::new(),
+        };
         store.lease(ask).await.unwrap().grant
     }
 
@@ -1466,13 +1470,18 @@ mod tests {
     #[tokio::test]
     async fn measured_device_memory_packs_trials_under_auto_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let text = "name: t\nepochs: 2\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1, 2, 3]\nmethods: [baseline]\n\
+        let text =
+            "name: t\nepochs: 2\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1, 2, 3]\nmethods: [baseline]\n\
                     architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\ngpus_per_trial: 1\n\
                     trials_per_gpu: auto\ndatasets:\n  s:\n    format: synthetic\n";
         let auto = spec::parse(Path::new("t.yaml"), text, &LoadOptions::default()).unwrap();
         let register = |store: Store| async move {
-            let registration =
-                Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1, memory_mb: vec![1000] };
+            let registration = Registration {
+                worker_id: "w".into(),
+                hostname: "h".into(),
+                devices: 1,
+                memory_mb: vec![1000],
+            };
             store.register(registration).await.unwrap();
             store
         };

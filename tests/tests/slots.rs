@@ -12,7 +12,14 @@ use common::{assert_all_done_once, binary, field, noop_sweep, records, Coordinat
 
 /// A noop sweep of `trials` trials with `extra` top-level keys, and `device_mb` as the noop's
 /// peak device memory when given.
-fn sweep(dir: &Path, trials: usize, epochs: u32, epoch_ms: u64, device_mb: Option<u64>, extra: &str) -> PathBuf {
+fn sweep(
+    dir: &Path,
+    trials: usize,
+    epochs: u32,
+    epoch_ms: u64,
+    device_mb: Option<u64>,
+    extra: &str,
+) -> PathBuf {
     let path = noop_sweep(dir, trials, epochs, epoch_ms);
     let mut text = std::fs::read_to_string(&path).unwrap();
     // The dataset's options are the file's last block.
@@ -69,7 +76,9 @@ fn two_trials_share_one_device_with_trials_per_gpu_2_and_not_with_1() {
     let log = run(&shared, &dir.path().join("shared"), 1000, 2, 2);
     assert_eq!(most_at_once(&log), 2, "both trials should run at once on the one device:\n{log}");
     // Two slots of one device: two folders, so that their job files and checkpoints stay apart.
-    assert!(dir.path().join("shared/w/devices/0").is_dir() && dir.path().join("shared/w/devices/0.1").is_dir());
+    assert!(
+        dir.path().join("shared/w/devices/0").is_dir() && dir.path().join("shared/w/devices/0.1").is_dir()
+    );
 
     let alone = sweep(dir.path(), 2, 2, 500, None, "gpus_per_trial: 1\n");
     let log = run(&alone, &dir.path().join("alone"), 1000, 2, 2);
@@ -114,5 +123,9 @@ fn a_trial_needing_more_devices_than_any_worker_is_reported_at_once() {
     });
     assert_eq!(status.pending, 1);
     assert_eq!(status.unplaceable.len(), 1, "{:?}", status.unplaceable);
-    assert!(status.unplaceable[0].contains(&format!("trial {trial} needs 2 devices")), "{:?}", status.unplaceable);
+    assert!(
+        status.unplaceable[0].contains(&format!("trial {trial} needs 2 devices")),
+        "{:?}",
+        status.unplaceable
+    );
 }

@@ -386,7 +386,10 @@ impl Session {
             protocol_version: proto::PROTOCOL_VERSION,
             worker_id: self.config.worker_id.clone(),
             hostname: hostname(),
-            devices: Some(pb::Devices { kind: Some(devices), memory_mb: self.config.device_memory_mb.clone() }),
+            devices: Some(pb::Devices {
+                kind: Some(devices),
+                memory_mb: self.config.device_memory_mb.clone(),
+            }),
         };
         match self.client.clone().register(request).await {
             Ok(reply) => {
