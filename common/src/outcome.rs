@@ -18,6 +18,10 @@ pub struct EpochReport {
     /// SAL's record of the epoch; `None` for baseline trials.
     pub sal: Option<sal::EpochRecord>,
     pub seconds: f64,
+    /// The trial's peak device memory so far, in MB (none on CPU): how the coordinator learns,
+    /// from a trial's first epoch, how many such trials fit on a device (`trials_per_gpu: auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_device_mb: Option<f64>,
 }
 
 /// Training seconds of a history, summed from +0.0: an empty f64 `sum()` is -0.0, which prints

@@ -53,11 +53,31 @@ pub fn registration(request: pb::RegisterRequest) -> Result<Registration, Status
             proto::PROTOCOL_VERSION
         )));
     }
+    let devices = device_count(request.devices.as_ref())?;
+    let memory_mb = request.devices.map(|d| d.memory_mb).unwrap_or_default();
+    if !memory_mb.is_empty() && memory_mb.len() != devices as usize {
+        return Err(Status::invalid_argument(format!(
+            "`devices.memory_mb`: {} values for {devices} devices (give one per device, or none)",
+            memory_mb.len()
+        )));
+    }
     Ok(Registration {
         worker_id: required(&request.worker_id, "worker_id")?.to_string(),
         hostname: request.hostname,
-        devices: device_count(request.devices.as_ref())?,
+        devices,
+        memory_mb,
     })
+}
+
+/// Most devices a lease request may describe: far beyond any node, small enough to check cheaply.
+const MAX_DEVICES: usize = 4096;
+
+/// The leases on each device of a lease request.
+fn device_loads(devices: Vec<pb::DeviceLoad>) -> Result<Vec<Vec<String>>, Status> {
+    if devices.len() > MAX_DEVICES {
+        return Err(Status::invalid_argument(format!("`devices`: more than {MAX_DEVICES} devices")));
+    }
+    Ok(devices.into_iter().map(|d| d.leases).collect())
 }
 
 impl TryFrom<pb::LeaseRequest> for LeaseAsk {
@@ -65,7 +85,7 @@ impl TryFrom<pb::LeaseRequest> for LeaseAsk {
     fn try_from(request: pb::LeaseRequest) -> Result<Self, Status> {
         Ok(LeaseAsk {
             worker_id: required(&request.worker_id, "worker_id")?.to_string(),
-            free_devices: request.free_devices,
+            devices: device_loads(request.devices)?,
             held: request.held_leases,
             cached: request.cached,
         })
@@ -102,12 +122,17 @@ pub fn completion(request: pb::CompleteRequest) -> Result<Completion, Status> {
         }
         epochs.push((report, text));
     }
-    let next = (!request.worker_id.is_empty() && request.free_devices > 0).then(|| LeaseAsk {
-        worker_id: request.worker_id,
-        free_devices: request.free_devices,
-        held: Vec::new(),
-        cached: request.cached,
-    });
+    // A worker that does not want another trial leaves `worker_id` empty.
+    let next = if request.worker_id.is_empty() {
+        None
+    } else {
+        Some(LeaseAsk {
+            worker_id: request.worker_id,
+            devices: device_loads(request.devices)?,
+            held: Vec::new(),
+            cached: request.cached,
+        })
+    };
     Ok(Completion { lease, result, result_json: request.result_json, epochs, next })
 }
 
@@ -118,6 +143,7 @@ impl From<Grant> for pb::Assignment {
             trial_id: grant.trial_id,
             spec_json: grant.spec_json,
             devices: grant.devices,
+            device_indices: grant.device_indices,
             resume_epoch: grant.resume_epoch,
             attempt: grant.attempt,
             progress_timeout_s: grant.progress_timeout_s,
@@ -162,6 +188,7 @@ impl From<store::Status> for pb::StatusResponse {
                     stress: t.stress,
                 })
                 .collect(),
+            unplaceable: status.unplaceable,
         }
     }
 }
@@ -195,7 +222,7 @@ mod tests {
             protocol_version: 99,
             worker_id: "w".into(),
             hostname: "h".into(),
-            devices: Some(pb::Devices { kind: Some(pb::devices::Kind::CpuRanks(1)) }),
+            devices: Some(pb::Devices { kind: Some(pb::devices::Kind::CpuRanks(1)), memory_mb: Vec::new() }),
         };
         let status = registration(request).unwrap_err();
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -218,9 +245,17 @@ mod tests {
             protocol_version: proto::PROTOCOL_VERSION,
             worker_id: "w".into(),
             hostname: String::new(),
-            devices: Some(pb::Devices { kind: Some(pb::devices::Kind::CpuRanks(0)) }),
+            devices: Some(pb::Devices { kind: Some(pb::devices::Kind::CpuRanks(0)), memory_mb: Vec::new() }),
         };
         assert_eq!(registration(no_devices).unwrap_err().code(), tonic::Code::InvalidArgument);
+        let memory_mismatch = pb::RegisterRequest {
+            protocol_version: proto::PROTOCOL_VERSION,
+            worker_id: "w".into(),
+            hostname: String::new(),
+            devices: Some(pb::Devices { kind: Some(pb::devices::Kind::CpuRanks(2)), memory_mb: vec![1000] }),
+        };
+        let status = registration(memory_mismatch).unwrap_err();
+        assert!(status.message().contains("1 values for 2 devices"), "{}", status.message());
         let bad_epoch = pb::CompleteRequest {
             lease: Some(pb::LeaseRef { lease_id: "l".into(), trial_id: "t".into() }),
             result_json: "{}".into(),

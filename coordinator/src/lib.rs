@@ -7,6 +7,7 @@
 //! - [`state_lock`]: one coordinator per state dir;
 //! - [`checkpoint_storage`] and [`dry_run`]: what a sweep expands to and the disk it needs;
 //! - [`schedule`]: which trial goes to which worker; what a lost attempt means;
+//! - [`slots`]: how many trials share a device (`trials_per_gpu`) and on which devices one runs;
 //! - [`service`] and [`convert`]: the gRPC layer and its message conversions;
 //! - [`runner`]: serving a sweep to its end;
 //! - [`local`]: `--local`'s worker processes;
@@ -23,6 +24,7 @@ pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod service;
+pub mod slots;
 pub mod spec;
 pub mod state_lock;
 pub mod status_view;

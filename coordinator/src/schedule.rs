@@ -1,13 +1,16 @@
 //! Which pending trial goes to which asking worker, and what a lost or failed attempt means.
 //!
-//! Pull-based: a worker asks with its free devices; the scheduler picks, among the pending trials
-//! that fit, the one with a cached (dataset, resolution) on that worker if any, longest first by
-//! estimated cost. This module is pure bookkeeping in memory; the store persists each decision
+//! Pull-based: a worker asks with what runs on each of its devices; the scheduler picks, among the
+//! pending trials that fit its free device slots ([`crate::slots`]), the one with a cached
+//! (dataset, resolution) on that worker if any, longest first by estimated cost, and the devices
+//! it runs on. This module is pure bookkeeping in memory; the store persists each decision
 //! before applying it here, and rebuilds this state from SQLite on restart.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+
+use crate::slots::{self, DeviceView, MemoryBook, Share, TrialsPerDevice};
 
 /// Where a trial is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +77,8 @@ pub struct TrialEntry {
     /// Devices it takes; 0: all of a worker's.
     pub devices: u32,
     pub cache_key: String,
+    /// Trials of one profile use about the same device memory ([`slots::memory_profile`]).
+    pub profile: String,
     /// Attempts started (leases granted).
     pub attempts: u32,
     /// Attempts that failed retryably or whose worker was lost.
@@ -101,6 +106,8 @@ pub struct WorkerEntry {
     pub id: String,
     pub hostname: String,
     pub devices: u32,
+    /// Memory of each device in MB, in the worker's order; empty or 0: unknown.
+    pub memory_mb: Vec<u64>,
     pub cached: HashSet<String>,
     pub last_seen_ms: u64,
     /// Has been answered that the sweep is done (the coordinator may stop once all have).
@@ -124,6 +131,12 @@ pub struct Scheduler {
     pub trials: HashMap<String, TrialEntry>,
     pub leases: HashMap<String, Lease>,
     pub workers: HashMap<String, WorkerEntry>,
+    /// The sweep's `trials_per_gpu`.
+    pub trials_per_device: TrialsPerDevice,
+    /// Measured peak device memory, for `trials_per_gpu: auto`.
+    pub memory: MemoryBook,
+    /// Trials already logged as fitting no registered worker.
+    pub reported_unplaceable: HashSet<String>,
     /// Trials per state, kept as states change: progress is read after every commit.
     tally: HashMap<TrialState, u32>,
 }
@@ -154,13 +167,28 @@ impl Scheduler {
         }
     }
 
-    /// The pending trial for a worker with `free` of its `total` devices free, if any fits.
-    pub fn pick(&self, worker: &WorkerEntry, free: u32) -> Option<&TrialEntry> {
+    /// The pending trial for a worker whose devices run the leases `on_devices` (one list per
+    /// device, in the worker's order), if any fits, and the devices it would run on.
+    pub fn pick(&self, worker: &WorkerEntry, on_devices: &[Vec<String>]) -> Option<(&TrialEntry, Vec<u32>)> {
+        let devices = self.device_views(worker, on_devices);
+        // Where a trial goes depends only on how many devices it wants and its predicted memory:
+        // place each kind once, not each pending trial.
+        let mut placements: HashMap<(u32, Option<u64>), Option<Vec<u32>>> = HashMap::new();
+        let mut place = |t: &TrialEntry| {
+            let peak = match self.trials_per_device {
+                TrialsPerDevice::Auto => self.memory.peak(&t.id, &t.profile),
+                TrialsPerDevice::Fixed(_) => None,
+            };
+            placements
+                .entry((t.devices, peak.map(f64::to_bits)))
+                .or_insert_with(|| slots::place(self.trials_per_device, &devices, t.devices, peak))
+                .clone()
+        };
         self.trials
             .values()
             .filter(|t| t.state == TrialState::Pending)
-            .filter(|t| fits(t.devices, free, worker.devices))
-            .max_by(|a, b| {
+            .filter_map(|t| place(t).map(|devices| (t, devices)))
+            .max_by(|(a, _), (b, _)| {
                 let hit = |t: &TrialEntry| worker.cached.contains(&t.cache_key);
                 hit(a)
                     .cmp(&hit(b))
@@ -168,6 +196,54 @@ impl Scheduler {
                     // Ties: the smaller id first, so that the order is reproducible.
                     .then_with(|| b.id.cmp(&a.id))
             })
+    }
+
+    /// A worker's devices with the shares its running trials take (see [`crate::slots`]).
+    fn device_views(&self, worker: &WorkerEntry, on_devices: &[Vec<String>]) -> Vec<DeviceView> {
+        (0..worker.devices as usize)
+            .map(|i| {
+                let capacity_mb = worker.memory_mb.get(i).copied().filter(|mb| *mb > 0);
+                let taken = on_devices
+                    .get(i)
+                    .map(|leases| {
+                        leases
+                            .iter()
+                            .map(|lease_id| {
+                                let trial = self
+                                    .leases
+                                    .get(lease_id)
+                                    .filter(|l| l.worker_id == worker.id)
+                                    .and_then(|l| self.trials.get(&l.trial_id));
+                                match trial {
+                                    Some(t) => slots::share(
+                                        self.trials_per_device,
+                                        capacity_mb,
+                                        self.memory.peak(&t.id, &t.profile),
+                                    ),
+                                    // Not ours any more, but still on the device until it stops.
+                                    None => Share::Whole,
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                DeviceView { capacity_mb, taken }
+            })
+            .collect()
+    }
+
+    /// Pending trials that want more devices than any registered worker has, with why; none
+    /// while no worker is registered.
+    pub fn unplaceable(&self) -> Vec<(String, String)> {
+        let Some(largest) = self.workers.values().map(|w| w.devices).max() else { return Vec::new() };
+        let mut found: Vec<(String, String)> = self
+            .trials
+            .values()
+            .filter(|t| t.state == TrialState::Pending)
+            .filter_map(|t| slots::unplaceable(&t.id, t.devices, largest).map(|why| (t.id.clone(), why)))
+            .collect();
+        found.sort();
+        found
     }
 
     /// Records a granted lease.
@@ -228,15 +304,6 @@ impl Scheduler {
     }
 }
 
-/// Whether a trial taking `wanted` devices (0: all) fits `free` of a worker's `total`.
-pub fn fits(wanted: u32, free: u32, total: u32) -> bool {
-    if wanted == 0 {
-        free == total && total > 0
-    } else {
-        wanted <= free
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +315,7 @@ mod tests {
             cost,
             devices,
             cache_key: cache_key.into(),
+            profile: "noop@32px@batch8".into(),
             attempts: 0,
             failures: 0,
             max_attempts: 3,
@@ -261,10 +329,36 @@ mod tests {
             id: "w".into(),
             hostname: "h".into(),
             devices,
+            memory_mb: Vec::new(),
             cached: cached.iter().map(|s| s.to_string()).collect(),
             last_seen_ms: 0,
             told_done: false,
         }
+    }
+
+    /// `devices` devices running nothing.
+    fn idle(devices: usize) -> Vec<Vec<String>> {
+        vec![Vec::new(); devices]
+    }
+
+    /// `devices` devices, those in `busy` running a lease the scheduler does not know.
+    fn busy(devices: usize, busy: &[usize]) -> Vec<Vec<String>> {
+        (0..devices).map(|i| if busy.contains(&i) { vec!["elsewhere".into()] } else { Vec::new() }).collect()
+    }
+
+    fn lease(id: &str, trial_id: &str) -> Lease {
+        Lease {
+            id: id.into(),
+            trial_id: trial_id.into(),
+            worker_id: "w".into(),
+            attempt: 1,
+            devices: 1,
+            deadline_ms: u64::MAX,
+        }
+    }
+
+    fn picked(s: &Scheduler, worker: &WorkerEntry, on_devices: &[Vec<String>]) -> Option<(String, Vec<u32>)> {
+        s.pick(worker, on_devices).map(|(t, devices)| (t.id.clone(), devices))
     }
 
     fn scheduler(trials: Vec<TrialEntry>) -> Scheduler {
@@ -278,26 +372,26 @@ mod tests {
             trial("b", 5.0, 0, "x@32"),
             trial("c", 3.0, 0, "x@32"),
         ]);
-        assert_eq!(s.pick(&worker(2, &[]), 2).unwrap().id, "b");
+        assert_eq!(s.pick(&worker(2, &[]), &idle(2)).unwrap().0.id, "b");
     }
 
     #[test]
     fn prefers_a_trial_whose_dataset_the_worker_has_cached() {
         let s = scheduler(vec![trial("big", 9.0, 0, "x@224"), trial("cached", 1.0, 0, "y@32")]);
-        assert_eq!(s.pick(&worker(1, &["y@32"]), 1).unwrap().id, "cached");
-        assert_eq!(s.pick(&worker(1, &[]), 1).unwrap().id, "big");
+        assert_eq!(s.pick(&worker(1, &["y@32"]), &idle(1)).unwrap().0.id, "cached");
+        assert_eq!(s.pick(&worker(1, &[]), &idle(1)).unwrap().0.id, "big");
     }
 
     #[test]
     fn a_trial_takes_its_devices_or_all_of_a_worker() {
         let s = scheduler(vec![trial("two", 9.0, 2, "x"), trial("all", 1.0, 0, "x")]);
-        // Two of four free: only the two-device trial fits.
-        assert_eq!(s.pick(&worker(4, &[]), 2).unwrap().id, "two");
+        // Two of four free: only the two-device trial fits, on the free ones.
+        assert_eq!(picked(&s, &worker(4, &[]), &busy(4, &[0, 2])), Some(("two".into(), vec![1, 3])));
         // One free: nothing fits.
-        assert!(s.pick(&worker(4, &[]), 1).is_none());
+        assert!(s.pick(&worker(4, &[]), &busy(4, &[0, 1, 2])).is_none());
         let s = scheduler(vec![trial("all", 1.0, 0, "x")]);
-        assert!(s.pick(&worker(4, &[]), 3).is_none());
-        assert_eq!(s.pick(&worker(4, &[]), 4).unwrap().id, "all");
+        assert!(s.pick(&worker(4, &[]), &busy(4, &[3])).is_none());
+        assert_eq!(picked(&s, &worker(4, &[]), &idle(4)), Some(("all".into(), vec![0, 1, 2, 3])));
     }
 
     #[test]
@@ -311,7 +405,7 @@ mod tests {
             devices: 1,
             deadline_ms: 10,
         });
-        assert!(s.pick(&worker(1, &[]), 1).is_none());
+        assert!(s.pick(&worker(1, &[]), &idle(1)).is_none());
         assert_eq!(s.expired(11).len(), 1);
         assert!(s.expired(10).is_empty());
     }
@@ -360,6 +454,58 @@ mod tests {
             (0, 1, 1)
         );
         assert!(s.sweep_done());
+    }
+
+    #[test]
+    fn trials_per_gpu_lets_trials_share_a_device_and_no_more() {
+        let mut s =
+            scheduler(vec![trial("a", 3.0, 1, "x"), trial("b", 2.0, 1, "x"), trial("c", 1.0, 1, "x")]);
+        s.trials_per_device = TrialsPerDevice::Fixed(2);
+        let w = worker(1, &[]);
+        s.grant(lease("la", "a"));
+        // Device 0 runs `a`: one slot of two is free.
+        assert_eq!(picked(&s, &w, &[vec!["la".into()]]), Some(("b".into(), vec![0])));
+        s.grant(lease("lb", "b"));
+        assert_eq!(picked(&s, &w, &[vec!["la".into(), "lb".into()]]), None, "both slots taken");
+        // A lease the worker still runs but the coordinator gave up takes the whole device.
+        s.end_lease("lb", TrialState::Pending, false, None);
+        assert_eq!(picked(&s, &w, &[vec!["la".into(), "lb".into()]]), None);
+        assert_eq!(picked(&s, &w, &[vec!["la".into()]]), Some(("b".into(), vec![0])));
+    }
+
+    #[test]
+    fn auto_shares_a_device_once_a_trial_of_the_profile_is_measured() {
+        let mut s =
+            scheduler(vec![trial("a", 3.0, 1, "x"), trial("b", 2.0, 1, "x"), trial("c", 1.0, 1, "x")]);
+        s.trials_per_device = TrialsPerDevice::Auto;
+        let mut w = worker(1, &[]);
+        w.memory_mb = vec![1000];
+        assert_eq!(picked(&s, &w, &idle(1)), Some(("a".into(), vec![0])));
+        s.grant(lease("la", "a"));
+        // `a` is not measured yet: it has the device to itself.
+        assert_eq!(picked(&s, &w, &[vec!["la".into()]]), None);
+        // Its first epoch peaked at 300 MB: 360 reserved, and `b` (same profile) fits beside it.
+        s.memory.record("a", "noop@32px@batch8", 300.0);
+        assert_eq!(picked(&s, &w, &[vec!["la".into()]]), Some(("b".into(), vec![0])));
+        s.grant(lease("lb", "b"));
+        assert_eq!(picked(&s, &w, &[vec!["la".into(), "lb".into()]]), None, "720 + 360 > 1000");
+        // A worker that did not say how big its device is runs one trial on it.
+        let mut unknown = worker(1, &[]);
+        unknown.id = "w".into();
+        assert_eq!(picked(&s, &unknown, &[vec!["la".into()]]), None);
+    }
+
+    #[test]
+    fn trials_wanting_more_devices_than_any_worker_are_named_once_workers_exist() {
+        let mut s = scheduler(vec![trial("big", 1.0, 4, "x"), trial("small", 1.0, 1, "x")]);
+        assert!(s.unplaceable().is_empty(), "no worker yet: nothing to compare with");
+        s.workers.insert("w".into(), worker(2, &[]));
+        let found = s.unplaceable();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "big");
+        assert!(found[0].1.contains("needs 4 devices"), "{}", found[0].1);
+        s.workers.insert("w4".into(), WorkerEntry { id: "w4".into(), ..worker(4, &[]) });
+        assert!(s.unplaceable().is_empty());
     }
 
     #[test]

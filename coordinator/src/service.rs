@@ -88,6 +88,7 @@ impl Coordinator for CoordinatorService {
             protocol_version: proto::PROTOCOL_VERSION,
             heartbeat_ms: self.heartbeat.as_millis().try_into().unwrap_or(u32::MAX),
             sweep_name: status.sweep_name,
+            trials_per_device: status.trials_per_device.to_wire(),
         }))
     }
 

@@ -22,6 +22,8 @@ use serde_yaml_ng::Value;
 
 use crate::identity::{self, WeightsDigests};
 
+use crate::slots::TrialsPerDevice;
+
 /// Every key a sweep file may have.
 pub const KEYS: &[&str] = &[
     "name",
@@ -39,6 +41,7 @@ pub const KEYS: &[&str] = &[
     "pretrained",
     "max_attempts",
     "gpus_per_trial",
+    "trials_per_gpu",
     "progress_timeout",
 ];
 
@@ -133,6 +136,8 @@ pub struct Sweep {
     /// Seconds a trial may go without progress (and more when 10 of its epochs take longer)
     /// before its worker kills it: the sweep's `progress_timeout`.
     pub progress_timeout_s: u32,
+    /// How many trials share one device: the sweep's `trials_per_gpu` (see [`crate::slots`]).
+    pub trials_per_device: TrialsPerDevice,
 }
 
 /// `progress_timeout` when a sweep sets none: 15 minutes.
@@ -158,7 +163,13 @@ pub fn parse(file: &Path, text: &str, options: &LoadOptions) -> Result<Sweep, Sp
     for filter in &options.only {
         trials = apply_only(filter, trials)?;
     }
-    Ok(Sweep { name: raw.name, file: file.to_path_buf(), trials, progress_timeout_s: raw.progress_timeout_s })
+    Ok(Sweep {
+        name: raw.name,
+        file: file.to_path_buf(),
+        trials,
+        progress_timeout_s: raw.progress_timeout_s,
+        trials_per_device: raw.trials_per_device,
+    })
 }
 
 /// The sweep file's keys, typed but not yet checked against each other.
@@ -179,6 +190,7 @@ struct RawSweep {
     max_attempts: u32,
     gpus_per_trial: u32,
     progress_timeout_s: u32,
+    trials_per_device: TrialsPerDevice,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -331,7 +343,23 @@ impl<'a> Document<'a> {
             max_attempts: self.typed("max_attempts")?.unwrap_or(3),
             gpus_per_trial: self.typed("gpus_per_trial")?.unwrap_or(0),
             progress_timeout_s: self.typed("progress_timeout")?.unwrap_or(DEFAULT_PROGRESS_TIMEOUT_S),
+            trials_per_device: self.trials_per_gpu()?,
         })
+    }
+
+    /// `trials_per_gpu`: an integer of at least 1, or `auto`; 1 when absent.
+    fn trials_per_gpu(&self) -> Result<TrialsPerDevice, SpecError> {
+        const KEY: &str = "trials_per_gpu";
+        let expected = "an integer of at least 1, or `auto`";
+        match self.get(KEY) {
+            None => Ok(TrialsPerDevice::default()),
+            Some(Value::String(text)) if text == "auto" => Ok(TrialsPerDevice::Auto),
+            Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) if n >= 1 => Ok(TrialsPerDevice::Fixed(n)),
+                _ => Err(self.error(KEY, format!("must be {expected}, got {n}"))),
+            },
+            Some(other) => Err(self.error(KEY, format!("must be {expected}, got {other:?}"))),
+        }
     }
 }
 
@@ -666,6 +694,23 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn trials_per_gpu_is_a_positive_integer_or_auto_and_does_not_change_ids() {
+        assert_eq!(parse_str(NOOP).unwrap().trials_per_device, TrialsPerDevice::Fixed(1));
+        let three = parse_str(&format!("{NOOP}trials_per_gpu: 3\n")).unwrap();
+        assert_eq!(three.trials_per_device, TrialsPerDevice::Fixed(3));
+        assert_eq!(three.trials[0].id, parse_str(NOOP).unwrap().trials[0].id);
+        let auto = parse_str(&format!("{NOOP}trials_per_gpu: auto\n")).unwrap();
+        assert_eq!(auto.trials_per_device, TrialsPerDevice::Auto);
+        for bad in ["0", "-1", "1.5", "many", "[2]"] {
+            let message = parse_str(&format!("{NOOP}trials_per_gpu: {bad}\n")).unwrap_err().to_string();
+            assert!(
+                message.starts_with("s.yaml:13: `trials_per_gpu`: must be an integer of at least 1"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

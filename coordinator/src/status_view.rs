@@ -38,6 +38,10 @@ pub fn render(status: &pb::StatusResponse) -> String {
         }
         _ => out.push('\n'),
     }
+    // Pending trials that fit no registered worker would otherwise wait in silence.
+    for why in &status.unplaceable {
+        let _ = writeln!(out, "cannot run: {why}");
+    }
     if status.workers.is_empty() {
         out.push_str("no workers registered\n");
     } else {
@@ -133,5 +137,11 @@ mod tests {
         assert!(text.contains("abcdef012345 ") && text.contains("3/10") && text.contains("1.2346"), "{text}");
         assert!(text.contains("50.00") && text.contains("0.250"), "{text}");
         assert!(!finished(&status));
+        assert!(!text.contains("cannot run"), "{text}");
+        let stuck = pb::StatusResponse {
+            unplaceable: vec!["trial t needs 4 devices (gpus_per_trial); the largest worker has 2".into()],
+            ..status
+        };
+        assert!(render(&stuck).contains("cannot run: trial t needs 4 devices"), "{}", render(&stuck));
     }
 }

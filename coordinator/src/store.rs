@@ -20,6 +20,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::checkpoint_files::{self, PendingRemovals};
 use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
+use crate::slots::{self, TrialsPerDevice};
 use crate::spec::Sweep;
 
 mod in_flight;
@@ -92,13 +93,16 @@ pub struct Registration {
     pub worker_id: String,
     pub hostname: String,
     pub devices: u32,
+    /// Memory of each device in MB; empty: unknown.
+    pub memory_mb: Vec<u64>,
 }
 
 /// A worker asking for work (and extending what it holds).
 #[derive(Debug, Clone)]
 pub struct LeaseAsk {
     pub worker_id: String,
-    pub free_devices: u32,
+    /// The leases running on each of its devices, in its order.
+    pub devices: Vec<Vec<String>>,
     pub held: Vec<String>,
     pub cached: Vec<String>,
 }
@@ -110,6 +114,8 @@ pub struct Grant {
     pub trial_id: String,
     pub spec_json: String,
     pub devices: u32,
+    /// Which of the worker's devices (positions in its list).
+    pub device_indices: Vec<u32>,
     pub resume_epoch: u32,
     pub attempt: u32,
     pub progress_timeout_s: u32,
@@ -163,6 +169,9 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     pub eta_seconds: Option<f64>,
     pub in_flight: Vec<TrialProgress>,
+    pub trials_per_device: TrialsPerDevice,
+    /// Pending trials no registered worker can run, each with why.
+    pub unplaceable: Vec<String>,
 }
 
 /// What loading a sweep into the store found.
@@ -441,6 +450,7 @@ impl Core {
             progress: progress_tx,
             files: PendingRemovals::default(),
         };
+        core.sched.trials_per_device = sweep.trials_per_device;
         let summary = core.load_sweep(sweep, retry_failed)?;
         core.remove_finished_checkpoints()?;
         core.finished_at_start = core.progress().finished();
@@ -629,7 +639,9 @@ impl Core {
         let mut trials = HashMap::new();
         {
             let mut statement = self.conn.prepare(
-                "SELECT id, state, cost, devices, cache_key, attempts, failures, max_attempts, last_error FROM trials",
+                "SELECT id, state, cost, devices, cache_key, attempts, failures, max_attempts, last_error,
+                 json_extract(spec_json, '$.architecture'), json_extract(spec_json, '$.resolution'),
+                 json_extract(spec_json, '$.batch_size') FROM trials",
             )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
@@ -649,6 +661,11 @@ impl Core {
                         cost: row.get(2)?,
                         devices: row.get(3)?,
                         cache_key: row.get(4)?,
+                        profile: slots::profile_key(
+                            &row.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                            row.get::<_, Option<u32>>(10)?.unwrap_or_default(),
+                            row.get::<_, Option<u32>>(11)?.unwrap_or_default(),
+                        ),
                         attempts: row.get(5)?,
                         failures: row.get(6)?,
                         max_attempts: row.get(7)?,
@@ -683,7 +700,52 @@ impl Core {
         }
         self.sched.set_trials(trials);
         self.sched.leases = leases;
+        self.sched.memory = self.measured_memory()?;
         Ok(())
+    }
+
+    /// Every peak device memory the store holds (epoch reports' running peaks and results), by
+    /// trial and profile: what `trials_per_gpu: auto` packs devices by.
+    fn measured_memory(&self) -> Result<slots::MemoryBook> {
+        let mut book = slots::MemoryBook::default();
+        let mut statement = self.conn.prepare(
+            "SELECT t.id, json_extract(t.spec_json, '$.architecture'), json_extract(t.spec_json, '$.resolution'),
+                    json_extract(t.spec_json, '$.batch_size'), m.peak
+             FROM trials t JOIN (
+                 SELECT trial_id, json_extract(report_json, '$.peak_device_mb') AS peak FROM epochs
+                 UNION ALL
+                 SELECT trial_id, json_extract(result_json, '$.peak_device_mb') AS peak FROM results
+             ) m ON m.trial_id = t.id
+             WHERE m.peak IS NOT NULL",
+        )?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let profile = slots::profile_key(
+                &row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                row.get::<_, Option<u32>>(2)?.unwrap_or_default(),
+                row.get::<_, Option<u32>>(3)?.unwrap_or_default(),
+            );
+            book.record(&id, &profile, row.get(4)?);
+        }
+        Ok(book)
+    }
+
+    /// Remembers a trial's measured peak device memory.
+    fn note_peak(&mut self, trial_id: &str, peak_mb: Option<f64>) {
+        let Some(peak_mb) = peak_mb else { return };
+        if let Some(profile) = self.sched.trials.get(trial_id).map(|t| t.profile.clone()) {
+            self.sched.memory.record(trial_id, &profile, peak_mb);
+        }
+    }
+
+    /// Logs, once each, the pending trials that no registered worker can run.
+    fn report_unplaceable(&mut self) {
+        for (trial_id, why) in self.sched.unplaceable() {
+            if self.sched.reported_unplaceable.insert(trial_id) {
+                tracing::warn!("{why}: it stays pending until a worker that large registers");
+            }
+        }
     }
 
     fn register(&mut self, registration: Registration) -> Result<()> {
@@ -691,13 +753,16 @@ impl Core {
             id: registration.worker_id.clone(),
             hostname: registration.hostname.clone(),
             devices: registration.devices,
+            memory_mb: registration.memory_mb.clone(),
             cached: HashSet::new(),
             last_seen_ms: 0,
             told_done: false,
         });
         entry.hostname = registration.hostname;
         entry.devices = registration.devices;
+        entry.memory_mb = registration.memory_mb;
         entry.last_seen_ms = now_ms();
+        self.report_unplaceable();
         Ok(())
     }
 
@@ -756,11 +821,10 @@ impl Core {
         worker.cached.extend(ask.cached.iter().cloned());
         let lost = self.extend(&ask.worker_id, &ask.held)?;
         let worker = &self.sched.workers[&ask.worker_id];
-        let picked =
-            if ask.free_devices > 0 { self.sched.pick(worker, ask.free_devices).cloned() } else { None };
+        let picked = self.sched.pick(worker, &ask.devices).map(|(trial, on)| (trial.clone(), on));
         let mut reply = LeaseReply { grant: None, lost, sweep_done: false };
-        if let Some(trial) = picked {
-            let devices = if trial.devices == 0 { worker.devices } else { trial.devices };
+        if let Some((trial, device_indices)) = picked {
+            let devices = u32::try_from(device_indices.len()).unwrap_or(u32::MAX);
             let attempt = trial.attempts + 1;
             let lease = Lease {
                 id: format!("{}-{attempt}", trial.id),
@@ -796,6 +860,7 @@ impl Core {
                 trial_id: trial.id.clone(),
                 spec_json,
                 devices,
+                device_indices,
                 resume_epoch,
                 attempt,
                 progress_timeout_s: self.progress_timeout_s,
@@ -837,6 +902,7 @@ impl Core {
         if let Some(lease) = self.sched.leases.get_mut(&lease.id) {
             lease.deadline_ms = deadline;
         }
+        self.note_peak(&lease.trial_id, report.peak_device_mb);
         Ok(())
     }
 
@@ -993,9 +1059,11 @@ impl Core {
                     "INSERT OR REPLACE INTO epochs (trial_id, attempt, epoch, worker_id, report_json) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![lease_ref.trial_id, attempt, report.epoch, worker_id, report_json])?;
+            self.note_peak(&lease_ref.trial_id, report.peak_device_mb);
         }
         self.set_state(&lease_ref.trial_id, state)?;
         self.drop_checkpoints(&lease_ref.trial_id)?;
+        self.note_peak(&lease_ref.trial_id, result.peak_device_mb);
         let ended = self.end_trial_leases(&lease_ref.trial_id, state.as_str(), None)?;
         for lease_id in ended {
             self.sched.end_lease(&lease_id, state, false, None);
@@ -1088,6 +1156,8 @@ impl Core {
             workers,
             eta_seconds,
             in_flight: self.in_flight(),
+            trials_per_device: self.sched.trials_per_device,
+            unplaceable: self.sched.unplaceable().into_iter().map(|(_, why)| why).collect(),
         }
     }
 }
@@ -1212,13 +1282,23 @@ mod tests {
 
     async fn worker(store: &Store) {
         store
-            .register(Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 })
+            .register(Registration {
+                worker_id: "w".into(),
+                hostname: "h".into(),
+                devices: 1,
+                memory_mb: Vec::new(),
+            })
             .await
             .unwrap();
     }
 
     async fn lease(store: &Store) -> Option<Grant> {
-        let ask = LeaseAsk { worker_id: "w".into(), free_devices: 1, held: Vec::new(), cached: Vec::new() };
+        let ask = LeaseAsk {
+            worker_id: "w".into(),
+            devices: vec![Vec::new()],
+            held: Vec::new(),
+            cached: Vec::new(),
+        };
         store.lease(ask).await.unwrap().grant
     }
 
@@ -1265,6 +1345,7 @@ mod tests {
                     grad_norm: 0.1,
                     sal: None,
                     seconds: 0.0,
+                    peak_device_mb: None,
                 };
                 let json = serde_json::to_string(&report).unwrap();
                 (report, json)
@@ -1326,6 +1407,7 @@ mod tests {
             grad_norm: 0.0,
             sal: None,
             seconds: 0.0,
+            peak_device_mb: None,
         };
         let late = store.report_epoch(lease_ref(&first), report, "{}".into()).await;
         assert!(matches!(late, Err(StoreError::LeaseLost { .. })), "{late:?}");
@@ -1383,6 +1465,61 @@ mod tests {
         let again = lease(&store).await.unwrap();
         assert_eq!(again.attempt, 2);
         assert!(lease(&store).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn measured_device_memory_packs_trials_under_auto_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            "name: t\nepochs: 2\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1, 2, 3]\nmethods: [baseline]\n\
+                    architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\ngpus_per_trial: 1\n\
+                    trials_per_gpu: auto\ndatasets:\n  s:\n    format: synthetic\n";
+        let auto = spec::parse(Path::new("t.yaml"), text, &LoadOptions::default()).unwrap();
+        let register = |store: Store| async move {
+            let registration = Registration {
+                worker_id: "w".into(),
+                hostname: "h".into(),
+                devices: 1,
+                memory_mb: vec![1000],
+            };
+            store.register(registration).await.unwrap();
+            store
+        };
+        let ask = |on_device: Vec<String>| LeaseAsk {
+            worker_id: "w".into(),
+            devices: vec![on_device],
+            held: Vec::new(),
+            cached: Vec::new(),
+        };
+        let ttl = Duration::from_secs(30);
+        let first = {
+            let store = register(Store::open(dir.path(), &auto, ttl, false).unwrap().0).await;
+            let first = store.lease(ask(Vec::new())).await.unwrap().grant.unwrap();
+            assert_eq!(first.device_indices, vec![0]);
+            // Not measured yet: it has the device to itself.
+            assert!(store.lease(ask(vec![first.lease_id.clone()])).await.unwrap().grant.is_none());
+            let report = EpochReport {
+                epoch: 1,
+                train_loss: 1.0,
+                train_accuracy: 0.5,
+                val_loss: 1.0,
+                val_accuracy: 0.5,
+                grad_norm: 0.1,
+                sal: None,
+                seconds: 0.0,
+                peak_device_mb: Some(300.0),
+            };
+            let json = serde_json::to_string(&report).unwrap();
+            store.report_epoch(lease_ref(&first), report, json).await.unwrap();
+            first
+        };
+        // A restart reads the measurement back: 360 MB reserved, and a second trial fits beside it.
+        let store = register(Store::open(dir.path(), &auto, ttl, false).unwrap().0).await;
+        let second = store.lease(ask(vec![first.lease_id.clone()])).await.unwrap().grant.unwrap();
+        assert_ne!(second.trial_id, first.trial_id);
+        assert_eq!(second.device_indices, vec![0]);
+        let both = vec![first.lease_id.clone(), second.lease_id.clone()];
+        assert!(store.lease(ask(both)).await.unwrap().grant.is_none(), "720 + 360 MB > 1000 MB");
     }
 
     #[tokio::test]

@@ -59,6 +59,7 @@ fn history(sal: bool) -> Vec<EpochReport> {
                     noise_sigma: if epoch == 2 { 0.01 } else { 0.0 },
                 }),
                 seconds: 0.5,
+                peak_device_mb: None,
             }
         })
         .collect()

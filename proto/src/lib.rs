@@ -8,4 +8,5 @@ pub mod pb {
 
 /// The protocol version a worker announces when it registers; the coordinator refuses any other.
 /// Bump it whenever a message or its meaning changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: device slots (which devices a lease request finds busy, which an assignment takes).
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -186,6 +186,7 @@ fn a_real_checkpoint_file_is_within_its_estimate() {
             grad_norm: 0.123_456_789,
             sal: None,
             seconds: 12.345_678,
+            peak_device_mb: None,
         })
         .collect();
     let state = worker::train::checkpoint::State {

@@ -166,7 +166,10 @@ fn a_worker_of_another_protocol_version_is_refused_with_both_versions() {
             protocol_version: proto::PROTOCOL_VERSION + 1,
             worker_id: "from-the-future".into(),
             hostname: "h".into(),
-            devices: Some(proto::pb::Devices { kind: Some(proto::pb::devices::Kind::CpuRanks(1)) }),
+            devices: Some(proto::pb::Devices {
+                kind: Some(proto::pb::devices::Kind::CpuRanks(1)),
+                memory_mb: Vec::new(),
+            }),
         };
         client.register(request).await.unwrap_err()
     });

@@ -2,7 +2,8 @@
 //!
 //! `architecture: noop` is a stand-in trial that trains nothing: it reports made-up epochs, writes
 //! and resumes from checkpoints like a real trial, and can take `dataset.options.epoch_ms`
-//! milliseconds per epoch. The coordinator's tests and dispatch benchmark use it.
+//! milliseconds per epoch and report `dataset.options.device_mb` as its peak device memory (so
+//! that `trials_per_gpu: auto` can be tried without a GPU). The coordinator's tests and dispatch benchmark use it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +98,7 @@ fn run_noop(
     on_event: &mut dyn FnMut(TrialEvent<'_>),
 ) -> Result<TrialOutcome, WorkerError> {
     let epoch_ms = spec.dataset.options.get("epoch_ms").and_then(|v| v.as_u64()).unwrap_or(0);
+    let device_mb = spec.dataset.options.get("device_mb").and_then(|v| v.as_f64());
     let mut history = match &options.resume_from {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| WorkerError::io(path, e))?;
@@ -127,6 +129,7 @@ fn run_noop(
             grad_norm: loss,
             sal: None,
             seconds: epoch_ms as f64 / 1000.0,
+            peak_device_mb: device_mb,
         };
         on_event(TrialEvent::Epoch(&report));
         history.push(report);
@@ -157,7 +160,7 @@ fn run_noop(
         confusion: Vec::new(),
         train_seconds: crate::outcome::total_seconds(&history),
         peak_host_mb: 0.0,
-        peak_device_mb: None,
+        peak_device_mb: device_mb,
         inference_ms_per_batch: 0.0,
         history,
     })))

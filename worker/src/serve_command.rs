@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// trials that run at once; default: every core of this machine).
     #[arg(long, value_name = "N")]
     cpu_threads: Option<usize>,
+    /// Memory of each device in MB, for sweeps with `trials_per_gpu: auto` (default on GPUs: what
+    /// the CUDA driver reports, with the `nccl` feature; otherwise unknown, and each trial takes a
+    /// whole device). On CPU it makes the ranks stand in for GPUs of this size.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    device_memory_mb: Option<u64>,
     /// Give up when the coordinator is unreachable this many seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     give_up_after: u64,
@@ -53,7 +58,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
         Devices::Cuda(args.gpus)
     };
+    let device_memory_mb = match (args.device_memory_mb, &devices) {
+        (Some(mb), devices) => vec![mb; devices.count()],
+        (None, Devices::Cuda(ordinals)) => client::cuda_memory_mb(ordinals),
+        (None, Devices::Cpu { .. }) => Vec::new(),
+    };
     let mut config = ClientConfig::new(url, devices, args.work_dir);
+    config.device_memory_mb = device_memory_mb;
     if let Some(id) = args.worker_id {
         config.worker_id = id;
     }

@@ -43,7 +43,7 @@ fn result(status: TrialStatus) -> TrialResult {
 }
 
 fn ask() -> LeaseAsk {
-    LeaseAsk { worker_id: "w".into(), free_devices: 1, held: Vec::new(), cached: Vec::new() }
+    LeaseAsk { worker_id: "w".into(), devices: vec![Vec::new()], held: Vec::new(), cached: Vec::new() }
 }
 
 fn lease_ref(grant: &Grant) -> LeaseRef {
@@ -63,7 +63,8 @@ fn run_now<R: Send + 'static>(
 /// A core with a registered worker holding the sweep's only trial.
 fn leased_core(dir: &Path) -> (Core, Grant) {
     let (mut core, _, _) = Core::open(dir, &sweep("[1]", 3), TTL, false).unwrap();
-    let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+    let registration =
+        Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1, memory_mb: Vec::new() };
     run_now(&mut core, move |core| core.register(registration)).unwrap();
     let grant = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
     (core, grant)
@@ -84,7 +85,8 @@ fn upload(core: &mut Core, grant: &Grant, epoch: u32) -> (PathBuf, Result<()>) {
 fn when_the_transaction_cannot_begin_no_job_of_the_batch_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (mut core, _, _) = Core::open(dir.path(), &sweep("[1]", 3), TTL, false).unwrap();
-    let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+    let registration =
+        Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1, memory_mb: Vec::new() };
     run_now(&mut core, move |core| core.register(registration)).unwrap();
     core.conn.busy_timeout(Duration::ZERO).unwrap();
     // Another connection holds the write lock, so BEGIN IMMEDIATE fails at once.
@@ -150,7 +152,8 @@ fn a_replaced_checkpoint_is_removed_only_once_its_replacement_is_committed() {
 fn an_ended_trial_leaves_no_checkpoint_and_a_retried_one_keeps_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let (mut core, _, _) = Core::open(dir.path(), &sweep("[1, 2, 3, 4]", 2), TTL, false).unwrap();
-    let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+    let registration =
+        Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1, memory_mb: Vec::new() };
     run_now(&mut core, move |core| core.register(registration)).unwrap();
     let lease_one = |core: &mut Core| {
         let grant = run_now(core, |core| core.lease(ask())).unwrap().grant.unwrap();
@@ -203,7 +206,8 @@ fn opening_removes_the_checkpoints_of_trials_that_had_ended() {
     let dir = tempfile::tempdir().unwrap();
     let (ended, pending) = {
         let (mut core, _, _) = Core::open(dir.path(), &sweep("[1, 2]", 3), TTL, false).unwrap();
-        let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+        let registration =
+            Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1, memory_mb: Vec::new() };
         run_now(&mut core, move |core| core.register(registration)).unwrap();
         let done = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
         let json = serde_json::to_string(&result(TrialStatus::Completed)).unwrap();

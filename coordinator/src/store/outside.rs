@@ -117,10 +117,19 @@ mod tests {
         // Seed 1 leased, then the coordinator restarts on seed 2 alone.
         let grant = {
             let (store, _) = Store::open(dir.path(), &sweep(&["seed=1"]), ttl, false).unwrap();
-            let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+            let registration = Registration {
+                worker_id: "w".into(),
+                hostname: "h".into(),
+                devices: 1,
+                memory_mb: Vec::new(),
+            };
             store.register(registration).await.unwrap();
-            let ask =
-                LeaseAsk { worker_id: "w".into(), free_devices: 1, held: Vec::new(), cached: Vec::new() };
+            let ask = LeaseAsk {
+                worker_id: "w".into(),
+                devices: vec![Vec::new()],
+                held: Vec::new(),
+                cached: Vec::new(),
+            };
             store.lease(ask).await.unwrap().grant.unwrap()
         };
         let (store, _) = Store::open(dir.path(), &sweep(&["seed=2"]), ttl, false).unwrap();

@@ -1,7 +1,9 @@
 //! The node agent: `worker --coordinator URL`.
 //!
-//! Pull-based: the agent registers with its devices, asks for a trial whenever devices are free
-//! (asking doubles as the heartbeat of the leases it holds; a busy agent heartbeats instead), runs
+//! Pull-based: the agent registers with its devices, asks for a trial whenever a device has a free
+//! slot ([`slots`]: it says which leases run on which device, the coordinator names the devices a
+//! trial takes; asking doubles as the heartbeat of the leases it holds; a busy agent heartbeats
+//! instead), runs
 //! each trial in a process of its own on the trial's devices ([`trial_process`]), relays its epoch
 //! reports and the checkpoint it writes every epoch (so that any worker can resume the trial), and
 //! completes it. The agent never touches a tensor: a trial's crash, hang or libtorch state stays
@@ -14,6 +16,7 @@
 
 mod orphans;
 mod outbox;
+mod slots;
 mod trial_process;
 mod trial_thread;
 mod watchdog;
@@ -63,6 +66,9 @@ pub struct ClientConfig {
     pub cpu_threads: usize,
     /// On shutdown, a trial that has not stopped this long after being asked is killed.
     pub stop_grace: Duration,
+    /// Memory of each device in MB, told to the coordinator for `trials_per_gpu: auto`; empty:
+    /// unknown (each trial then takes a whole device under `auto`).
+    pub device_memory_mb: Vec<u64>,
 }
 
 impl ClientConfig {
@@ -79,6 +85,7 @@ impl ClientConfig {
             worker_bin: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("worker")),
             cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             stop_grace: Duration::from_secs(60),
+            device_memory_mb: Vec::new(),
         }
     }
 }
@@ -112,7 +119,8 @@ struct Running {
     cancel: CancelFlag,
     process: Option<trial_process::TrialProcess>,
     watchdog: Watchdog,
-    slots: Vec<usize>,
+    /// Where its job file and checkpoints go: its slot's folder.
+    folder: PathBuf,
     cache_key: String,
     /// The newest checkpoint queued for upload, if any.
     checkpoint_epoch: u32,
@@ -170,7 +178,7 @@ struct Session {
     client: CoordinatorClient<Channel>,
     registered: bool,
     heartbeat: Duration,
-    free_slots: Vec<usize>,
+    devices: slots::DeviceTable,
     running: HashMap<String, Running>,
     outbox: VecDeque<Outgoing>,
     cached: BTreeSet<String>,
@@ -199,17 +207,14 @@ fn connect(url: &str) -> Result<CoordinatorClient<Channel>, WorkerError> {
 impl Session {
     fn new(config: ClientConfig) -> Result<Self, WorkerError> {
         let client = connect(&config.coordinator)?;
-        let free_slots: Vec<usize> = match &config.devices {
-            Devices::Cpu { ranks } => (0..*ranks).collect(),
-            Devices::Cuda(ordinals) => ordinals.clone(),
-        };
-        if free_slots.is_empty() {
+        let devices = slots::DeviceTable::new(&config.devices);
+        if devices.is_empty() {
             return Err(WorkerError::InvalidTrial("a worker needs at least one device".into()));
         }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         Ok(Self {
-            free_slots,
+            devices,
             config,
             client,
             registered: false,
@@ -326,7 +331,7 @@ impl Session {
     }
 
     fn wants_work(&self) -> bool {
-        self.shutting_down.is_none() && !self.sweep_done && !self.free_slots.is_empty()
+        self.shutting_down.is_none() && !self.sweep_done && self.devices.has_room()
     }
 
     fn poll_interval(&self) -> Duration {
@@ -381,12 +386,16 @@ impl Session {
             protocol_version: proto::PROTOCOL_VERSION,
             worker_id: self.config.worker_id.clone(),
             hostname: hostname(),
-            devices: Some(pb::Devices { kind: Some(devices) }),
+            devices: Some(pb::Devices {
+                kind: Some(devices),
+                memory_mb: self.config.device_memory_mb.clone(),
+            }),
         };
         match self.client.clone().register(request).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 self.heartbeat = Duration::from_millis(u64::from(reply.heartbeat_ms.max(10)));
+                self.devices.set_trials_per_device(reply.trials_per_device);
                 self.registered = true;
                 tracing::info!(worker = %self.config.worker_id, sweep = %reply.sweep_name, "registered");
                 Ok(())
@@ -404,9 +413,9 @@ impl Session {
     fn lease_request(&self) -> pb::LeaseRequest {
         pb::LeaseRequest {
             worker_id: self.config.worker_id.clone(),
-            free_devices: saturating_u32(self.free_slots.len()),
             held_leases: self.held(),
             cached: self.cached.iter().cloned().collect(),
+            devices: self.devices.loads(),
         }
     }
 
@@ -444,19 +453,15 @@ impl Session {
                 return;
             }
         };
-        let wanted = assignment.devices as usize;
-        if wanted == 0 || wanted > self.free_slots.len() {
-            self.outbox.push_back(Outgoing::Fail {
-                lease,
-                error: format!("assigned {wanted} devices, {} free", self.free_slots.len()),
-                retryable: true,
-            });
-            return;
-        }
-        let slots: Vec<usize> = self.free_slots.drain(..wanted).collect();
-        // Checkpoints are written in the folder of the trial's first device, kept from trial to
-        // trial: creating and deleting a folder per trial costs more than a no-op trial does.
-        let slot_dir = self.slot_dir(slots[0]);
+        let placement = match self.devices.take(&lease.lease_id, &assignment.device_indices) {
+            Ok(placement) => placement,
+            Err(error) => {
+                self.outbox.push_back(Outgoing::Fail { lease, error, retryable: true });
+                return;
+            }
+        };
+        let slots = placement.devices;
+        let slot_dir = self.slot_dir(&placement.folder);
         let resume_from = if assignment.resume_epoch > 0 {
             let path = self
                 .config
@@ -510,13 +515,12 @@ impl Session {
             cancel,
             process: None,
             watchdog: Watchdog::new(progress_timeout),
-            slots,
+            folder: slot_dir.clone(),
             cache_key,
             checkpoint_epoch: assignment.resume_epoch,
             download: resume_from,
             lost: false,
         };
-        let slots = running.slots.clone();
         self.running.insert(lease.lease_id.clone(), running);
         let started = if spec.architecture == crate::run::NOOP {
             trial_thread::spawn(lease.clone(), spec, options, slot_dir, self.events_tx.clone()).map(|()| None)
@@ -527,7 +531,7 @@ impl Session {
                     Devices::Cpu { ranks } => JobDevices::Cpu { ranks: *ranks },
                     Devices::Cuda(ordinals) => JobDevices::Cuda { count: ordinals.len() },
                 },
-                threads: Some(self.threads_for(slots.len())),
+                threads: Some(self.threads_for(&lease.lease_id, slots.len())),
                 spec,
                 cache_dir: options.cache_dir,
                 checkpoint_dir: options.checkpoint_dir,
@@ -540,6 +544,7 @@ impl Session {
                 staging: slot_dir,
                 cuda_visible: match &self.config.devices {
                     Devices::Cpu { .. } => None,
+                    // Device ordinals (two trials may share one), never slot numbers.
                     Devices::Cuda(_) => {
                         Some(slots.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
                     }
@@ -558,10 +563,8 @@ impl Session {
             }
             Err(e) => {
                 // The trial never started: give the devices back and let another attempt try.
-                if let Some(running) = self.running.remove(&lease.lease_id) {
-                    self.free_slots.extend(running.slots);
-                    self.free_slots.sort_unstable();
-                }
+                self.running.remove(&lease.lease_id);
+                self.devices.release(&lease.lease_id);
                 self.outbox.push_back(Outgoing::Fail {
                     lease,
                     error: format!("cannot start the trial: {e}"),
@@ -571,11 +574,11 @@ impl Session {
         }
     }
 
-    /// Intra-op threads for a trial on `slots` of this agent's devices: the agent's CPU threads,
-    /// split between its slots.
-    fn threads_for(&self, slots: usize) -> usize {
+    /// Intra-op threads for a trial on `devices` of this agent's devices: the agent's CPU
+    /// threads, split between its devices, and between the trials sharing them.
+    fn threads_for(&self, lease_id: &str, devices: usize) -> usize {
         let total = self.config.devices.count().max(1);
-        (self.config.cpu_threads * slots / total).max(1)
+        (self.config.cpu_threads * devices / total / self.devices.sharing(lease_id)).max(1)
     }
 
     fn on_trial_message(&mut self, message: TrialMessage) {
@@ -616,8 +619,7 @@ impl Session {
                 if let Some(download) = &running.download {
                     let _ = std::fs::remove_file(download);
                 }
-                self.free_slots.extend(running.slots.iter().copied());
-                self.free_slots.sort_unstable();
+                self.devices.release(&lease.lease_id);
                 self.next_lease = Instant::now();
                 if running.lost {
                     tracing::info!(trial = %running.trial_id, "stopped a trial whose lease was lost");
@@ -655,7 +657,7 @@ impl Session {
                         // A checkpoint written on the way out, newer than any announced: upload it
                         // first, so that the next worker loses nothing.
                         if let Some(path) = checkpoint.filter(|_| epoch > running.checkpoint_epoch) {
-                            let staging = self.slot_dir(running.slots[0]);
+                            let staging = running.folder.clone();
                             match trial_thread::stage(&path, &staging, epoch) {
                                 Ok(file) => self.outbox.push_back(Outgoing::Checkpoint {
                                     lease: lease.clone(),
@@ -678,9 +680,9 @@ impl Session {
         }
     }
 
-    /// Where the trials on a device write their checkpoints.
-    fn slot_dir(&self, slot: usize) -> PathBuf {
-        self.config.work_dir.join("devices").join(slot.to_string())
+    /// Where the trial in a device slot writes its job file and checkpoints.
+    fn slot_dir(&self, folder: &str) -> PathBuf {
+        self.config.work_dir.join("devices").join(folder)
     }
 
     fn is_live(&self, lease_id: &str) -> bool {
@@ -795,3 +797,4 @@ impl Session {
 }
 
 pub use common::shutdown::shutdown_signal;
+pub use slots::cuda_memory_mb;

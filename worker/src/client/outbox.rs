@@ -136,8 +136,8 @@ impl Outgoing {
                     result_json: result_json.clone(),
                     epochs_json: epochs_json.clone(),
                     worker_id: ask.worker_id,
-                    free_devices: ask.free_devices,
                     cached: ask.cached,
+                    devices: ask.devices,
                 };
                 match client.complete(request).await {
                     Ok(reply) => {

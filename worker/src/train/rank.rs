@@ -240,9 +240,9 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
     let mut checksums = Vec::new();
     // Sampled after each epoch's steps and after the final evaluation, when usage is highest.
     let mut peak_device_mb: Option<f64> = None;
-    let mut sample_device = || {
+    let sample_device = |peak_device_mb: &mut Option<f64>| {
         if let Some(used) = report::device_used_mb(device) {
-            peak_device_mb = Some(peak_device_mb.map_or(used, |peak: f64| peak.max(used)));
+            *peak_device_mb = Some(peak_device_mb.map_or(used, |peak: f64| peak.max(used)));
         }
     };
 
@@ -297,7 +297,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             samples: local_samples as f64,
         };
         let metrics = sums.global_metrics(collective)?;
-        sample_device();
+        sample_device(&mut peak_device_mb);
         average_buffers(&buffers, collective)?;
         let grad_norm = norm_sum.double_value(&[]) / steps.max(1) as f64;
         let validation =
@@ -324,6 +324,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             grad_norm,
             sal: record,
             seconds: started.elapsed().as_secs_f64(),
+            peak_device_mb,
         };
         history.push(report.clone());
         send(Message::Epoch(report));
@@ -359,7 +360,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
 
     let test = evaluate(model.as_ref(), &val_images, &val_labels, rank, world, batch, class_count, true)?;
     let inference_ms_per_batch = test.local_ms_per_batch();
-    sample_device();
+    sample_device(&mut peak_device_mb);
     let test = test.reduce(collective)?;
     let confusion: Vec<Vec<u64>> = test
         .confusion
