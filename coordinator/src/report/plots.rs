@@ -165,7 +165,8 @@ fn action_epochs(history: &[EpochReport]) -> [Vec<f64>; 3] {
     for e in history {
         let Some(sal) = &e.sal else { continue };
         let epoch = f64::from(e.epoch);
-        match sal.action {
+        // What was done to the weights (at the last epoch a decision may have been withheld).
+        match sal.applied {
             Action::Noise => out[0].push(epoch),
             Action::Plastic => out[1].push(epoch),
             Action::NoisePlastic => {

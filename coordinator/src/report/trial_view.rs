@@ -95,7 +95,11 @@ pub fn history_grid(record: &TrialRecord) -> Grid {
                 Some(s) => (
                     format!("{:.4}", s.stress),
                     format!("{:.4}", s.stress_after),
-                    action_name(s.action).to_string(),
+                    if s.withheld() {
+                        format!("{} (decided {}, last epoch)", action_name(s.applied), action_name(s.decided))
+                    } else {
+                        action_name(s.applied).to_string()
+                    },
                     if s.noise_sigma > 0.0 { format!("{:.2e}", s.noise_sigma) } else { String::new() },
                 ),
                 None => Default::default(),
