@@ -6,28 +6,31 @@ use proto::pb;
 use tonic::Status;
 
 use crate::store::{self, Grant, LeaseAsk, LeaseRef, Registration, StoreError};
+use crate::validate;
 
-fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
-    if value.is_empty() {
-        Err(Status::invalid_argument(format!("`{field}` is empty")))
-    } else {
-        Ok(value)
-    }
-}
+/// Most devices a worker may declare.
+const MAX_DECLARED_DEVICES: u32 = 4096;
 
 fn json<T: serde::de::DeserializeOwned>(text: &str, field: &str) -> Result<T, Status> {
     serde_json::from_str(text).map_err(|e| Status::invalid_argument(format!("`{field}`: {e}")))
 }
 
-impl TryFrom<Option<pb::LeaseRef>> for LeaseRef {
-    type Error = Status;
-    fn try_from(lease: Option<pb::LeaseRef>) -> Result<Self, Status> {
-        let lease = lease.ok_or_else(|| Status::invalid_argument("`lease` is missing"))?;
-        Ok(LeaseRef {
-            lease_id: required(&lease.lease_id, "lease.lease_id")?.to_string(),
-            trial_id: required(&lease.trial_id, "lease.trial_id")?.to_string(),
-        })
+/// The lease a call names, claimed by `holder` (the worker of the call's session).
+pub fn lease_ref(lease: Option<&pb::LeaseRef>, holder: String) -> Result<LeaseRef, Status> {
+    let lease = lease.ok_or_else(|| Status::invalid_argument("`lease` is missing"))?;
+    validate::id(&lease.lease_id, "lease.lease_id")?;
+    validate::id(&lease.trial_id, "lease.trial_id")?;
+    Ok(LeaseRef { lease_id: lease.lease_id.clone(), trial_id: lease.trial_id.clone(), holder })
+}
+
+/// A worker id a request names must be that of its session.
+pub fn same_worker(named: &str, session_worker: &str) -> Result<(), Status> {
+    if named != session_worker {
+        return Err(Status::invalid_argument(format!(
+            "`worker_id`: `{named}` is not the worker of this session"
+        )));
     }
+    Ok(())
 }
 
 /// The number of devices a worker declares.
@@ -41,6 +44,9 @@ pub fn device_count(devices: Option<&pb::Devices>) -> Result<u32, Status> {
     if count == 0 {
         return Err(Status::invalid_argument("`devices`: a worker needs at least one device"));
     }
+    if count > MAX_DECLARED_DEVICES {
+        return Err(Status::invalid_argument(format!("`devices`: more than {MAX_DECLARED_DEVICES}")));
+    }
     Ok(count)
 }
 
@@ -53,6 +59,8 @@ pub fn registration(request: pb::RegisterRequest) -> Result<Registration, Status
             proto::PROTOCOL_VERSION
         )));
     }
+    validate::id(&request.worker_id, "worker_id")?;
+    validate::text(&request.hostname, "hostname", validate::MAX_NAME, false)?;
     let devices = device_count(request.devices.as_ref())?;
     let memory_mb = request.devices.map(|d| d.memory_mb).unwrap_or_default();
     if !memory_mb.is_empty() && memory_mb.len() != devices as usize {
@@ -61,12 +69,7 @@ pub fn registration(request: pb::RegisterRequest) -> Result<Registration, Status
             memory_mb.len()
         )));
     }
-    Ok(Registration {
-        worker_id: required(&request.worker_id, "worker_id")?.to_string(),
-        hostname: request.hostname,
-        devices,
-        memory_mb,
-    })
+    Ok(Registration { worker_id: request.worker_id, hostname: request.hostname, devices, memory_mb })
 }
 
 /// Most devices a lease request may describe: far beyond any node, small enough to check cheaply.
@@ -77,28 +80,29 @@ fn device_loads(devices: Vec<pb::DeviceLoad>) -> Result<Vec<Vec<String>>, Status
     if devices.len() > MAX_DEVICES {
         return Err(Status::invalid_argument(format!("`devices`: more than {MAX_DEVICES} devices")));
     }
+    for (i, device) in devices.iter().enumerate() {
+        validate::ids(&device.leases, &format!("devices[{i}].leases"))?;
+    }
     Ok(devices.into_iter().map(|d| d.leases).collect())
 }
 
-impl TryFrom<pb::LeaseRequest> for LeaseAsk {
-    type Error = Status;
-    fn try_from(request: pb::LeaseRequest) -> Result<Self, Status> {
-        Ok(LeaseAsk {
-            worker_id: required(&request.worker_id, "worker_id")?.to_string(),
-            devices: device_loads(request.devices)?,
-            held: request.held_leases,
-            cached: request.cached,
-        })
-    }
+/// A worker asking for work, in the session of `worker`.
+pub fn lease_ask(request: pb::LeaseRequest, worker: &str) -> Result<LeaseAsk, Status> {
+    same_worker(&request.worker_id, worker)?;
+    validate::ids(&request.held_leases, "held_leases")?;
+    validate::names(&request.cached, "cached")?;
+    Ok(LeaseAsk {
+        worker_id: request.worker_id,
+        devices: device_loads(request.devices)?,
+        held: request.held_leases,
+        cached: request.cached,
+    })
 }
 
-pub fn epoch_report(request: pb::EpochReportRequest) -> Result<(LeaseRef, EpochReport, String), Status> {
-    let lease = LeaseRef::try_from(request.lease)?;
-    let report: EpochReport = json(&request.report_json, "report_json")?;
-    if report.epoch == 0 {
-        return Err(Status::invalid_argument("`report_json.epoch`: epochs count from 1"));
-    }
-    Ok((lease, report, request.report_json))
+/// An epoch report, parsed and as sent (its numbers are checked by `validate`).
+pub fn epoch_report(report_json: String) -> Result<(EpochReport, String), Status> {
+    let report: EpochReport = json(&report_json, "report_json")?;
+    Ok((report, report_json))
 }
 
 /// A completion: the lease, the result (parsed, and as sent), and the epoch reports it carries.
@@ -111,21 +115,26 @@ pub struct Completion {
     pub next: Option<LeaseAsk>,
 }
 
-pub fn completion(request: pb::CompleteRequest) -> Result<Completion, Status> {
-    let lease = LeaseRef::try_from(request.lease)?;
+/// A completion of `lease` (already claimed by the session's worker).
+pub fn completion(request: pb::CompleteRequest, lease: LeaseRef) -> Result<Completion, Status> {
     let result: TrialResult = json(&request.result_json, "result_json")?;
+    if request.epochs_json.len() > validate::MAX_EPOCHS {
+        return Err(Status::invalid_argument(format!(
+            "`epochs_json`: more than {} reports",
+            validate::MAX_EPOCHS
+        )));
+    }
     let mut epochs = Vec::with_capacity(request.epochs_json.len());
     for (i, text) in request.epochs_json.into_iter().enumerate() {
         let report: EpochReport = json(&text, &format!("epochs_json[{i}]"))?;
-        if report.epoch == 0 {
-            return Err(Status::invalid_argument(format!("`epochs_json[{i}].epoch`: epochs count from 1")));
-        }
         epochs.push((report, text));
     }
     // A worker that does not want another trial leaves `worker_id` empty.
     let next = if request.worker_id.is_empty() {
         None
     } else {
+        same_worker(&request.worker_id, &lease.holder)?;
+        validate::names(&request.cached, "cached")?;
         Some(LeaseAsk {
             worker_id: request.worker_id,
             devices: device_loads(request.devices)?,
@@ -232,13 +241,12 @@ mod tests {
 
     #[test]
     fn missing_and_malformed_fields_are_invalid_arguments() {
-        let missing = LeaseRef::try_from(None).unwrap_err();
+        let missing = lease_ref(None, "w".into()).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::InvalidArgument);
-        let request = pb::EpochReportRequest {
-            lease: Some(pb::LeaseRef { lease_id: "l".into(), trial_id: "t".into() }),
-            report_json: "{not json".into(),
-        };
-        let status = epoch_report(request).unwrap_err();
+        let traversal = pb::LeaseRef { lease_id: "l".into(), trial_id: "../../etc".into() };
+        let status = lease_ref(Some(&traversal), "w".into()).unwrap_err();
+        assert!(status.message().starts_with("`lease.trial_id`"), "{}", status.message());
+        let status = epoch_report("{not json".into()).unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("report_json"));
         let no_devices = pb::RegisterRequest {
@@ -262,7 +270,8 @@ mod tests {
             epochs_json: vec!["[]".into()],
             ..Default::default()
         };
-        let status = completion(bad_epoch).err().unwrap();
+        let lease = LeaseRef { lease_id: "l".into(), trial_id: "t".into(), holder: "w".into() };
+        let status = completion(bad_epoch, lease).err().unwrap();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().starts_with("`result_json`"), "{}", status.message());
     }

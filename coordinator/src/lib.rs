@@ -9,27 +9,34 @@
 //! - [`schedule`]: which trial goes to which worker; what a lost attempt means;
 //! - [`slots`]: how many trials share a device (`trials_per_gpu`) and on which devices one runs;
 //! - [`service`] and [`convert`]: the gRPC layer and its message conversions;
+//! - [`auth`], [`session`], [`validate`], [`tls`]: who may call, which worker calls, what it may
+//!   send, and the transport;
 //! - [`runner`]: serving a sweep to its end;
 //! - [`local`]: `--local`'s worker processes;
 //! - [`report`]: pivots, paired statistics, the paper's tables, plots, one HTML page;
 //! - [`status_view`]: a running sweep's workers and trials in flight, as text.
 
+pub mod auth;
 pub mod checkpoint_files;
 pub mod checkpoint_storage;
 pub mod convert;
 pub mod dry_run;
 pub mod identity;
 pub mod local;
+pub mod remote;
 pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod service;
+pub mod session;
 pub mod slots;
 pub mod spec;
 pub mod state_lock;
 pub mod status_view;
 pub mod store;
+pub mod tls;
+pub mod validate;
 
 pub use local::LocalWorkers;
-pub use runner::{serve_sweep, RunnerError, ServeOptions};
+pub use runner::{serve_sweep, RunnerError, Security, ServeOptions};
 pub use spec::{LoadOptions, Sweep};

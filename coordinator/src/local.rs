@@ -96,6 +96,9 @@ impl LocalWorkerProcesses {
                 // The local workers share this machine's cores.
                 .arg("--cpu-threads")
                 .arg(threads_per_worker.to_string())
+                // This coordinator resolved the trials' paths itself (`--data-root`, or the sweep
+                // file's folder): nothing for its own workers to confine them to.
+                .arg("--trust-coordinator-paths")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file)

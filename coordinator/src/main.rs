@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use coordinator::auth::{self, READ_TOKEN_ENV, TOKEN_ENV};
+use coordinator::remote::Remote;
 use coordinator::report::grid::Grid;
 use coordinator::report::paper_tables::{self, PaperTables};
 use coordinator::report::{self, html, pivot_grid, plots, stats, trial_view, Axis, Format, PaperFigures};
@@ -16,16 +18,16 @@ use coordinator::spec::{self, LoadOptions};
 use coordinator::state_lock::StateLockError;
 use coordinator::status_view;
 use coordinator::store::{self, TrialRecord};
-use coordinator::{serve_sweep, LocalWorkers, RunnerError, ServeOptions};
-use proto::pb::coordinator_client::CoordinatorClient;
+use coordinator::tls::ServerTlsFiles;
+use coordinator::{serve_sweep, LocalWorkers, RunnerError, Security, ServeOptions};
 
 /// Runs the Stress-Aware Learning grid: expands a sweep file into trials, leases them to workers
 /// over gRPC, keeps every result in a state dir, and prints the tables.
 ///
 /// Examples:
 ///   coordinator --sweep sweeps/smoke.yaml --local --workers 2     # everything on this machine
-///   coordinator --sweep sweeps/paper.yaml --data-root /data       # then `worker --coordinator URL` per node
-///   coordinator status --coordinator http://head:50051
+///   SAL_TOKEN=... coordinator --sweep sweeps/paper.yaml --data-root /data   # then `worker --coordinator URL` per node
+///   SAL_TOKEN=... coordinator status --coordinator http://head:50051
 ///   coordinator report --state-dir sal-state --by architecture,method --format csv
 ///   coordinator report --table 1 --paper ../shared/paper/tables.yaml --format latex
 ///   coordinator report --format html --out report.html --plots sal-state/plots
@@ -59,9 +61,36 @@ struct RunArgs {
     #[arg(long, default_value = "sal-state", value_name = "DIR")]
     state_dir: PathBuf,
     /// Address to serve workers on (port 0: any free port; the bound address is printed).
-    /// Default: 0.0.0.0:50051, or 127.0.0.1:0 with --local.
+    /// Default: 0.0.0.0:50051 with a token, 127.0.0.1:50051 without, 127.0.0.1:0 with --local.
+    /// A non-loopback address needs a token (or --insecure).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// The worker token (all calls), from this file (mode 600); default: $SAL_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// A read-only token (Status and Results), from this file (mode 600); default:
+    /// $SAL_READ_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    read_token_file: Option<PathBuf>,
+    /// Serve a non-loopback address without a token: anyone who reaches it can read and change
+    /// the sweep.
+    #[arg(long)]
+    insecure: bool,
+    /// TLS: this server's certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS: the key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by this CA (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Largest gRPC message the server accepts.
+    #[arg(long, default_value_t = 16, value_name = "MB")]
+    max_message_mb: usize,
+    /// Largest checkpoint one upload may carry (default: estimated from each trial's model).
+    #[arg(long, value_name = "MB")]
+    max_checkpoint_mb: Option<u64>,
     /// Run only a slice of the grid: `axis=value[,value]` (architecture, optimizer, dataset,
     /// resolution, method, seed); repeat to intersect.
     #[arg(long, value_name = "AXIS=VALUES")]
@@ -111,9 +140,11 @@ struct RunArgs {
 
 #[derive(Args, Debug)]
 struct StatusArgs {
-    /// Ask a running coordinator.
+    /// Ask a running coordinator (with its token: --token-file, $SAL_TOKEN or $SAL_READ_TOKEN).
     #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
     coordinator: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Or read a state dir.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -136,11 +167,49 @@ struct ShowArgs {
     plots: Option<PathBuf>,
 }
 
+/// How a client command reaches a coordinator.
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// Read the token from this file (mode 600); default: $SAL_TOKEN, else $SAL_READ_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Trust this CA (PEM) for the coordinator's certificate (with an https:// URL).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM), for a coordinator that asks for one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn remote(&self, url: &str) -> anyhow::Result<Remote> {
+        let token = match auth::read_token(self.token_file.as_deref(), TOKEN_ENV)? {
+            Some(token) => Some(token),
+            None if self.token_file.is_none() => auth::read_token(None, READ_TOKEN_ENV)?,
+            None => None,
+        };
+        Ok(Remote {
+            url: url.to_string(),
+            token,
+            tls_ca: self.tls_ca.clone(),
+            tls_identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 struct ReportArgs {
     /// The state dir of a sweep (readable while its coordinator runs).
     #[arg(long, default_value = "sal-state", value_name = "DIR")]
     state_dir: PathBuf,
+    /// Or ask a running coordinator for its results (with its token, as `status`).
+    #[arg(long, value_name = "URL")]
+    coordinator: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Group by these axes: architecture, optimizer, dataset, resolution, method, seed.
     #[arg(long, default_value = "architecture,dataset,method", value_name = "AXES")]
     by: String,
@@ -266,13 +335,34 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: --lease-seconds must be > 0");
         return Ok(ExitCode::from(USAGE));
     }
+    let security = match security(&args) {
+        Ok(security) => security,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let listen = match args.listen {
+        Some(addr) => addr,
+        None if args.local => SocketAddr::from(([127, 0, 0, 1], 0)),
+        None if security.token.is_some() => SocketAddr::from(([0, 0, 0, 0], 50051)),
+        None => SocketAddr::from(([127, 0, 0, 1], 50051)),
+    };
+    // Local mode makes a token for its own workers when none is given.
+    if security.token.is_none() && !args.local && !listen.ip().is_loopback() {
+        if !args.insecure {
+            eprintln!(
+                "error: --listen {listen} is not loopback and no token is set: write one to a file \
+                 (`head -c 32 /dev/urandom | base64 > token && chmod 600 token`) and pass --token-file \
+                 token, or set SAL_TOKEN (or pass --insecure to serve without one)"
+            );
+            return Ok(ExitCode::from(USAGE));
+        }
+        tracing::warn!(%listen, "--insecure: serving without a token; anyone who reaches this address can read and change the sweep");
+    }
     let options = ServeOptions {
         state_dir: args.state_dir.clone(),
-        listen: match args.listen {
-            Some(addr) => addr,
-            None if args.local => SocketAddr::from(([127, 0, 0, 1], 0)),
-            None => SocketAddr::from(([0, 0, 0, 0], 50051)),
-        },
+        listen,
         lease_ttl: Duration::from_secs_f64(args.lease_seconds),
         retry_failed: args.retry_failed,
         addr_file: args.addr_file.clone(),
@@ -283,6 +373,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }),
         keep_serving: args.keep_serving,
         progress_bar: std::io::stderr().is_terminal(),
+        security,
     };
     let progress =
         match runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal())) {
@@ -314,6 +405,33 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         report::select::Selection { sweep: sweep.name.clone(), records, superseded: 0, other_sweeps };
     out!("{}", report::select::summary(&selection));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tokens, TLS files and limits from the command line and the environment.
+fn security(args: &RunArgs) -> anyhow::Result<Security> {
+    let token = auth::read_token(args.token_file.as_deref(), TOKEN_ENV).context("--token-file")?;
+    let read_token =
+        auth::read_token(args.read_token_file.as_deref(), READ_TOKEN_ENV).context("--read-token-file")?;
+    if read_token.is_some() && token.is_none() && !args.local {
+        anyhow::bail!("a read-only token needs a worker token too (--token-file or SAL_TOKEN)");
+    }
+    if args.local && args.tls_cert.is_some() {
+        anyhow::bail!("--local serves its own workers on loopback: --tls-cert is for remote workers");
+    }
+    if args.max_message_mb == 0 {
+        anyhow::bail!("--max-message-mb must be at least 1");
+    }
+    Ok(Security {
+        token,
+        read_token,
+        tls: ServerTlsFiles {
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+        },
+        max_message_bytes: Some(args.max_message_mb.saturating_mul(1 << 20)),
+        max_checkpoint_bytes: args.max_checkpoint_mb.map(|mb| mb.saturating_mul(1 << 20)),
+    })
 }
 
 /// The axes with more than one value, then method.
@@ -360,12 +478,24 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let paper = args.paper.as_deref().map(PaperFigures::load).transpose().map_err(anyhow::Error::msg)?;
     let paper_tables =
         args.paper.as_deref().map(PaperTables::load).transpose().map_err(anyhow::Error::msg)?;
-    let (_, records) = store::read_records(&args.state_dir)?;
-    let sweeps = store::read_sweeps(&args.state_dir)?;
+    let (records, sweeps, source) = match &args.coordinator {
+        Some(url) => {
+            let remote = args.client.remote(url)?;
+            let (name, records) = runtime()?.block_on(remote.records())?;
+            // A coordinator answers for the sweep it runs.
+            let trials = records.iter().map(|r| (r.id.clone(), 0)).collect();
+            (records, vec![store::SweepInfo { name, file: PathBuf::new(), trials }], url.clone())
+        }
+        None => {
+            let (_, records) = store::read_records(&args.state_dir)?;
+            let sweeps = store::read_sweeps(&args.state_dir)?;
+            (records, sweeps, args.state_dir.display().to_string())
+        }
+    };
     let selection = match report::select::select(&sweeps, records, args.sweep.as_deref()) {
         Ok(selection) => selection,
         Err(e) => {
-            eprintln!("error: {}: {e}", args.state_dir.display());
+            eprintln!("error: {source}: {e}");
             return Ok(ExitCode::from(USAGE));
         }
     };
@@ -490,11 +620,10 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(USAGE));
         }
         let runtime = runtime()?;
+        let remote = args.client.remote(&url)?;
         let ask = || {
             runtime.block_on(async {
-                let mut client = CoordinatorClient::connect(url.clone())
-                    .await
-                    .with_context(|| format!("connecting to {url}"))?;
+                let mut client = remote.connect().await?;
                 anyhow::Ok(
                     client
                         .status(proto::pb::StatusRequest {})

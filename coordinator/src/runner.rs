@@ -8,11 +8,13 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
+use crate::auth::{self, Tokens};
 use crate::local::{LocalError, LocalWorkerProcesses, LocalWorkers};
-use crate::service;
+use crate::service::{self, ServerSettings};
 use crate::spec::Sweep;
 use crate::state_lock::{StateLock, StateLockError};
 use crate::store::{Progress, Store, StoreError};
+use crate::tls::{ServerTlsFiles, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -33,12 +35,43 @@ pub enum RunnerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("gRPC server: {0}")]
     Server(#[from] tonic::transport::Error),
     #[error(transparent)]
     Local(#[from] LocalError),
     #[error("every local worker has exited with trials left; their logs are in {}", dir.display())]
     WorkersGone { dir: PathBuf },
+}
+
+/// How long the server waits for open connections when it stops.
+const SERVER_DRAIN: Duration = Duration::from_secs(5);
+
+/// Credentials, transport and limits of the server.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// The worker token; `None`: no authentication (loopback, or `--insecure`). Local mode makes
+    /// a random one when none is given.
+    pub token: Option<String>,
+    /// A token for Status and Results only.
+    pub read_token: Option<String>,
+    pub tls: ServerTlsFiles,
+    pub max_message_bytes: Option<usize>,
+    pub max_checkpoint_bytes: Option<u64>,
+}
+
+impl std::fmt::Debug for Security {
+    /// Never prints a token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("read_token", &self.read_token.as_ref().map(|_| "<set>"))
+            .field("tls", &self.tls)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_checkpoint_bytes", &self.max_checkpoint_bytes)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +86,7 @@ pub struct ServeOptions {
     /// Keep serving after the sweep is done (until a signal).
     pub keep_serving: bool,
     pub progress_bar: bool,
+    pub security: Security,
 }
 
 /// Serves `sweep` until every trial has ended (or `shutdown` resolves); answers the final counts.
@@ -73,6 +107,20 @@ pub async fn serve_sweep(
         state_dir = %options.state_dir.display(),
         "sweep loaded"
     );
+    let tls = options.security.tls.load()?;
+    // Local workers get a token of their own: nothing else on this machine can act as a worker.
+    let token = match (&options.security.token, &options.local) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(_)) => Some(auth::random_token()),
+        (None, None) => None,
+    };
+    let settings = ServerSettings {
+        tokens: token.as_deref().map(|t| Tokens::new(t, options.security.read_token.as_deref())),
+        tls,
+        max_message_bytes: options.security.max_message_bytes,
+        max_checkpoint_bytes: options.security.max_checkpoint_bytes,
+        ..ServerSettings::for_sweep(sweep)
+    };
     let (listener, addr) = service::bind(options.listen)
         .await
         .map_err(|source| RunnerError::Bind { addr: options.listen, source })?;
@@ -88,13 +136,15 @@ pub async fn serve_sweep(
         std::fs::rename(&partial, path).map_err(|source| RunnerError::Io { path: path.clone(), source })?;
     }
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(service::serve(store.clone(), listener, options.lease_ttl, async {
+    let server = tokio::spawn(service::serve(store.clone(), listener, options.lease_ttl, settings, async {
         let _ = server_stopped.await;
     }));
 
     let local_dir = options.state_dir.join("local-workers");
     let workers = match &options.local {
-        Some(local) => Some(LocalWorkerProcesses::start(local, &format!("http://{addr}"), &local_dir, None)?),
+        Some(local) => {
+            Some(LocalWorkerProcesses::start(local, &format!("http://{addr}"), &local_dir, token.as_deref())?)
+        }
         None => None,
     };
     // Resolves when every local worker has exited (never without local workers).
@@ -144,8 +194,19 @@ pub async fn serve_sweep(
         }
     }
     let _ = stop_server.send(());
-    if let Ok(result) = server.await {
-        result?;
+    // Calls in flight get a few seconds to finish; a client that keeps an idle connection open
+    // must not keep the coordinator from exiting.
+    let mut server = server;
+    match tokio::time::timeout(SERVER_DRAIN, &mut server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(e)) => tracing::error!("gRPC server task: {e}"),
+        Err(_) => {
+            tracing::warn!(
+                "connections still open {} s after shutdown: closing them",
+                SERVER_DRAIN.as_secs()
+            );
+            server.abort();
+        }
     }
     if let Some(bar) = bar {
         bar.finish();

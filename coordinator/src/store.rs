@@ -85,6 +85,9 @@ pub fn now_ms() -> u64 {
 pub struct LeaseRef {
     pub lease_id: String,
     pub trial_id: String,
+    /// The worker claiming it (the worker of the request's session): a lease is honoured for its
+    /// holder only.
+    pub holder: String,
 }
 
 /// A worker introducing itself.
@@ -372,9 +375,13 @@ impl Store {
         self.call(move |core| core.record_checkpoint(&lease, epoch, &path, bytes)).await
     }
 
-    /// The latest checkpoint of a trial: its epoch and file.
-    pub async fn checkpoint(&self, trial_id: String) -> Result<Option<(u32, PathBuf)>> {
-        self.call(move |core| core.checkpoint_of(&trial_id)).await
+    /// The latest checkpoint of the trial of a held lease: its epoch and file.
+    pub async fn checkpoint(&self, lease: LeaseRef) -> Result<Option<(u32, PathBuf)>> {
+        self.call(move |core| {
+            core.held(&lease)?;
+            core.checkpoint_of(&lease.trial_id)
+        })
+        .await
     }
 
     /// Commits a result, with the epoch reports its worker had not sent yet.
@@ -827,7 +834,8 @@ impl Core {
             let devices = u32::try_from(device_indices.len()).unwrap_or(u32::MAX);
             let attempt = trial.attempts + 1;
             let lease = Lease {
-                id: format!("{}-{attempt}", trial.id),
+                // Random: a lease id is a secret between the coordinator and its holder.
+                id: crate::session::random_id(),
                 trial_id: trial.id.clone(),
                 worker_id: ask.worker_id.clone(),
                 attempt,
@@ -876,7 +884,7 @@ impl Core {
         self.sched
             .leases
             .get(&lease.lease_id)
-            .filter(|l| l.trial_id == lease.trial_id)
+            .filter(|l| l.trial_id == lease.trial_id && l.worker_id == lease.holder)
             .ok_or_else(|| StoreError::LeaseLost { lease_id: lease.lease_id.clone() })
     }
 
@@ -1026,27 +1034,35 @@ impl Core {
             // Not scheduled today (another sweep, outside `--only`): still a result to keep.
             return self.complete_outside(lease_ref, result, json, epochs);
         };
-        if matches!(trial.state, TrialState::Done | TrialState::Diverged) {
+        let finished = matches!(trial.state, TrialState::Done | TrialState::Diverged);
+        let lost = || StoreError::LeaseLost { lease_id: lease_ref.lease_id.clone() };
+        // Only a lease its worker holds, or held: a result from a lease that lapsed is still a
+        // result, and its attempt says whose. Anything else changes nothing.
+        let (attempt, worker_id) = match self.held(lease_ref) {
+            Ok(lease) => (lease.attempt, lease.worker_id.clone()),
+            Err(_) => {
+                let held: Option<(u32, String)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT attempt, worker_id FROM attempts WHERE trial_id = ?1 AND lease_id = ?2",
+                    )?
+                    .query_row(params![lease_ref.trial_id, lease_ref.lease_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                match held {
+                    Some((attempt, worker_id)) if worker_id == lease_ref.holder => (attempt, worker_id),
+                    _ => return Err(lost()),
+                }
+            }
+        };
+        if finished {
             // Already has its result (from this or another attempt): acknowledge, keep one.
             return Ok(());
         }
         let state = match result.status {
             TrialStatus::Completed => TrialState::Done,
             TrialStatus::Diverged => TrialState::Diverged,
-        };
-        let (attempt, worker_id) = match self.sched.leases.get(&lease_ref.lease_id) {
-            Some(lease) => (lease.attempt, lease.worker_id.clone()),
-            // A result from a lease that lapsed is still a result; its attempt says whose.
-            None => {
-                let attempt: u32 =
-                    lease_ref.lease_id.rsplit('-').next().and_then(|a| a.parse().ok()).unwrap_or(0);
-                let worker_id: Option<String> = self
-                    .conn
-                    .prepare_cached("SELECT worker_id FROM attempts WHERE trial_id = ?1 AND attempt = ?2")?
-                    .query_row(params![lease_ref.trial_id, attempt], |r| r.get(0))
-                    .optional()?;
-                (attempt, worker_id.unwrap_or_default())
-            }
         };
         self.conn
             .prepare_cached(
@@ -1303,7 +1319,7 @@ mod tests {
     }
 
     fn lease_ref(grant: &Grant) -> LeaseRef {
-        LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone() }
+        LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone(), holder: "w".into() }
     }
 
     async fn complete(store: &Store, grant: &Grant) {
@@ -1326,6 +1342,46 @@ mod tests {
         assert_eq!(read_records(dir.path()).unwrap().1.len(), 1);
         assert!(lease(&store).await.is_none());
         assert!(store.progress().borrow().is_complete());
+    }
+
+    #[tokio::test]
+    async fn only_the_holder_of_a_lease_acts_on_it_and_a_forged_completion_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            Store::open(dir.path(), &sweep("[1, 2]", 3), Duration::from_secs(30), false).unwrap();
+        worker(&store).await;
+        store
+            .register(Registration {
+                worker_id: "intruder".into(),
+                hostname: "h".into(),
+                devices: 1,
+                memory_mb: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let grant = lease(&store).await.unwrap();
+        assert_eq!(grant.lease_id.len(), 32, "128 random bits, hex: {}", grant.lease_id);
+        assert!(!grant.lease_id.contains(&grant.trial_id));
+        let json = serde_json::to_string(&result()).unwrap();
+        let stolen = LeaseRef { holder: "intruder".into(), ..lease_ref(&grant) };
+        let forged = LeaseRef { lease_id: format!("{}-1", grant.trial_id), ..lease_ref(&grant) };
+        for lease in [stolen.clone(), forged] {
+            let refused = store.complete(lease, result(), json.clone(), Vec::new()).await;
+            assert!(matches!(refused, Err(StoreError::LeaseLost { .. })), "{refused:?}");
+        }
+        assert!(matches!(store.release(stolen.clone()).await, Err(StoreError::LeaseLost { .. })));
+        assert!(matches!(
+            store.fail(stolen.clone(), "x".into(), false).await,
+            Err(StoreError::LeaseLost { .. })
+        ));
+        assert!(matches!(store.checkpoint(stolen).await, Err(StoreError::LeaseLost { .. })));
+        let (_, records) = read_records(dir.path()).unwrap();
+        assert!(records.iter().all(|r| r.result.is_none() && r.state != "done" && r.state != "failed"));
+        // The holder's completion counts, and so does its repeat after the lease ended.
+        complete(&store, &grant).await;
+        complete(&store, &grant).await;
+        let (_, records) = read_records(dir.path()).unwrap();
+        assert_eq!(records.iter().filter(|r| r.state == "done").count(), 1);
     }
 
     #[tokio::test]
@@ -1541,7 +1597,7 @@ mod tests {
         store.release(lease_ref(&grant)).await.unwrap();
         let next = lease(&store).await.unwrap();
         assert_eq!((next.resume_epoch, next.attempt), (2, 2));
-        let (epoch, path) = store.checkpoint(next.trial_id.clone()).await.unwrap().unwrap();
+        let (epoch, path) = store.checkpoint(lease_ref(&next)).await.unwrap().unwrap();
         assert_eq!((epoch, std::fs::read(path).unwrap()), (2, b"state".to_vec()));
     }
 }

@@ -1,6 +1,6 @@
 //! `worker --coordinator URL`: lease trials from a coordinator until the sweep is done.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -41,6 +41,26 @@ pub struct ServeArgs {
     /// Give up when the coordinator is unreachable this many seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     give_up_after: u64,
+    /// Read the coordinator's token from this file (mode 600); default: $SAL_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Trust this CA (PEM) for the coordinator's certificate (with an https:// URL).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// This worker's certificate (PEM), for a coordinator that asks for one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Dataset roots and weights a trial names must lie under this folder (relative ones are
+    /// taken there); default: the current folder.
+    #[arg(long, env = "SAL_DATA_ROOT", value_name = "DIR")]
+    data_root: Option<PathBuf>,
+    /// Use the coordinator's dataset and weight paths as they come: for the workers a
+    /// `coordinator --local` starts itself (it resolved them; it is their parent process).
+    #[arg(long, hide = true)]
+    trust_coordinator_paths: bool,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -63,8 +83,25 @@ pub fn run(args: ServeArgs) -> ExitCode {
         (None, Devices::Cuda(ordinals)) => client::cuda_memory_mb(ordinals),
         (None, Devices::Cpu { .. }) => Vec::new(),
     };
+    let token = match client::credentials::read_token(args.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("error: --token-file: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_root = match std::path::absolute(args.data_root.as_deref().unwrap_or(Path::new("."))) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("error: --data-root: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut config = ClientConfig::new(url, devices, args.work_dir);
     config.device_memory_mb = device_memory_mb;
+    config.credentials =
+        client::Credentials { token, tls_ca: args.tls_ca, tls_identity: args.tls_cert.zip(args.tls_key) };
+    config.data_root = (!args.trust_coordinator_paths).then_some(data_root);
     if let Some(id) = args.worker_id {
         config.worker_id = id;
     }

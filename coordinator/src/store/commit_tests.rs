@@ -47,7 +47,7 @@ fn ask() -> LeaseAsk {
 }
 
 fn lease_ref(grant: &Grant) -> LeaseRef {
-    LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone() }
+    LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone(), holder: "w".into() }
 }
 
 /// Runs `f` as a batch of its own, as the store's thread would; answers its outcome.

@@ -29,17 +29,21 @@ impl Core {
         let Some(state) = state else {
             return Err(StoreError::UnknownTrial { trial_id: trial_id.clone() });
         };
-        if state == TrialState::Done.as_str() || state == TrialState::Diverged.as_str() {
-            // Already has its result: acknowledge, keep one.
-            return Ok(());
-        }
         // The lease was dropped when this run did not schedule the trial; its attempt row remains.
+        // Only the worker that was granted it may complete it: anything else changes nothing.
         let attempt: Option<(u32, String)> = self
             .conn
             .prepare_cached("SELECT attempt, worker_id FROM attempts WHERE trial_id = ?1 AND lease_id = ?2")?
             .query_row(params![trial_id, lease_ref.lease_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let (attempt, worker_id) = attempt.unwrap_or((0, String::new()));
+        let (attempt, worker_id) = match attempt {
+            Some((attempt, worker_id)) if worker_id == lease_ref.holder => (attempt, worker_id),
+            _ => return Err(StoreError::LeaseLost { lease_id: lease_ref.lease_id.clone() }),
+        };
+        if state == TrialState::Done.as_str() || state == TrialState::Diverged.as_str() {
+            // Already has its result: acknowledge, keep one.
+            return Ok(());
+        }
         let now = now_ms();
         self.conn
             .prepare_cached(
@@ -133,8 +137,21 @@ mod tests {
             store.lease(ask).await.unwrap().grant.unwrap()
         };
         let (store, _) = Store::open(dir.path(), &sweep(&["seed=2"]), ttl, false).unwrap();
-        let lease = LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone() };
+        let lease = LeaseRef {
+            lease_id: grant.lease_id.clone(),
+            trial_id: grant.trial_id.clone(),
+            holder: "w".into(),
+        };
         let json = serde_json::to_string(&result()).unwrap();
+        // Another worker naming the lease, or a made-up lease: refused, nothing stored.
+        for forged in [
+            LeaseRef { holder: "intruder".into(), ..lease.clone() },
+            LeaseRef { lease_id: format!("{}-1", grant.trial_id), ..lease.clone() },
+        ] {
+            let refused = store.complete(forged, result(), json.clone(), Vec::new()).await;
+            assert!(matches!(refused, Err(StoreError::LeaseLost { .. })), "{refused:?}");
+        }
+        assert!(read_records(dir.path()).unwrap().1.iter().all(|r| r.result.is_none()));
         store.complete(lease, result(), json.clone(), Vec::new()).await.unwrap();
         let (_, records) = read_records(dir.path()).unwrap();
         let kept = records.iter().find(|r| r.id == grant.trial_id).unwrap();
@@ -143,7 +160,8 @@ mod tests {
         // Today's sweep still waits for its own trial.
         assert_eq!(store.progress().borrow().pending, 1);
 
-        let stranger = LeaseRef { lease_id: "x-1".into(), trial_id: "0123456789abcdef".into() };
+        let stranger =
+            LeaseRef { lease_id: "x-1".into(), trial_id: "0123456789abcdef".into(), holder: "w".into() };
         let refused = store.complete(stranger, result(), json, Vec::new()).await;
         assert!(matches!(refused, Err(StoreError::UnknownTrial { .. })), "{refused:?}");
     }

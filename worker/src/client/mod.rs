@@ -14,6 +14,8 @@
 //! On shutdown (SIGTERM, ctrl-c) the running trials are cancelled, their leases handed back (their
 //! last uploaded checkpoint lets the next worker resume), and `run` returns.
 
+mod confine;
+pub mod credentials;
 mod orphans;
 mod outbox;
 mod slots;
@@ -27,16 +29,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use proto::pb;
-use proto::pb::coordinator_client::CoordinatorClient;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::ClientTlsConfig;
 use tonic::Code;
 
 use crate::error::WorkerError;
 use crate::run::{CancelFlag, Devices, RunOptions};
 use crate::trial::TrialSpec;
 use crate::trial_process::{JobDevices, TrialJob};
+pub use credentials::Credentials;
+use credentials::{Client, Stamp};
 use outbox::{Outgoing, Sent};
 use trial_thread::{TrialEnd, TrialMessage};
 use watchdog::Watchdog;
@@ -69,6 +72,12 @@ pub struct ClientConfig {
     /// Memory of each device in MB, told to the coordinator for `trials_per_gpu: auto`; empty:
     /// unknown (each trial then takes a whole device under `auto`).
     pub device_memory_mb: Vec<u64>,
+    /// Token and TLS settings.
+    pub credentials: Credentials,
+    /// Dataset roots and weights a trial names must lie under this folder (`--data-root`);
+    /// `None` trusts the coordinator's paths (`--trust-coordinator-paths`: the workers a
+    /// `coordinator --local` starts, whose paths it resolved itself).
+    pub data_root: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -86,6 +95,8 @@ impl ClientConfig {
             cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             stop_grace: Duration::from_secs(60),
             device_memory_mb: Vec::new(),
+            credentials: Credentials::default(),
+            data_root: None,
         }
     }
 }
@@ -175,7 +186,10 @@ enum Interrupt {
 
 struct Session {
     config: ClientConfig,
-    client: CoordinatorClient<Channel>,
+    client: Client,
+    /// Adds the token and the registration's session to every call.
+    stamp: Stamp,
+    tls: Option<ClientTlsConfig>,
     registered: bool,
     heartbeat: Duration,
     devices: slots::DeviceTable,
@@ -193,20 +207,11 @@ struct Session {
     retry_at: Instant,
 }
 
-fn connect(url: &str) -> Result<CoordinatorClient<Channel>, WorkerError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| WorkerError::CoordinatorRefused {
-            url: url.into(),
-            message: format!("bad address: {e}"),
-        })?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true);
-    Ok(CoordinatorClient::new(endpoint.connect_lazy()).max_decoding_message_size(8 << 20))
-}
-
 impl Session {
     fn new(config: ClientConfig) -> Result<Self, WorkerError> {
-        let client = connect(&config.coordinator)?;
+        let stamp = Stamp::new(&config.credentials)?;
+        let tls = config.credentials.tls()?;
+        let client = credentials::connect(&config.coordinator, tls.as_ref(), &stamp)?;
         let devices = slots::DeviceTable::new(&config.devices);
         if devices.is_empty() {
             return Err(WorkerError::InvalidTrial("a worker needs at least one device".into()));
@@ -217,6 +222,8 @@ impl Session {
             devices,
             config,
             client,
+            stamp,
+            tls,
             registered: false,
             heartbeat: Duration::from_secs(1),
             running: HashMap::new(),
@@ -297,7 +304,7 @@ impl Session {
         self.retry_at = now + self.backoff;
         self.backoff = (self.backoff * 2).min(self.config.max_backoff);
         // A fresh channel: the old one may be stuck on a dead connection.
-        if let Ok(client) = connect(&self.config.coordinator) {
+        if let Ok(client) = credentials::connect(&self.config.coordinator, self.tls.as_ref(), &self.stamp) {
             self.client = client;
         }
         Ok(())
@@ -363,6 +370,13 @@ impl Session {
     }
 
     fn interrupt(&mut self, status: &tonic::Status) -> Interrupt {
+        if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied) {
+            // A token the coordinator does not take will not start working by retrying.
+            return Interrupt::Fatal(WorkerError::CoordinatorRefused {
+                url: self.config.coordinator.clone(),
+                message: status.message().to_string(),
+            });
+        }
         if status.code() == Code::FailedPrecondition {
             // The coordinator restarted and forgot us: register again at once.
             self.registered = false;
@@ -396,11 +410,20 @@ impl Session {
                 let reply = reply.into_inner();
                 self.heartbeat = Duration::from_millis(u64::from(reply.heartbeat_ms.max(10)));
                 self.devices.set_trials_per_device(reply.trials_per_device);
+                self.stamp.set_session(&reply.session_id);
                 self.registered = true;
                 tracing::info!(worker = %self.config.worker_id, sweep = %reply.sweep_name, "registered");
                 Ok(())
             }
-            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::InvalidArgument) => {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::FailedPrecondition
+                        | Code::InvalidArgument
+                        | Code::Unauthenticated
+                        | Code::PermissionDenied
+                ) =>
+            {
                 Err(Interrupt::Fatal(WorkerError::CoordinatorRefused {
                     url: self.config.coordinator.clone(),
                     message: status.message().to_string(),
@@ -442,14 +465,23 @@ impl Session {
     /// Starts an assigned trial on its own thread (or fails it when it cannot start).
     async fn start(&mut self, assignment: pb::Assignment) {
         let lease = LeaseKey { lease_id: assignment.lease_id.clone(), trial_id: assignment.trial_id.clone() };
-        let spec: TrialSpec = match serde_json::from_str(&assignment.spec_json) {
+        if let Err(e) = confine::id(&lease.trial_id, "trial_id").and(confine::id(&lease.lease_id, "lease_id"))
+        {
+            // Ids become file names here: an odd one is never used, only reported.
+            tracing::error!("refusing an assignment: {e}");
+            self.outbox.push_back(Outgoing::Fail { lease, error: e.to_string(), retryable: false });
+            return;
+        }
+        let parsed = serde_json::from_str::<TrialSpec>(&assignment.spec_json)
+            .map_err(|e| format!("invalid trial definition: {e}"))
+            .and_then(|spec| match &self.config.data_root {
+                Some(root) => confine::spec(spec, root).map_err(|e| e.to_string()),
+                None => Ok(spec),
+            });
+        let spec: TrialSpec = match parsed {
             Ok(spec) => spec,
-            Err(e) => {
-                self.outbox.push_back(Outgoing::Fail {
-                    lease,
-                    error: format!("invalid trial definition: {e}"),
-                    retryable: false,
-                });
+            Err(error) => {
+                self.outbox.push_back(Outgoing::Fail { lease, error, retryable: false });
                 return;
             }
         };
@@ -468,14 +500,7 @@ impl Session {
                 .work_dir
                 .join("downloads")
                 .join(format!("{}-epoch-{}.ckpt", assignment.trial_id, assignment.resume_epoch));
-            match outbox::download(
-                &mut self.client.clone(),
-                &assignment.trial_id,
-                assignment.resume_epoch,
-                &path,
-            )
-            .await
-            {
+            match outbox::download(&mut self.client.clone(), &lease, assignment.resume_epoch, &path).await {
                 Ok(()) => Some(path),
                 Err(e) => {
                     tracing::warn!(trial = %assignment.trial_id, "cannot download checkpoint, starting afresh: {e}");

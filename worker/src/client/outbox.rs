@@ -3,11 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use proto::pb;
-use proto::pb::coordinator_client::CoordinatorClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::Channel;
 use tonic::Code;
 
+use super::credentials::Client;
 use super::LeaseKey;
 use crate::outcome::{EpochReport, TrialResult};
 
@@ -109,11 +108,7 @@ impl Outgoing {
 
     /// Sends the message. A completion also asks for the next trial with `ask` (worker id, free
     /// devices, caches), saving a round trip.
-    pub(super) async fn send(
-        &self,
-        client: &mut CoordinatorClient<Channel>,
-        ask: Option<pb::LeaseRequest>,
-    ) -> Sent {
+    pub(super) async fn send(&self, client: &mut Client, ask: Option<pb::LeaseRequest>) -> Sent {
         let outcome = match self {
             Outgoing::Epoch { lease, report_json, .. } => client
                 .report_epoch(pb::EpochReportRequest {
@@ -176,12 +171,7 @@ enum UploadError {
 }
 
 /// Streams a checkpoint file: a header chunk, then data chunks read as they go.
-async fn upload(
-    client: &mut CoordinatorClient<Channel>,
-    lease: &LeaseKey,
-    epoch: u32,
-    file: &Path,
-) -> Result<(), UploadError> {
+async fn upload(client: &mut Client, lease: &LeaseKey, epoch: u32, file: &Path) -> Result<(), UploadError> {
     let mut reader = tokio::fs::File::open(file).await.map_err(UploadError::Local)?;
     let total_bytes = reader.metadata().await.map_err(UploadError::Local)?.len();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -224,12 +214,13 @@ async fn upload(
 
 /// Downloads a trial's checkpoint of `epoch` to `path`.
 pub(super) async fn download(
-    client: &mut CoordinatorClient<Channel>,
-    trial_id: &str,
+    client: &mut Client,
+    lease: &LeaseKey,
     epoch: u32,
     path: &Path,
 ) -> Result<(), String> {
-    let request = pb::CheckpointRequest { trial_id: trial_id.to_string(), epoch };
+    let request =
+        pb::CheckpointRequest { trial_id: lease.trial_id.clone(), epoch, lease: Some(lease.to_pb()) };
     let mut stream =
         client.download_checkpoint(request).await.map_err(|s| s.message().to_string())?.into_inner();
     let expected = match stream.message().await.map_err(|s| s.message().to_string())? {
@@ -245,8 +236,11 @@ pub(super) async fn download(
     let mut bytes = 0u64;
     while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
         if let Some(pb::checkpoint_chunk::Part::Data(data)) = chunk.part {
-            file.write_all(&data).await.map_err(|e| format!("{}: {e}", path.display()))?;
             bytes += data.len() as u64;
+            if bytes > expected {
+                return Err(format!("checkpoint longer than the {expected} bytes announced"));
+            }
+            file.write_all(&data).await.map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
     file.flush().await.map_err(|e| format!("{}: {e}", path.display()))?;
