@@ -22,12 +22,30 @@ pub struct EpochReport {
     /// from a trial's first epoch, how many such trials fit on a device (`trials_per_gpu: auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_device_mb: Option<f64>,
+    /// Training images per second over the epoch's steps, all ranks together (0 in histories
+    /// written before it was measured).
+    #[serde(default)]
+    pub train_images_per_s: f64,
+    /// Validation images per second, all ranks together (0 when not measured).
+    #[serde(default)]
+    pub eval_images_per_s: f64,
 }
 
 /// Training seconds of a history, summed from +0.0: an empty f64 `sum()` is -0.0, which prints
 /// as "-0.0".
 pub fn total_seconds(history: &[EpochReport]) -> f64 {
     history.iter().fold(0.0, |total, r| total + r.seconds)
+}
+
+impl TrialResult {
+    /// Mean training throughput over the epochs that measured it, the first (warm-up) excluded
+    /// when there are others; `None` for histories without the figure.
+    pub fn train_images_per_s(&self) -> Option<f64> {
+        let measured: Vec<f64> =
+            self.history.iter().map(|r| r.train_images_per_s).filter(|&v| v > 0.0).collect();
+        let steady = if measured.len() > 1 { &measured[1..] } else { &measured[..] };
+        (!steady.is_empty()).then(|| steady.iter().sum::<f64>() / steady.len() as f64)
+    }
 }
 
 /// How a trial ended.

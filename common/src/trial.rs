@@ -28,6 +28,22 @@ pub enum Head {
     Linear,
 }
 
+/// The arithmetic of the forward pass. The paper trained in fp32; `bf16` runs the forward pass
+/// under CUDA autocast in bfloat16 (weights, gradients and optimizer stay fp32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_fp32(&self) -> bool {
+        *self == Precision::Fp32
+    }
+}
+
 /// Where a dataset lives and how it is laid out on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +83,17 @@ pub struct TrialSpec {
     /// Converted ImageNet weights for the trunk (`.safetensors` or `.ot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
+    /// GPU speed options, off by default and then left out of the JSON, so that the ids of trials
+    /// that do not use them stay what they were. `precision: bf16` needs CUDA devices.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+    /// Convolution weights and input batches in channels-last (NHWC) memory layout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub channels_last: bool,
+    /// cuDNN's benchmark mode: each convolution shape tries the available algorithms once and
+    /// keeps the fastest (no effect on CPU ranks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cudnn_benchmark: bool,
 }
 
 impl TrialSpec {

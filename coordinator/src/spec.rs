@@ -503,6 +503,9 @@ impl RawSweep {
                                     seed,
                                     head: self.head,
                                     pretrained: self.pretrained.get(architecture).map(|p| data_root.join(p)),
+                                    precision: Default::default(),
+                                    channels_last: false,
+                                    cudnn_benchmark: false,
                                 };
                                 let (id, identity) =
                                     identity::identify(&spec, &mut digests).map_err(|e| {

@@ -1402,6 +1402,8 @@ mod tests {
                     sal: None,
                     seconds: 0.0,
                     peak_device_mb: None,
+                    train_images_per_s: 0.0,
+                    eval_images_per_s: 0.0,
                 };
                 let json = serde_json::to_string(&report).unwrap();
                 (report, json)
@@ -1464,6 +1466,8 @@ mod tests {
             sal: None,
             seconds: 0.0,
             peak_device_mb: None,
+            train_images_per_s: 0.0,
+            eval_images_per_s: 0.0,
         };
         let late = store.report_epoch(lease_ref(&first), report, "{}".into()).await;
         assert!(matches!(late, Err(StoreError::LeaseLost { .. })), "{late:?}");

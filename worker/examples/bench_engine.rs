@@ -51,6 +51,9 @@ fn spec(
         seed: 1,
         head: Head::Paper,
         pretrained: None,
+        precision: Default::default(),
+        channels_last: false,
+        cudnn_benchmark: false,
     }
 }
 

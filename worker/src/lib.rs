@@ -25,4 +25,4 @@ pub use common::{outcome, trial, weights_manifest};
 pub use error::WorkerError;
 pub use outcome::{EpochReport, TrialResult, TrialStatus};
 pub use run::{run_trial, CancelFlag, RunOptions, TrialEvent, TrialOutcome};
-pub use trial::{DatasetSpec, Head, Method, TrialSpec};
+pub use trial::{DatasetSpec, Head, Method, Precision, TrialSpec};

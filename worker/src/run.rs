@@ -130,6 +130,8 @@ fn run_noop(
             sal: None,
             seconds: epoch_ms as f64 / 1000.0,
             peak_device_mb: device_mb,
+            train_images_per_s: 0.0,
+            eval_images_per_s: 0.0,
         };
         on_event(TrialEvent::Epoch(&report));
         history.push(report);

@@ -184,6 +184,8 @@ pub struct GroupRow {
     pub peak_host_mb: Option<Estimate>,
     /// The trial process's own peak on its busiest GPU (trials without one are left out).
     pub peak_device_mb: Option<Estimate>,
+    /// Training throughput, images per second (see `TrialResult::train_images_per_s`).
+    pub train_images_per_s: Option<Estimate>,
     pub inference_ms: Option<Estimate>,
     /// SAL − baseline of the mean top-1/top-5, on SAL rows whose baseline row exists.
     pub delta_top1: Option<f64>,
@@ -222,6 +224,9 @@ pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
                 top1: metric(&|r| r.top1 * 100.0),
                 top5: metric(&|r| r.top5 * 100.0),
                 train_seconds: metric(&|r| r.train_seconds),
+                train_images_per_s: estimate(
+                    &results.iter().filter_map(|r| r.train_images_per_s()).collect::<Vec<_>>(),
+                ),
                 peak_host_mb: metric(&|r| r.peak_host_mb),
                 peak_device_mb: estimate(
                     &results.iter().filter_map(|r| r.peak_device_mb).collect::<Vec<_>>(),
@@ -302,13 +307,14 @@ fn show_delta(delta: Option<f64>) -> String {
 }
 
 /// The metric columns of the pivot, after the axes; the last only with the paper's figures.
-pub(crate) const METRICS: [&str; 12] = [
+pub(crate) const METRICS: [&str; 13] = [
     "done",
     "diverged",
     "failed",
     "top-1 %",
     "top-5 %",
     "train s",
+    "train img/s",
     "host MB",
     "GPU MB",
     "infer ms",
@@ -326,6 +332,7 @@ pub(crate) fn row_numbers(row: &GroupRow, paper: Option<&PaperFigures>) -> Vec<S
         show(row.top1, 2),
         show(row.top5, 2),
         show(row.train_seconds, 1),
+        show(row.train_images_per_s, 0),
         show(row.peak_host_mb, 0),
         show(row.peak_device_mb, 0),
         show(row.inference_ms, 2),
@@ -370,7 +377,9 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
     let mut out = String::new();
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
     header.extend(["trials", "completed", "diverged", "failed"].map(String::from));
-    for metric in ["top1", "top5", "train_seconds", "peak_host_mb", "peak_device_mb", "inference_ms"] {
+    for metric in
+        ["top1", "top5", "train_seconds", "train_images_per_s", "peak_host_mb", "peak_device_mb", "inference_ms"]
+    {
         header.push(format!("{metric}_mean"));
         header.push(format!("{metric}_ci95"));
     }
@@ -384,7 +393,15 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
         fields.push(row.diverged.to_string());
         fields.push(row.failed.to_string());
         for metric in
-            [row.top1, row.top5, row.train_seconds, row.peak_host_mb, row.peak_device_mb, row.inference_ms]
+            [
+                row.top1,
+                row.top5,
+                row.train_seconds,
+                row.train_images_per_s,
+                row.peak_host_mb,
+                row.peak_device_mb,
+                row.inference_ms,
+            ]
         {
             fields.push(number(metric.map(|e| e.mean)));
             fields.push(number(metric.and_then(|e| e.ci95)));

@@ -4,12 +4,18 @@
 //! all deposits, and each rank computes the result from them in rank order. The arithmetic is the
 //! same on every rank, so the results are bit-identical. Sums are taken in f64.
 //!
+//! Tensors are summed without leaving their memory: each rank deposits a handle on its CPU
+//! tensor, then sums one slice of the elements over all deposits (in rank order, in f64) and
+//! writes the result into that slice of every rank's tensor; a second exchange waits until every
+//! slice is written. Each element is computed once, so every rank holds the same bits, and the
+//! ranks share the work.
+//!
 //! A rank that is dropped (it returned an error, or its thread panicked) aborts the group, so the
 //! other ranks get [`SalError::Aborted`] at their next operation instead of waiting forever.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use super::{copy_from_f64, to_f64_vec, Collective};
 use crate::error::SalError;
@@ -25,6 +31,8 @@ impl ThreadGroup {
             world_size,
             state: Mutex::new(ExchangeState {
                 deposits: vec![None; world_size],
+                tensor_deposits: (0..world_size).map(|_| None).collect(),
+                published_tensors: Vec::new(),
                 arrived: 0,
                 round: 0,
                 published: Arc::new(Vec::new()),
@@ -44,6 +52,10 @@ struct Shared {
 
 struct ExchangeState {
     deposits: Vec<Option<Vec<f64>>>,
+    /// Handles on the ranks' tensors in a tensor round (`Tensor` is `Send` but not `Sync`: each
+    /// rank takes its own handles under the lock).
+    tensor_deposits: Vec<Option<Tensor>>,
+    published_tensors: Vec<Tensor>,
     arrived: usize,
     /// Incremented each time a round's deposits are published.
     round: u64,
@@ -66,20 +78,46 @@ impl ThreadRank {
 
     /// Deposits `values` and returns every rank's deposit, indexed by rank.
     fn exchange(&self, values: Vec<f64>) -> Result<Arc<Vec<Vec<f64>>>, SalError> {
+        self.round(
+            |state| state.deposits[self.rank] = Some(values),
+            |state| {
+                let deposits: Vec<Vec<f64>> =
+                    state.deposits.iter_mut().map(|d| d.take().unwrap_or_default()).collect();
+                state.published = Arc::new(deposits);
+            },
+            |state| Arc::clone(&state.published),
+        )
+    }
+
+    /// Deposits a handle on `tensor` and returns handles on every rank's, indexed by rank.
+    fn exchange_tensor(&self, tensor: Tensor) -> Result<Vec<Tensor>, SalError> {
+        self.round(
+            |state| state.tensor_deposits[self.rank] = Some(tensor),
+            |state| state.published_tensors = state.tensor_deposits.iter_mut().filter_map(Option::take).collect(),
+            |state| state.published_tensors.iter().map(Tensor::shallow_clone).collect(),
+        )
+    }
+
+    /// One round: `deposit` this rank's part; the last rank to arrive `publish`es everyone's;
+    /// every rank then `read`s the published parts.
+    fn round<R>(
+        &self,
+        deposit: impl FnOnce(&mut ExchangeState),
+        publish: impl FnOnce(&mut ExchangeState),
+        read: impl FnOnce(&ExchangeState) -> R,
+    ) -> Result<R, SalError> {
         let mut state = self.lock();
         if state.aborted {
             return Err(SalError::Aborted);
         }
-        state.deposits[self.rank] = Some(values);
+        deposit(&mut state);
         state.arrived += 1;
         if state.arrived == self.shared.world_size {
-            let deposits: Vec<Vec<f64>> =
-                state.deposits.iter_mut().map(|d| d.take().unwrap_or_default()).collect();
-            state.published = Arc::new(deposits);
+            publish(&mut state);
             state.arrived = 0;
             state.round += 1;
             self.shared.round_done.notify_all();
-            return Ok(Arc::clone(&state.published));
+            return Ok(read(&state));
         }
         let my_round = state.round;
         while state.round == my_round {
@@ -88,7 +126,37 @@ impl ThreadRank {
             }
             state = self.shared.round_done.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        Ok(Arc::clone(&state.published))
+        Ok(read(&state))
+    }
+
+    /// Sums CPU tensors in place (see the module documentation).
+    fn all_reduce_tensor_in_place(&self, flat: &Tensor) -> Result<(), SalError> {
+        let all = self.exchange_tensor(flat.shallow_clone())?;
+        let numel = flat.numel() as i64;
+        if let Some((rank, other)) = all.iter().enumerate().find(|(_, t)| t.numel() as i64 != numel) {
+            return Err(SalError::Collective {
+                op: "all_reduce_sum",
+                rank: self.rank,
+                reason: format!("rank {rank} sent {} values, this rank {numel}", other.numel()),
+            });
+        }
+        let world = self.shared.world_size as i64;
+        let (from, len) = (numel * self.rank as i64 / world, numel * (self.rank as i64 + 1) / world);
+        let len = len - from;
+        if len > 0 {
+            let _guard = tch::no_grad_guard();
+            // From zero, in rank order, in f64: the same arithmetic as the host path.
+            let mut sum = Tensor::zeros([len], (Kind::Double, Device::Cpu));
+            for part in &all {
+                let _ = sum.g_add_(&part.narrow(0, from, len));
+            }
+            for part in &all {
+                part.narrow(0, from, len).copy_(&sum);
+            }
+        }
+        drop(all);
+        // Every slice written before any rank reads or changes its tensor again.
+        self.barrier()
     }
 
     fn sum_in_rank_order(&self, values: Vec<f64>, op: &'static str) -> Result<Vec<f64>, SalError> {
@@ -135,6 +203,9 @@ impl Collective for ThreadRank {
     }
 
     fn all_reduce_sum(&self, tensor: &Tensor) -> Result<(), SalError> {
+        if tensor.device() == Device::Cpu && tensor.is_contiguous() {
+            return self.all_reduce_tensor_in_place(&tensor.view([-1]));
+        }
         let sum = self.sum_in_rank_order(to_f64_vec(tensor)?, "all_reduce_sum")?;
         copy_from_f64(tensor, &sum);
         Ok(())

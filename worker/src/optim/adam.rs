@@ -12,22 +12,26 @@
 
 use tch::Tensor;
 
-use super::{with_gradients, zero_grads, zeros_like_each, AdamConfig, Optimizer, StepCounter};
+use super::{AdamConfig, FlatParameters, FlatState, Optimizer, StepCounter};
 
 pub struct Adam {
-    parameters: Vec<Tensor>,
+    parameters: FlatParameters,
     learning_rate: f64,
     config: AdamConfig,
     step: StepCounter,
-    momentums: Vec<Tensor>,
-    velocities: Vec<Tensor>,
+    momentums: FlatState,
+    velocities: FlatState,
+    /// One segment-sized buffer for `g²` and the denominator: no allocation per step.
+    scratch: Vec<Tensor>,
 }
 
 impl Adam {
     pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: AdamConfig) -> Self {
-        let momentums = zeros_like_each(&parameters);
-        let velocities = zeros_like_each(&parameters);
-        Self { parameters, learning_rate, config, step: StepCounter::new(), momentums, velocities }
+        let parameters = FlatParameters::adopt(parameters);
+        let momentums = parameters.zeros();
+        let velocities = parameters.zeros();
+        let scratch = parameters.zeros().segments;
+        Self { parameters, learning_rate, config, step: StepCounter::new(), momentums, velocities, scratch }
     }
 }
 
@@ -37,19 +41,27 @@ impl Optimizer for Adam {
         let t = self.step.advance() as f64;
         let AdamConfig { beta_1, beta_2, epsilon } = self.config;
         let alpha = self.learning_rate * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
-        for (i, p, g) in with_gradients(&self.parameters) {
-            let m = &mut self.momentums[i];
-            let v = &mut self.velocities[i];
-            let _ = m.lerp_(&g, 1.0 - beta_1);
-            let _ = v.lerp_(&g.square(), 1.0 - beta_2);
-            // w += m / ((sqrt(v) + eps) / -alpha), one temporary for the whole update.
-            let denominator = v.sqrt().g_add_scalar_(epsilon).g_div_scalar_(-alpha);
-            let _ = p.shallow_clone().addcdiv_(m, &denominator);
+        for (s, segment) in self.parameters.segments().iter().enumerate() {
+            let g = &segment.gradients;
+            let mut m = self.momentums.segments[s].shallow_clone();
+            let mut v = self.velocities.segments[s].shallow_clone();
+            let mut scratch = self.scratch[s].shallow_clone();
+            let _ = m.lerp_(g, 1.0 - beta_1);
+            let _ = g.square_out(&scratch);
+            let _ = v.lerp_(&scratch, 1.0 - beta_2);
+            // w += m / ((sqrt(v) + eps) / -alpha)
+            let _ = v.sqrt_out(&scratch);
+            let _ = scratch.g_add_scalar_(epsilon).g_div_scalar_(-alpha);
+            let _ = segment.values.shallow_clone().addcdiv_(&m, &scratch);
         }
     }
 
     fn zero_grad(&mut self) {
-        zero_grads(&self.parameters);
+        self.parameters.zero_grad();
+    }
+
+    fn gradients(&self) -> Vec<Tensor> {
+        self.parameters.gradients()
     }
 
     fn learning_rate(&self) -> f64 {
@@ -63,8 +75,8 @@ impl Optimizer for Adam {
     /// The step counter, then every momentum, then every velocity (parameter order).
     fn state_tensors(&self) -> Vec<Tensor> {
         std::iter::once(self.step.tensor())
-            .chain(self.momentums.iter().map(Tensor::shallow_clone))
-            .chain(self.velocities.iter().map(Tensor::shallow_clone))
+            .chain(self.momentums.views.iter().map(Tensor::shallow_clone))
+            .chain(self.velocities.views.iter().map(Tensor::shallow_clone))
             .collect()
     }
 }

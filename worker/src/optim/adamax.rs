@@ -8,22 +8,25 @@
 
 use tch::Tensor;
 
-use super::{with_gradients, zero_grads, zeros_like_each, AdamConfig, Optimizer, StepCounter};
+use super::{AdamConfig, FlatParameters, FlatState, Optimizer, StepCounter};
 
 pub struct Adamax {
-    parameters: Vec<Tensor>,
+    parameters: FlatParameters,
     learning_rate: f64,
     config: AdamConfig,
     step: StepCounter,
-    momentums: Vec<Tensor>,
-    norms: Vec<Tensor>,
+    momentums: FlatState,
+    norms: FlatState,
+    scratch: Vec<Tensor>,
 }
 
 impl Adamax {
     pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: AdamConfig) -> Self {
-        let momentums = zeros_like_each(&parameters);
-        let norms = zeros_like_each(&parameters);
-        Self { parameters, learning_rate, config, step: StepCounter::new(), momentums, norms }
+        let parameters = FlatParameters::adopt(parameters);
+        let momentums = parameters.zeros();
+        let norms = parameters.zeros();
+        let scratch = parameters.zeros().segments;
+        Self { parameters, learning_rate, config, step: StepCounter::new(), momentums, norms, scratch }
     }
 }
 
@@ -33,20 +36,28 @@ impl Optimizer for Adamax {
         let t = self.step.advance() as f64;
         let AdamConfig { beta_1, beta_2, epsilon } = self.config;
         let correction = 1.0 - beta_1.powf(t);
-        for (i, p, g) in with_gradients(&self.parameters) {
-            let m = &mut self.momentums[i];
-            let u = &mut self.norms[i];
-            let _ = m.lerp_(&g, 1.0 - beta_1);
+        for (s, segment) in self.parameters.segments().iter().enumerate() {
+            let g = &segment.gradients;
+            let mut m = self.momentums.segments[s].shallow_clone();
+            let mut u = self.norms.segments[s].shallow_clone();
+            let scratch = &self.scratch[s];
+            let _ = m.lerp_(g, 1.0 - beta_1);
             let _ = u.g_mul_scalar_(beta_2);
-            let _ = u.maximum_out(u, &g.abs());
+            let _ = g.abs_out(scratch);
+            let _ = u.maximum_out(&u, scratch);
             // w += m / ((u + eps) * (1 - beta_1^t) / -lr)
-            let denominator = (&*u + epsilon).g_mul_scalar_(-correction / self.learning_rate);
-            let _ = p.shallow_clone().addcdiv_(m, &denominator);
+            let _ = u.add_scalar_out(scratch, epsilon);
+            let _ = scratch.shallow_clone().g_mul_scalar_(-correction / self.learning_rate);
+            let _ = segment.values.shallow_clone().addcdiv_(&m, scratch);
         }
     }
 
     fn zero_grad(&mut self) {
-        zero_grads(&self.parameters);
+        self.parameters.zero_grad();
+    }
+
+    fn gradients(&self) -> Vec<Tensor> {
+        self.parameters.gradients()
     }
 
     fn learning_rate(&self) -> f64 {
@@ -60,8 +71,8 @@ impl Optimizer for Adamax {
     /// The step counter, then every momentum, then every infinity norm (parameter order).
     fn state_tensors(&self) -> Vec<Tensor> {
         std::iter::once(self.step.tensor())
-            .chain(self.momentums.iter().map(Tensor::shallow_clone))
-            .chain(self.norms.iter().map(Tensor::shallow_clone))
+            .chain(self.momentums.views.iter().map(Tensor::shallow_clone))
+            .chain(self.norms.views.iter().map(Tensor::shallow_clone))
             .collect()
     }
 }

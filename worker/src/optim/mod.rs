@@ -16,12 +16,14 @@ use crate::error::WorkerError;
 
 mod adam;
 mod adamax;
+mod flat;
 mod nadam;
 mod rmsprop;
 mod sgd;
 
 pub use adam::Adam;
 pub use adamax::Adamax;
+pub use flat::{FlatParameters, FlatState, Segment};
 pub use nadam::Nadam;
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
@@ -38,6 +40,9 @@ pub trait Optimizer: Send {
     fn step(&mut self);
     /// Clears the gradients of every trainable parameter.
     fn zero_grad(&mut self);
+    /// Every parameter's gradient as flat buffers (one per kind and device, usually one): the
+    /// gradient bucket to all-reduce and take the norm of, in place.
+    fn gradients(&self) -> Vec<Tensor>;
     fn learning_rate(&self) -> f64;
     fn set_learning_rate(&mut self, learning_rate: f64);
     /// Shallow clones of every state tensor (moments, step counter), in a stable order:
@@ -115,26 +120,26 @@ impl StepCounter {
     }
 }
 
-/// A zero tensor shaped, typed and placed like each parameter: one moment per parameter.
-fn zeros_like_each(parameters: &[Tensor]) -> Vec<Tensor> {
-    parameters.iter().map(Tensor::zeros_like).collect()
+/// A 0-dimensional tensor holding `value`, of `like`'s kind and on its device, refilled only
+/// when the value changes: a scalar operand for in-place ops that take a tensor (`addcmul_`),
+/// without a host-to-device copy per step.
+#[derive(Debug)]
+struct DeviceScalar {
+    value: f64,
+    tensor: Tensor,
 }
 
-fn zero_grads(parameters: &[Tensor]) {
-    for p in parameters {
-        let mut grad = p.grad();
-        if grad.defined() {
-            let _ = grad.detach_();
-            let _ = grad.zero_();
-        }
+impl DeviceScalar {
+    fn new(value: f64, like: &Tensor) -> Self {
+        let tensor = Tensor::full([], value, (like.kind(), like.device()));
+        Self { value, tensor }
     }
-}
 
-/// The parameters that have a gradient this step, each with its index (for its moments).
-/// A parameter without one (unused by the forward pass) is left alone, moments included.
-fn with_gradients(parameters: &[Tensor]) -> impl Iterator<Item = (usize, &Tensor, Tensor)> {
-    parameters.iter().enumerate().filter_map(|(i, p)| {
-        let grad = p.grad();
-        grad.defined().then_some((i, p, grad))
-    })
+    fn get(&mut self, value: f64) -> &Tensor {
+        if value != self.value {
+            let _ = self.tensor.fill_(value);
+            self.value = value;
+        }
+        &self.tensor
+    }
 }

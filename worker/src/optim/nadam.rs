@@ -12,28 +12,41 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{with_gradients, zero_grads, zeros_like_each, AdamConfig, Optimizer, StepCounter};
+use super::{AdamConfig, FlatParameters, FlatState, Optimizer, StepCounter};
 
 /// Dozat's schedule decays the momentum by this factor per step (Keras hard-codes it).
 const SCHEDULE_DECAY: f64 = 0.96;
 
 pub struct Nadam {
-    parameters: Vec<Tensor>,
+    parameters: FlatParameters,
     learning_rate: f64,
     config: AdamConfig,
     step: StepCounter,
     /// Keras' `_u_product`, `P_t` above: a CPU f64 scalar, so that it travels with the state.
     u_product: Tensor,
-    momentums: Vec<Tensor>,
-    velocities: Vec<Tensor>,
+    momentums: FlatState,
+    velocities: FlatState,
+    /// Two segment-sized buffers (`m_hat`, the denominator): no allocation per step.
+    scratch: Vec<(Tensor, Tensor)>,
 }
 
 impl Nadam {
     pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: AdamConfig) -> Self {
-        let momentums = zeros_like_each(&parameters);
-        let velocities = zeros_like_each(&parameters);
+        let parameters = FlatParameters::adopt(parameters);
+        let momentums = parameters.zeros();
+        let velocities = parameters.zeros();
+        let scratch = parameters.segments().iter().map(|s| (s.zeros(), s.zeros())).collect();
         let u_product = Tensor::ones([], (Kind::Double, Device::Cpu));
-        Self { parameters, learning_rate, config, step: StepCounter::new(), u_product, momentums, velocities }
+        Self {
+            parameters,
+            learning_rate,
+            config,
+            step: StepCounter::new(),
+            u_product,
+            momentums,
+            velocities,
+            scratch,
+        }
     }
 }
 
@@ -55,19 +68,30 @@ impl Optimizer for Nadam {
         let weights = momentum_weight + gradient_weight;
         let root_correction = (1.0 - beta_2.powf(t)).sqrt();
         let scale = -self.learning_rate * weights * root_correction;
-        for (i, p, g) in with_gradients(&self.parameters) {
-            let m = &mut self.momentums[i];
-            let v = &mut self.velocities[i];
-            let _ = m.lerp_(&g, 1.0 - beta_1);
-            let _ = v.lerp_(&g.square(), 1.0 - beta_2);
-            let m_hat = m.lerp(&g, gradient_weight / weights);
-            let denominator = v.sqrt().g_add_scalar_(epsilon * root_correction).g_div_scalar_(scale);
-            let _ = p.shallow_clone().addcdiv_(&m_hat, &denominator);
+        for (s, segment) in self.parameters.segments().iter().enumerate() {
+            let g = &segment.gradients;
+            let mut m = self.momentums.segments[s].shallow_clone();
+            let mut v = self.velocities.segments[s].shallow_clone();
+            let (m_hat, denominator) = &self.scratch[s];
+            let _ = m.lerp_(g, 1.0 - beta_1);
+            let _ = g.square_out(denominator);
+            let _ = v.lerp_(denominator, 1.0 - beta_2);
+            let _ = m.lerp_scalar_out(m_hat, g, gradient_weight / weights);
+            let _ = v.sqrt_out(denominator);
+            let _ = denominator
+                .shallow_clone()
+                .g_add_scalar_(epsilon * root_correction)
+                .g_div_scalar_(scale);
+            let _ = segment.values.shallow_clone().addcdiv_(m_hat, denominator);
         }
     }
 
     fn zero_grad(&mut self) {
-        zero_grads(&self.parameters);
+        self.parameters.zero_grad();
+    }
+
+    fn gradients(&self) -> Vec<Tensor> {
+        self.parameters.gradients()
     }
 
     fn learning_rate(&self) -> f64 {
@@ -82,8 +106,8 @@ impl Optimizer for Nadam {
     fn state_tensors(&self) -> Vec<Tensor> {
         [self.step.tensor(), self.u_product.shallow_clone()]
             .into_iter()
-            .chain(self.momentums.iter().map(Tensor::shallow_clone))
-            .chain(self.velocities.iter().map(Tensor::shallow_clone))
+            .chain(self.momentums.views.iter().map(Tensor::shallow_clone))
+            .chain(self.velocities.views.iter().map(Tensor::shallow_clone))
             .collect()
     }
 }

@@ -9,23 +9,26 @@
 
 use tch::Tensor;
 
-use super::{with_gradients, zero_grads, zeros_like_each, Optimizer, RmsPropConfig, StepCounter};
+use super::{FlatParameters, FlatState, Optimizer, RmsPropConfig, StepCounter};
 
 pub struct RmsProp {
-    parameters: Vec<Tensor>,
+    parameters: FlatParameters,
     learning_rate: f64,
     config: RmsPropConfig,
     step: StepCounter,
-    velocities: Vec<Tensor>,
-    /// Empty unless `momentum > 0`, as in Keras.
-    momentums: Vec<Tensor>,
+    velocities: FlatState,
+    /// `None` unless `momentum > 0`, as in Keras.
+    momentums: Option<FlatState>,
+    scratch: Vec<Tensor>,
 }
 
 impl RmsProp {
     pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: RmsPropConfig) -> Self {
-        let velocities = zeros_like_each(&parameters);
-        let momentums = if config.momentum > 0.0 { zeros_like_each(&parameters) } else { Vec::new() };
-        Self { parameters, learning_rate, config, step: StepCounter::new(), velocities, momentums }
+        let parameters = FlatParameters::adopt(parameters);
+        let velocities = parameters.zeros();
+        let momentums = (config.momentum > 0.0).then(|| parameters.zeros());
+        let scratch = parameters.zeros().segments;
+        Self { parameters, learning_rate, config, step: StepCounter::new(), velocities, momentums, scratch }
     }
 }
 
@@ -34,23 +37,33 @@ impl Optimizer for RmsProp {
         let _guard = tch::no_grad_guard();
         self.step.advance();
         let RmsPropConfig { rho, momentum, epsilon } = self.config;
-        for (i, p, g) in with_gradients(&self.parameters) {
-            let v = &mut self.velocities[i];
-            let _ = v.lerp_(&g.square(), 1.0 - rho);
-            let mut root = (&*v + epsilon).sqrt_();
-            if let Some(b) = self.momentums.get_mut(i) {
+        for (s, segment) in self.parameters.segments().iter().enumerate() {
+            let g = &segment.gradients;
+            let mut v = self.velocities.segments[s].shallow_clone();
+            let mut root = self.scratch[s].shallow_clone();
+            let _ = g.square_out(&root);
+            let _ = v.lerp_(&root, 1.0 - rho);
+            let _ = v.add_scalar_out(&root, epsilon);
+            let _ = root.sqrt_();
+            let mut p = segment.values.shallow_clone();
+            if let Some(momentums) = &self.momentums {
                 // b = momentum * b + lr * g / root;  w -= b
+                let mut b = momentums.segments[s].shallow_clone();
                 let _ = b.g_mul_scalar_(momentum).addcdiv_(&(g * self.learning_rate), &root);
-                let _ = p.shallow_clone().g_sub_(b);
+                let _ = p.g_sub_(&b);
             } else {
                 // w += g / (root / -lr)
-                let _ = p.shallow_clone().addcdiv_(&g, &root.g_div_scalar_(-self.learning_rate));
+                let _ = p.addcdiv_(g, &root.g_div_scalar_(-self.learning_rate));
             }
         }
     }
 
     fn zero_grad(&mut self) {
-        zero_grads(&self.parameters);
+        self.parameters.zero_grad();
+    }
+
+    fn gradients(&self) -> Vec<Tensor> {
+        self.parameters.gradients()
     }
 
     fn learning_rate(&self) -> f64 {
@@ -64,8 +77,8 @@ impl Optimizer for RmsProp {
     /// The step counter, every velocity, then every momentum buffer (when momentum is on).
     fn state_tensors(&self) -> Vec<Tensor> {
         std::iter::once(self.step.tensor())
-            .chain(self.velocities.iter().map(Tensor::shallow_clone))
-            .chain(self.momentums.iter().map(Tensor::shallow_clone))
+            .chain(self.velocities.views.iter().map(Tensor::shallow_clone))
+            .chain(self.momentums.iter().flat_map(|m| m.views.iter().map(Tensor::shallow_clone)))
             .collect()
     }
 }

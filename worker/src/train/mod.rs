@@ -25,7 +25,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -37,6 +37,7 @@ use crate::outcome::EpochReport;
 use crate::run::{Devices, RunOptions, TrialEvent, TrialOutcome};
 use crate::trial::TrialSpec;
 
+mod acceleration;
 pub mod checkpoint;
 mod panics;
 mod rank;
@@ -100,6 +101,7 @@ impl Engine {
         on_event: &mut dyn FnMut(TrialEvent<'_>),
     ) -> Result<TrainRun, WorkerError> {
         spec.validate()?;
+        acceleration::check(spec, &options.devices)?;
         let world = options.devices.count();
         if world == 0 {
             return Err(WorkerError::InvalidTrial("no devices to train on".into()));
@@ -127,6 +129,7 @@ impl Engine {
         let stop_at = Arc::new(AtomicU64::new(u64::MAX));
         let (sender, receiver) = mpsc::channel::<Message>();
         let mut collectives = rank::collectives(&options.devices)?;
+        let threads = rank_threads(&options.devices);
         let mut handles = Vec::with_capacity(world);
         for (index, collective) in collectives.drain(..).enumerate() {
             let setup = rank::Setup {
@@ -144,6 +147,7 @@ impl Engine {
                 options: options.clone(),
                 factory: Arc::clone(&self.factory),
                 check_replicas: self.check_replicas,
+                threads,
                 stop_at: Arc::clone(&stop_at),
                 events: (index == 0).then(|| sender.clone()),
             };
@@ -240,6 +244,22 @@ impl Engine {
                 format!("{} px does not fit `{}`: {message}", spec.resolution, spec.architecture),
             )),
         }
+    }
+}
+
+/// Intra-op threads per rank: CPU ranks split the process's threads between them, as PyTorch's
+/// launcher gives each of its CPU processes a share (`OMP_NUM_THREADS`); each rank with all of
+/// them would oversubscribe the cores. `None` (libtorch's default) for GPUs.
+fn rank_threads(devices: &Devices) -> Option<i32> {
+    // Read once per process: a rank thread's setting also becomes the default of threads that
+    // start later, this one included if it has not run an op yet.
+    static PROCESS_THREADS: OnceLock<i32> = OnceLock::new();
+    match devices {
+        Devices::Cpu { ranks } => {
+            let total = *PROCESS_THREADS.get_or_init(tch::get_num_threads);
+            Some((total / (*ranks).max(1) as i32).max(1))
+        }
+        Devices::Cuda(_) => None,
     }
 }
 

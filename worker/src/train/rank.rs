@@ -12,6 +12,7 @@ use sal::{model_checksum, Collective, EpochSums, SalController, SingleRank, Thre
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
+use super::acceleration::Acceleration;
 use super::{checkpoint, report, request_stop, Message, ModelFactory};
 use crate::data::Split;
 use crate::error::WorkerError;
@@ -120,6 +121,8 @@ pub struct Setup {
     pub options: RunOptions,
     pub factory: Arc<ModelFactory>,
     pub check_replicas: bool,
+    /// Intra-op threads for this rank's thread (CPU ranks share the cores), or libtorch's default.
+    pub threads: Option<i32>,
     pub stop_at: Arc<AtomicU64>,
     pub events: Option<Sender<Message>>,
 }
@@ -185,9 +188,14 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         options,
         factory,
         check_replicas,
+        threads,
         stop_at,
         events,
     } = setup;
+    if let Some(threads) = threads {
+        // Per thread (OpenMP's setting is per calling thread): this rank's ops use that many.
+        tch::set_num_threads(threads);
+    }
     let collective = collective.open()?;
     let collective: &dyn Collective = collective.as_ref();
     let send = |message: Message| {
@@ -214,6 +222,8 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     let variables: Vec<Tensor> = variables.into_iter().map(|(_, t)| t).collect();
     collective.broadcast_many(&variables, 0)?;
+    let acceleration = Acceleration::new(&spec, device);
+    acceleration.prepare_model(&vs);
 
     let mut optimizer = optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
     let mut sal = match spec.method {
@@ -234,6 +244,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
     let batch = i64::from(spec.batch_size);
     let batches = plan_batches(samples, batch, world);
     let steps = batches.len();
+    let epoch_images = batches.iter().map(|&(_, len)| len).sum::<i64>() as f64;
     let progress_every = (steps / 100).max(1);
     let trainable = vs.trainable_variables();
     let buffers = float_buffers(&vs, &trainable);
@@ -267,21 +278,29 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             }
             let (from, count) = shard(start, len, rank, world);
             let index = order.narrow(0, from, count);
-            let images = train_images.index_select(0, &index).to_kind(Kind::Float) / 255.0;
+            let images = acceleration.input(train_images.index_select(0, &index).to_kind(Kind::Float) / 255.0);
             let labels = train_labels.index_select(0, &index);
 
             optimizer.zero_grad();
-            let logits = model.forward_t(&images, true);
-            let batch_loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
+            let (logits, batch_loss) = acceleration.forward(|| {
+                let logits = model.forward_t(&images, true);
+                let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
+                (logits, loss)
+            });
             // This rank's share of the global batch's mean: the all-reduced sum is the mean's gradient.
             (&batch_loss / len as f64).backward();
-            let gradients: Vec<Tensor> = trainable.iter().map(Tensor::grad).filter(Tensor::defined).collect();
-            // One collective on one flat bucket; its norm is then one kernel rather than one per parameter.
-            let bucket = tch::no_grad(|| collective.all_reduce_sum_bucket(&gradients))?;
+            // The gradients already lie in flat buckets (views, see `optim::FlatParameters`): one
+            // collective per bucket with no packing, none with one rank, and one norm kernel.
+            let _guard = tch::no_grad_guard();
+            let gradients = optimizer.gradients();
+            if world > 1 {
+                for bucket in &gradients {
+                    collective.all_reduce_sum(bucket)?;
+                }
+            }
+            let _ = norm_sum.shallow_clone().g_add_(&global_norm(&gradients));
             optimizer.step();
 
-            let _guard = tch::no_grad_guard();
-            let _ = norm_sum.shallow_clone().g_add_(&bucket.norm().to_kind(Kind::Double));
             let _ = loss_sum.shallow_clone().g_add_(&batch_loss.detach().to_kind(Kind::Double));
             let hits = logits.detach().argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let _ = correct.shallow_clone().g_add_(&hits);
@@ -297,13 +316,16 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             samples: local_samples as f64,
         };
         let metrics = sums.global_metrics(collective)?;
+        // The sums were read from the device and reduced: every step of every rank is done.
+        let train_seconds = started.elapsed().as_secs_f64();
         sample_device(&mut peak_device_mb);
         average_buffers(&buffers, collective)?;
         let grad_norm = norm_sum.double_value(&[]) / steps.max(1) as f64;
         let validation =
-            evaluate(model.as_ref(), &val_images, &val_labels, rank, world, batch, class_count, false)?
+            evaluate(model.as_ref(), &acceleration, &val_images, &val_labels, rank, world, batch, class_count, false)?
                 .reduce(collective)?;
         let (val_loss, val_accuracy) = (validation.loss(), validation.accuracy());
+        let eval_images_per_s = throughput(validation.count, validation.seconds);
         if ![metrics.loss, grad_norm, val_loss].iter().all(|v| v.is_finite()) {
             tracing::warn!(epoch, loss = metrics.loss, grad_norm, val_loss, "trial diverged");
             return Ok(Output { outcome: TrialOutcome::Finished(Box::new(diverged(history))), checksums });
@@ -325,6 +347,8 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             sal: record,
             seconds: started.elapsed().as_secs_f64(),
             peak_device_mb,
+            train_images_per_s: throughput(epoch_images, train_seconds),
+            eval_images_per_s,
         };
         history.push(report.clone());
         send(Message::Epoch(report));
@@ -358,7 +382,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         }
     }
 
-    let test = evaluate(model.as_ref(), &val_images, &val_labels, rank, world, batch, class_count, true)?;
+    let test = evaluate(model.as_ref(), &acceleration, &val_images, &val_labels, rank, world, batch, class_count, true)?;
     let inference_ms_per_batch = test.local_ms_per_batch();
     sample_device(&mut peak_device_mb);
     let test = test.reduce(collective)?;
@@ -384,6 +408,27 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         history,
     };
     Ok(Output { outcome: TrialOutcome::Finished(Box::new(result)), checksums })
+}
+
+/// Images per second, 0 for an empty or instant pass.
+fn throughput(images: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        images / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The L2 norm of all buckets together, in f64 (a 0-dimensional tensor on their device).
+fn global_norm(buckets: &[Tensor]) -> Tensor {
+    match buckets {
+        [] => Tensor::zeros([], (Kind::Double, Device::Cpu)),
+        [bucket] => bucket.norm().to_kind(Kind::Double),
+        _ => {
+            let norms: Vec<Tensor> = buckets.iter().map(|b| b.norm().to_kind(Kind::Double)).collect();
+            Tensor::stack(&norms, 0).norm()
+        }
+    }
 }
 
 /// The model's floating-point variables that are not trained: batch-norm running statistics.
@@ -476,6 +521,7 @@ impl Evaluation {
 #[allow(clippy::too_many_arguments)]
 fn evaluate(
     model: &dyn ModuleT,
+    acceleration: &Acceleration,
     images: &Tensor,
     labels: &Tensor,
     rank: usize,
@@ -498,9 +544,10 @@ fn evaluate(
     let mut start = from;
     while start < from + count {
         let len = batch.min(from + count - start);
-        let x = images.narrow(0, start, len).to_kind(Kind::Float) / 255.0;
+        let x = acceleration.input(images.narrow(0, start, len).to_kind(Kind::Float) / 255.0);
         let y = labels.narrow(0, start, len);
-        let logits = model.forward_t(&x, false);
+        // Metrics in fp32 whatever the forward precision (a no-op in fp32).
+        let logits = acceleration.forward(|| model.forward_t(&x, false)).to_kind(Kind::Float);
         let _ = loss_sum.shallow_clone().g_add_(
             &logits
                 .f_cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)?

@@ -59,6 +59,9 @@ pub fn synthetic_trial(architecture: &str, optimizer: &str, epochs: u32) -> Tria
         seed: 7,
         head: Head::Linear,
         pretrained: None,
+        precision: Default::default(),
+        channels_last: false,
+        cudnn_benchmark: false,
     }
 }
 
