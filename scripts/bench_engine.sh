@@ -1,15 +1,81 @@
 #!/usr/bin/env bash
-# Speed benchmark (not a test): the engine against PyTorch eager on the same model, batch,
-# resolution and thread count; SAL's overhead over the baseline; the input pipeline's share.
-# Usage: scripts/bench_engine.sh [--resolution 32] [--batch 64] [--train-size 4096] [--epochs 4] [--gpu N]
+# Speed benchmark (not a test): the engine against PyTorch eager on torchvision's own models, with
+# the same batch, resolution, optimizer, ranks and threads, side by side in one run (on a shared
+# machine only the ratios mean much). Prints a markdown table of training and evaluation images
+# per second and their ratios, then SAL's epoch time over the baseline's and the input pipeline's
+# share of an epoch.
+#
+# Usage: scripts/bench_engine.sh [--gpu N] [--precision bf16] [--channels-last] [--cudnn-benchmark]
+# Environment (defaults in brackets): ARCHITECTURES [resnet18 mobilenet_v2 densenet121],
+# RESOLUTIONS [32 64], OPTIMIZERS [sgd adam], RANKS [1 2; 1 on a GPU], BATCH [64],
+# TRAIN_SIZE [192; 2048 on a GPU], VAL_SIZE [128; 1024 on a GPU], EPOCHS [3].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -q -p worker --example bench_engine
-engine=$(target/release/examples/bench_engine "$@")
-pytorch=$(.venv/bin/python -W ignore scripts/bench_pytorch.py "$@")
-echo "$engine"
-echo "$pytorch"
-ours=$(sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p' <<<"$engine")
-theirs=$(sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p' <<<"$pytorch")
-awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "ratio engine/pytorch = %.3f\n", a / b }'
+gpu=()
+extra=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --gpu) gpu=(--gpu "$2"); shift 2 ;;
+        --precision) extra+=(--precision "$2"); shift 2 ;;
+        --channels-last | --cudnn-benchmark) extra+=("$1"); shift ;;
+        *) echo "bench_engine: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+python=${TORCH_VENV:-.venv}/bin/python
+# torchvision matching the wheel's torch (2.11.0), without letting pip replace torch.
+if ! "$python" -c 'import torchvision' >/dev/null 2>&1; then
+    { "$python" -m pip install --quiet --disable-pip-version-check numpy pillow &&
+        "$python" -m pip install --quiet --disable-pip-version-check --no-deps torchvision==0.26.0; } ||
+        { echo "bench_engine: cannot install torchvision==0.26.0 into $python's environment" >&2; exit 1; }
+fi
+
+if [ ${#gpu[@]} -gt 0 ]; then
+    default_ranks="1" default_train=2048 default_val=1024
+else
+    default_ranks="1 2" default_train=192 default_val=128
+fi
+architectures=${ARCHITECTURES:-resnet18 mobilenet_v2 densenet121}
+resolutions=${RESOLUTIONS:-32 64}
+optimizers=${OPTIMIZERS:-sgd adam}
+ranks_list=${RANKS:-$default_ranks}
+common=(--batch "${BATCH:-64}" --train-size "${TRAIN_SIZE:-$default_train}"
+    --val-size "${VAL_SIZE:-$default_val}" --epochs "${EPOCHS:-3}" "${gpu[@]}" "${extra[@]}")
+
+if [ -x .device/bin/bench_engine ]; then
+    engine_bin=.device/bin/bench_engine # prebuilt by scripts/gpu-check.sh --prepare
+else
+    cargo build --release -q -p worker --example bench_engine
+    engine_bin=target/release/examples/bench_engine
+fi
+
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; }
+
+started=$SECONDS
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; threads: $("$python" -c 'import torch; print(torch.get_num_threads())' 2>/dev/null)"
+echo
+echo "| model | px | optimizer | ranks | train img/s ours | PyTorch | ratio | eval img/s ours | PyTorch | ratio |"
+echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for architecture in $architectures; do
+    for resolution in $resolutions; do
+        for optimizer in $optimizers; do
+            for ranks in $ranks_list; do
+                row=(--architecture "$architecture" --resolution "$resolution" --optimizer "$optimizer" --ranks "$ranks" "${common[@]}")
+                ours=$("$engine_bin" "${row[@]}")
+                theirs=$("$python" -W ignore scripts/bench_pytorch.py "${row[@]}")
+                ot=$(field train_images_per_s "$ours") oe=$(field eval_images_per_s "$ours")
+                pt=$(field train_images_per_s "$theirs") pe=$(field eval_images_per_s "$theirs")
+                echo "| $architecture | $resolution | $optimizer | $ranks | $ot | $pt | $(ratio "$ot" "$pt") | $oe | $pe | $(ratio "$oe" "$pe") |"
+            done
+        done
+    done
+done
+echo
+# SAL's overhead and the input pipeline's share, on the first model at the first resolution.
+set -- $architectures
+first_architecture=$1
+set -- $resolutions
+"$engine_bin" --architecture "$first_architecture" --resolution "$1" --optimizer sgd --ranks 1 "${common[@]}" --extras | grep '^extras'
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); bench took $((SECONDS - started)) s"

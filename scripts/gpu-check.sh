@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: on a CUDA machine, show that our binaries see every GPU, that the NCCL
 # collectives keep replicas identical across all visible GPUs, and that the training engine runs
-# a trial on one GPU and data-parallel on all of them. A few minutes in all.
+# a trial on one GPU and data-parallel on all of them, then the speed table against PyTorch eager
+# on GPU 0 (fp32, then bf16 + channels-last + cuDNN benchmark). A few minutes in all; set
+# GPU_BENCH=0 to skip the speed table.
 #
 #   scripts/gpu-check.sh --prepare   on a build machine (no GPU needed): build the check binaries
 #                                    with the `nccl` feature into .device/bin (git-ignored), to
@@ -30,6 +32,8 @@ for line in sys.stdin:
     cp target/debug/examples/cuda_info "$bin/"
     cargo build --release -p worker --features nccl
     cp target/release/worker "$bin/"
+    cargo build --release -p worker --example bench_engine
+    cp target/release/examples/bench_engine "$bin/"
     ls -la "$bin"
 }
 
@@ -91,4 +95,11 @@ echo "== worker: data-parallel on GPUs $ids, replicas compared after every epoch
 "$bin/worker" train --trial "$work/trial.yaml" --gpus "$ids" --check-replicas --no-progress \
     --cache-dir "$work/cache" --checkpoint-dir "$work/ckptn" --out "$work/all.json"
 grep -o '"peak_device_mb": [0-9.]*' "$work/one.json" "$work/all.json" || true
+
+if [ "${GPU_BENCH:-1}" != "0" ]; then
+    echo "== speed against PyTorch eager on GPU 0, fp32"
+    TORCH_VENV="$venv" scripts/bench_engine.sh --gpu 0
+    echo "== speed against PyTorch eager on GPU 0, bf16 autocast, channels-last, cuDNN benchmark"
+    TORCH_VENV="$venv" OPTIMIZERS=adam scripts/bench_engine.sh --gpu 0 --precision bf16 --channels-last --cudnn-benchmark
+fi
 echo "gpu-check: all passed"

@@ -40,6 +40,45 @@ fn all_reduce_broadcast_and_barrier_agree_on_every_rank() {
     }
 }
 
+/// Values whose f32 sums round differently in different orders, distinct on every rank.
+fn awkward_values(rank: usize, numel: i64) -> Tensor {
+    let seed = Tensor::arange(numel, (Kind::Double, Device::Cpu));
+    ((seed * 0.7311 + rank as f64 * 13.37).sin() * 10f64.powi(rank as i32 % 5 - 2)).to_kind(Kind::Float)
+}
+
+#[test]
+fn contiguous_tensors_reduce_in_place_to_the_host_paths_bits() {
+    // 1001 elements over 3 ranks: slices of unequal length. A contiguous CPU tensor is summed in
+    // place, each rank a slice; a non-contiguous one (a transposed view) goes through the host
+    // in f64. Both must give the same bits on every rank, and the exact f64 sum rounded to f32.
+    let results = on_ranks(3, |rank| {
+        let values = awkward_values(rank.rank(), 1001);
+        let in_place = values.copy();
+        rank.all_reduce_sum(&in_place).unwrap();
+        let host = values.copy().view([7, 143]);
+        let transposed = host.transpose(0, 1);
+        assert!(!transposed.is_contiguous());
+        rank.all_reduce_sum(&transposed).unwrap();
+        let doubles = values.to_kind(Kind::Double);
+        rank.all_reduce_sum(&doubles).unwrap();
+        (
+            Vec::<f32>::try_from(&in_place).unwrap(),
+            Vec::<f32>::try_from(host.view([-1])).unwrap(),
+            Vec::<f64>::try_from(&doubles).unwrap(),
+        )
+    });
+    let expected: Vec<f32> = {
+        let parts: Vec<Vec<f32>> =
+            (0..3).map(|r| Vec::<f32>::try_from(awkward_values(r, 1001)).unwrap()).collect();
+        (0..1001).map(|i| parts.iter().fold(0.0f64, |acc, p| acc + f64::from(p[i])) as f32).collect()
+    };
+    for (in_place, host, doubles) in &results {
+        assert_eq!(in_place, &expected);
+        assert_eq!(host, &expected);
+        assert_eq!(doubles, &results[0].2, "f64 tensors agree on every rank too");
+    }
+}
+
 #[test]
 fn many_tensors_reduce_in_one_call_and_keep_their_shapes() {
     let results = on_ranks(2, |rank| {

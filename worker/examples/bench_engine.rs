@@ -1,16 +1,21 @@
-//! Speed of the training engine on synthetic data: images per second, SAL's cost over the
-//! baseline, and the share of an epoch spent preparing input. `scripts/bench_engine.sh` runs it
-//! beside `scripts/bench_pytorch.py` (the same model in PyTorch eager) and prints the ratio.
+//! Speed of the training engine on synthetic data: training and evaluation images per second
+//! (from the epoch history), and with `--extras` SAL's cost over the baseline and the share of an
+//! epoch spent preparing input. `scripts/bench_engine.sh` runs it beside
+//! `scripts/bench_pytorch.py` (the same model in PyTorch eager) and prints the table of ratios.
 //!
 //! cargo run --release -p worker --example bench_engine -- [--architecture small_cnn]
-//!     [--resolution 32] [--batch 64] [--train-size 4096] [--epochs 4] [--gpu N]
+//!     [--optimizer sgd] [--resolution 32] [--batch 64] [--train-size 4096] [--val-size 256]
+//!     [--epochs 4] [--ranks 1] [--gpu N] [--precision bf16] [--channels-last]
+//!     [--cudnn-benchmark] [--extras]
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 use worker::train::Engine;
-use worker::{CancelFlag, DatasetSpec, Devices, Head, Method, RunOptions, TrialEvent, TrialSpec};
+use worker::{
+    CancelFlag, DatasetSpec, Devices, EpochReport, Head, Method, Precision, RunOptions, TrialEvent, TrialSpec,
+};
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -20,64 +25,104 @@ fn arg(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
 fn number(name: &str, default: &str) -> anyhow::Result<u64> {
     let value = arg(name, default);
     value.parse().map_err(|_| anyhow::anyhow!("{name}: `{value}` is not a number"))
 }
 
-fn spec(
-    architecture: &str,
-    method: Method,
+struct Bench {
+    architecture: String,
+    optimizer: String,
     resolution: u32,
     batch: u32,
     train: u64,
+    val: u64,
     epochs: u32,
-) -> TrialSpec {
-    let options: BTreeMap<String, serde_json::Value> =
-        [("classes", 10), ("train_size", train), ("val_size", 64)]
-            .map(|(k, v)| (k.to_string(), v.into()))
-            .into();
-    let sal = sal::StressConfig { warmup_epochs: 0, ..Default::default() };
-    TrialSpec {
-        architecture: architecture.into(),
-        optimizer: "sgd".into(),
-        dataset: DatasetSpec { name: "synthetic".into(), format: "synthetic".into(), root: None, options },
-        resolution,
-        method,
-        sal,
-        epochs,
-        batch_size: batch,
-        learning_rate: 0.01,
-        seed: 1,
-        head: Head::Paper,
-        pretrained: None,
-        precision: Default::default(),
-        channels_last: false,
-        cudnn_benchmark: false,
+    precision: Precision,
+    channels_last: bool,
+    cudnn_benchmark: bool,
+}
+
+impl Bench {
+    fn spec(&self, method: Method, epochs: u32) -> TrialSpec {
+        let options: BTreeMap<String, serde_json::Value> =
+            [("classes", 10), ("train_size", self.train), ("val_size", self.val)]
+                .map(|(k, v)| (k.to_string(), v.into()))
+                .into();
+        let sal = sal::StressConfig { warmup_epochs: 0, ..Default::default() };
+        // torchvision's classifiers are one linear layer on the pooled features; so is `linear`.
+        let head = if self.architecture == "small_cnn" { Head::Paper } else { Head::Linear };
+        let learning_rate = if self.optimizer == "adam" { 0.001 } else { 0.01 };
+        TrialSpec {
+            architecture: self.architecture.clone(),
+            optimizer: self.optimizer.clone(),
+            dataset: DatasetSpec { name: "synthetic".into(), format: "synthetic".into(), root: None, options },
+            resolution: self.resolution,
+            method,
+            sal,
+            epochs,
+            batch_size: self.batch,
+            learning_rate,
+            seed: 1,
+            head,
+            pretrained: None,
+            precision: self.precision,
+            channels_last: self.channels_last,
+            cudnn_benchmark: self.cudnn_benchmark,
+        }
     }
 }
 
-/// The fastest epoch after the first (warm-up): on a shared machine the minimum is the figure
-/// least disturbed by other processes.
-fn epoch_seconds(spec: &TrialSpec, options: &RunOptions) -> anyhow::Result<f64> {
-    let mut seconds = Vec::new();
+/// Every epoch's report of one run.
+fn history(spec: &TrialSpec, options: &RunOptions) -> anyhow::Result<Vec<EpochReport>> {
+    let mut reports = Vec::new();
     Engine::default().run(spec, options, &mut |event| {
         if let TrialEvent::Epoch(report) = event {
-            seconds.push(report.seconds);
+            reports.push(report.clone());
         }
     })?;
-    Ok(seconds.into_iter().skip(1).fold(f64::NAN, f64::min))
+    Ok(reports)
+}
+
+/// The best of the epochs after the first (warm-up): on a shared machine the best epoch is the
+/// figure least disturbed by other processes.
+fn best_after_warmup(reports: &[EpochReport], figure: impl Fn(&EpochReport) -> f64) -> f64 {
+    reports.iter().skip(1).map(figure).fold(f64::NAN, f64::max)
+}
+
+fn fastest_epoch_seconds(reports: &[EpochReport]) -> f64 {
+    reports.iter().skip(1).map(|r| r.seconds).fold(f64::NAN, f64::min)
 }
 
 fn main() -> anyhow::Result<()> {
-    let architecture = arg("--architecture", "small_cnn");
-    let resolution = number("--resolution", "32")? as u32;
-    let batch = number("--batch", "64")? as u32;
-    let train = number("--train-size", "4096")?;
-    let epochs = number("--epochs", "4")? as u32;
+    let precision = match arg("--precision", "fp32").as_str() {
+        "fp32" => Precision::Fp32,
+        "bf16" => Precision::Bf16,
+        other => anyhow::bail!("--precision: `{other}` is not fp32 or bf16"),
+    };
+    let bench = Bench {
+        architecture: arg("--architecture", "small_cnn"),
+        optimizer: arg("--optimizer", "sgd"),
+        resolution: number("--resolution", "32")? as u32,
+        batch: number("--batch", "64")? as u32,
+        train: number("--train-size", "4096")?,
+        val: number("--val-size", "256")?,
+        epochs: number("--epochs", "4")? as u32,
+        precision,
+        channels_last: flag("--channels-last"),
+        cudnn_benchmark: flag("--cudnn-benchmark"),
+    };
+    if bench.epochs < 2 {
+        anyhow::bail!("--epochs must be at least 2 (the first is a warm-up)");
+    }
+    let ranks = number("--ranks", "1")? as usize;
     let gpu = arg("--gpu", "");
     let (devices, device) = if gpu.is_empty() {
-        (Devices::Cpu { ranks: 1 }, Device::Cpu)
+        (Devices::Cpu { ranks }, Device::Cpu)
     } else {
         let ordinal: usize = gpu.parse()?;
         (Devices::Cuda(vec![ordinal]), Device::Cuda(ordinal))
@@ -91,30 +136,50 @@ fn main() -> anyhow::Result<()> {
         checkpoint_every: 0,
         cancel: CancelFlag::default(),
     };
+    let threads = tch::get_num_threads();
 
-    // Alternated, fastest of each: other processes on a shared machine disturb one run, not all.
-    let (mut baseline, mut with_sal) = (f64::NAN, f64::NAN);
-    for _ in 0..2 {
-        let base = spec(&architecture, Method::Baseline, resolution, batch, train, epochs);
-        baseline = baseline.min(epoch_seconds(&base, &options)?);
-        let stressed = spec(&architecture, Method::Sal, resolution, batch, train, epochs);
-        with_sal = with_sal.min(epoch_seconds(&stressed, &options)?);
+    let baseline = history(&bench.spec(Method::Baseline, bench.epochs), &options)?;
+    println!(
+        "engine architecture={} optimizer={} resolution={} batch={} ranks={ranks} threads={threads} \
+         train_images_per_s={:.1} eval_images_per_s={:.1}",
+        bench.architecture,
+        bench.optimizer,
+        bench.resolution,
+        bench.batch,
+        best_after_warmup(&baseline, |r| r.train_images_per_s),
+        best_after_warmup(&baseline, |r| r.eval_images_per_s),
+    );
+    if !flag("--extras") {
+        return Ok(());
     }
-    let images = (train / u64::from(batch) * u64::from(batch)) as f64;
+
+    // SAL against the baseline, alternated, fastest epoch of each: other processes on a shared
+    // machine disturb one run, not all.
+    let (mut base_seconds, mut sal_seconds) = (fastest_epoch_seconds(&baseline), f64::NAN);
+    for round in 0..2 {
+        if round > 0 {
+            let again = history(&bench.spec(Method::Baseline, bench.epochs), &options)?;
+            base_seconds = base_seconds.min(fastest_epoch_seconds(&again));
+        }
+        let stressed = history(&bench.spec(Method::Sal, bench.epochs), &options)?;
+        sal_seconds = sal_seconds.min(fastest_epoch_seconds(&stressed));
+    }
 
     // The input pipeline alone over one epoch: cut batches from the u8 tensor on the device and
     // scale them to floats, as the trainer does.
-    let trial = spec(&architecture, Method::Baseline, resolution, batch, train, 1);
-    let (data, _) = worker::data::load(&trial.dataset, resolution, &options.cache_dir)?;
+    let trial = bench.spec(Method::Baseline, 1);
+    let (data, _) = worker::data::load(&trial.dataset, bench.resolution, &options.cache_dir)?;
     let images_u8 = data.train.images.to_device(device);
     let labels = data.train.labels.to_device(device);
-    let order = Tensor::randperm(train as i64, (Kind::Int64, device));
+    let train = bench.train as i64;
+    let batch = i64::from(bench.batch);
+    let order = Tensor::randperm(train, (Kind::Int64, device));
     let mut input_seconds = f64::MAX;
     for _ in 0..10 {
         let started = Instant::now();
         let mut checksum = Tensor::zeros([], (Kind::Float, device));
-        for step in 0..(train as i64 / i64::from(batch)) {
-            let index = order.narrow(0, step * i64::from(batch), i64::from(batch));
+        for step in 0..(train / batch) {
+            let index = order.narrow(0, step * batch, batch);
             let x = images_u8.index_select(0, &index).to_kind(Kind::Float) / 255.0;
             let y = labels.index_select(0, &index);
             checksum = checksum + x.narrow(0, 0, 1).sum(Kind::Float) + y.narrow(0, 0, 1).to_kind(Kind::Float);
@@ -122,15 +187,12 @@ fn main() -> anyhow::Result<()> {
         let _ = checksum.double_value(&[]);
         input_seconds = input_seconds.min(started.elapsed().as_secs_f64());
     }
-
     println!(
-        "engine architecture={architecture} resolution={resolution} batch={batch} threads={} \
-         images_per_s={:.1} baseline_epoch_s={baseline:.3} sal_epoch_s={with_sal:.3} \
-         sal_overhead_pct={:.2} input_share_pct={:.2}",
-        tch::get_num_threads(),
-        images / baseline,
-        100.0 * (with_sal - baseline) / baseline,
-        100.0 * input_seconds / baseline,
+        "extras architecture={} baseline_epoch_s={base_seconds:.3} sal_epoch_s={sal_seconds:.3} \
+         sal_over_baseline={:.4} input_share_pct={:.2}",
+        bench.architecture,
+        sal_seconds / base_seconds,
+        100.0 * input_seconds / base_seconds,
     );
     Ok(())
 }

@@ -243,3 +243,51 @@ fn restore(
         }
     })
 }
+
+#[test]
+fn parameters_and_gradients_become_views_into_flat_buckets() {
+    let fixture = fixture();
+    let parameters = fixture.parameters(Kind::Float);
+    let mut optimizer = make(
+        "adam",
+        &Value::Null,
+        parameters.iter().map(Tensor::shallow_clone).collect(),
+        fixture.learning_rate,
+    );
+    let buckets = optimizer.gradients();
+    assert_eq!(buckets.len(), 1, "one kind on one device: one bucket");
+    let total: usize = parameters.iter().map(Tensor::numel).sum();
+    assert_eq!(buckets[0].numel(), total);
+    // Back to back in one buffer, in order.
+    for pair in parameters.windows(2) {
+        assert_eq!(pair[1].data_ptr() as usize, pair[0].data_ptr() as usize + 4 * pair[0].numel());
+    }
+    // Backward accumulates into the bucket: after a step it holds that step's gradient.
+    fixture.run(optimizer.as_mut(), &parameters, 0, 1);
+    let expected: Vec<f64> = fixture.gradients[0].concat().iter().map(|&g| f64::from(g as f32)).collect();
+    assert_eq!(values(&buckets[0]), expected);
+    optimizer.zero_grad();
+    assert_eq!(values(&buckets[0]), vec![0.0; total]);
+
+    // Parameters of two kinds: a bucket per kind.
+    let mixed = vec![
+        Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true),
+        Tensor::ones([2], (Kind::Double, Device::Cpu)).set_requires_grad(true),
+    ];
+    let optimizer = make("sgd", &Value::Null, mixed, 0.1);
+    let kinds: Vec<Kind> = optimizer.gradients().iter().map(Tensor::kind).collect();
+    assert_eq!(kinds, [Kind::Float, Kind::Double]);
+
+    // A channels-last weight keeps its layout and its values; SGD moves it by -lr * g.
+    let values = Tensor::arange(24, (Kind::Float, Device::Cpu)).view([2, 3, 2, 2]);
+    let nhwc = values.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]).set_requires_grad(true);
+    let strides = nhwc.stride();
+    assert_ne!(strides, values.stride());
+    let mut optimizer = make("sgd", &Value::Null, vec![nhwc.shallow_clone()], 0.5);
+    assert_eq!(nhwc.stride(), strides);
+    assert!(nhwc.allclose(&values, 0.0, 0.0, false));
+    optimizer.zero_grad();
+    (&nhwc * &values).sum(Kind::Float).backward();
+    optimizer.step();
+    assert!(nhwc.allclose(&(&values * 0.5), 0.0, 0.0, false), "w - 0.5 * w");
+}

@@ -37,9 +37,12 @@ fn finish(spec: &TrialSpec, options: &RunOptions) -> TrialResult {
     }
 }
 
-/// The history without wall-clock times.
+/// The history without wall-clock times and the throughputs measured from them.
 fn timeless(history: &[EpochReport]) -> Vec<EpochReport> {
-    history.iter().map(|r| EpochReport { seconds: 0.0, ..r.clone() }).collect()
+    history
+        .iter()
+        .map(|r| EpochReport { seconds: 0.0, train_images_per_s: 0.0, eval_images_per_s: 0.0, ..r.clone() })
+        .collect()
 }
 
 /// SAL that intervenes from the start: after the first epoch (an improvement on +inf) no epoch

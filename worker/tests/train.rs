@@ -10,7 +10,7 @@ use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 use worker::train::{Engine, ModelFactory, TrainRun};
 use worker::{
-    CancelFlag, Devices, Method, RunOptions, TrialEvent, TrialOutcome, TrialResult, TrialSpec, TrialStatus,
+    CancelFlag, Devices, Method, Precision, RunOptions, TrialEvent, TrialOutcome, TrialResult, TrialSpec, TrialStatus,
     WorkerError,
 };
 
@@ -369,4 +369,33 @@ fn the_last_epoch_decides_but_leaves_the_trained_weights_to_the_final_test() {
     assert_eq!(sal_result.top1, last_epoch.val_accuracy);
     assert_eq!(sal_result.test_loss, baseline_result.test_loss);
     assert_eq!(sal_result.confusion, baseline_result.confusion);
+#[test]
+fn gpu_options_stay_out_of_trial_ids_at_their_defaults_and_bf16_needs_gpus() {
+    let spec = synthetic_trial("small_cnn", "sgd", 2);
+    let plain = spec.canonical_json();
+    for key in ["precision", "channels_last", "cudnn_benchmark"] {
+        assert!(!plain.contains(key), "{key} in {plain}");
+    }
+    let fast =
+        TrialSpec { precision: Precision::Bf16, channels_last: true, cudnn_benchmark: true, ..spec.clone() };
+    let json = fast.canonical_json();
+    assert!(json.contains(r#""precision":"bf16""#) && json.contains(r#""channels_last":true"#), "{json}");
+    assert_eq!(serde_json::from_str::<TrialSpec>(&json).unwrap(), fast);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bf16 = TrialSpec { precision: Precision::Bf16, ..spec.clone() };
+    let error = Engine::default().run(&bf16, &options(dir.path(), 1), &mut |_| {}).err().unwrap();
+    assert_eq!(error.field_path(), Some("precision"), "{error}");
+    assert!(!error.to_string().contains('\n'), "{error}");
+
+    // Channels-last runs on CPU ranks too (the optimizer keeps the layout of the weights it adopts);
+    // every epoch reports its throughput.
+    let nhwc = TrialSpec { channels_last: true, cudnn_benchmark: true, ..spec };
+    let result = finished(Engine::default().run(&nhwc, &options(dir.path(), 2), &mut |_| {}).unwrap());
+    assert_eq!(result.history.len(), 2);
+    for epoch in &result.history {
+        assert!(epoch.train_loss.is_finite(), "{epoch:?}");
+        assert!(epoch.train_images_per_s > 0.0 && epoch.eval_images_per_s > 0.0, "{epoch:?}");
+    }
+    assert!(result.train_images_per_s().is_some_and(|v| v > 0.0));
 }
