@@ -45,8 +45,8 @@ impl DenseLayer {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self.conv1.forward(&self.norm1.forward_t(xs, train).relu());
-        self.conv2.forward(&self.norm2.forward_t(&ys, train).relu())
+        let ys = self.conv1.forward(&self.norm1.forward_t(xs, train).relu_());
+        self.conv2.forward(&self.norm2.forward_t(&ys, train).relu_())
     }
 }
 
@@ -75,7 +75,7 @@ struct Transition {
 
 impl Transition {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self.conv.forward(&self.norm.forward_t(xs, train).relu());
+        let ys = self.conv.forward(&self.norm.forward_t(xs, train).relu_());
         ys.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None)
     }
 }
@@ -136,7 +136,7 @@ impl DenseNet {
 
 impl ModuleT for DenseNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let stem = self.norm0.forward_t(&self.conv0.forward(xs), train).relu();
+        let stem = self.norm0.forward_t(&self.conv0.forward(xs), train).relu_();
         let mut ys = stem.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for (block, transition) in &self.blocks {
             ys = block.forward_t(&ys, train);
@@ -144,6 +144,6 @@ impl ModuleT for DenseNet {
                 ys = transition.forward_t(&ys, train);
             }
         }
-        self.norm5.forward_t(&ys, train).relu()
+        self.norm5.forward_t(&ys, train).relu_()
     }
 }

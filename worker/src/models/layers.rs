@@ -185,7 +185,7 @@ impl ModuleT for ClassifierHead {
         for (i, linear) in self.layers.iter().enumerate() {
             xs = linear.forward(&xs);
             if i < last {
-                xs = xs.relu();
+                xs = xs.relu_();
                 if i == 0 {
                     xs = super::dropout::dropout(&xs, 0.5, train);
                 }

@@ -82,14 +82,15 @@ impl ModuleT for Block {
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
             ys = bn.forward_t(&conv.forward(&ys), train);
             if i < last {
-                ys = ys.relu();
+                ys = ys.relu_();
             }
         }
         let shortcut = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(xs), train),
             None => xs.shallow_clone(),
         };
-        (ys + shortcut).relu()
+        // In place, as torchvision: the batch norm output is not needed by its backward.
+        ys.g_add_(&shortcut).relu_()
     }
 }
 
@@ -135,7 +136,7 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let stem = self.bn1.forward_t(&self.conv1.forward(xs), train).relu();
+        let stem = self.bn1.forward_t(&self.conv1.forward(xs), train).relu_();
         let mut ys = stem.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for block in &self.blocks {
             ys = block.forward_t(&ys, train);

@@ -65,7 +65,7 @@ impl PreActBlock {
 
 impl ModuleT for PreActBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let preact = self.preact_bn.forward_t(xs, train).relu();
+        let preact = self.preact_bn.forward_t(xs, train).relu_();
         let shortcut = match &self.downsample {
             Some(conv) => conv.forward(&preact),
             // MaxPooling2D(1, strides=stride) on the raw input: plain subsampling.
@@ -74,8 +74,8 @@ impl ModuleT for PreActBlock {
             }
             None => xs.shallow_clone(),
         };
-        let ys = self.bn1.forward_t(&self.conv1.forward(&preact), train).relu();
-        let ys = self.bn2.forward_t(&self.conv2.forward(&ys), train).relu();
+        let ys = self.bn1.forward_t(&self.conv1.forward(&preact), train).relu_();
+        let ys = self.bn2.forward_t(&self.conv2.forward(&ys), train).relu_();
         self.conv3.forward(&ys) + shortcut
     }
 }
@@ -118,6 +118,6 @@ impl ModuleT for ResNetV2 {
         for block in &self.blocks {
             ys = block.forward_t(&ys, train);
         }
-        self.post_bn.forward_t(&ys, train).relu()
+        self.post_bn.forward_t(&ys, train).relu_()
     }
 }

@@ -34,7 +34,7 @@ impl ModuleT for SmallCnn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut ys = xs.shallow_clone();
         for (i, (conv, bn)) in self.blocks.iter().enumerate() {
-            ys = bn.forward_t(&conv.forward(&ys), train).relu();
+            ys = bn.forward_t(&conv.forward(&ys), train).relu_();
             if i + 1 < self.blocks.len() {
                 ys = ys.max_pool2d_default(2);
             }
