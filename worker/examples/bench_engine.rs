@@ -60,7 +60,12 @@ impl Bench {
         TrialSpec {
             architecture: self.architecture.clone(),
             optimizer: self.optimizer.clone(),
-            dataset: DatasetSpec { name: "synthetic".into(), format: "synthetic".into(), root: None, options },
+            dataset: DatasetSpec {
+                name: "synthetic".into(),
+                format: "synthetic".into(),
+                root: None,
+                options,
+            },
             resolution: self.resolution,
             method,
             sal,

@@ -10,8 +10,8 @@ use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 use worker::train::{Engine, ModelFactory, TrainRun};
 use worker::{
-    CancelFlag, Devices, Method, Precision, RunOptions, TrialEvent, TrialOutcome, TrialResult, TrialSpec, TrialStatus,
-    WorkerError,
+    CancelFlag, Devices, Method, Precision, RunOptions, TrialEvent, TrialOutcome, TrialResult, TrialSpec,
+    TrialStatus, WorkerError,
 };
 
 fn options(dir: &std::path::Path, ranks: usize) -> RunOptions {

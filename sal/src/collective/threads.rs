@@ -93,7 +93,9 @@ impl ThreadRank {
     fn exchange_tensor(&self, tensor: Tensor) -> Result<Vec<Tensor>, SalError> {
         self.round(
             |state| state.tensor_deposits[self.rank] = Some(tensor),
-            |state| state.published_tensors = state.tensor_deposits.iter_mut().filter_map(Option::take).collect(),
+            |state| {
+                state.published_tensors = state.tensor_deposits.iter_mut().filter_map(Option::take).collect()
+            },
             |state| state.published_tensors.iter().map(Tensor::shallow_clone).collect(),
         )
     }

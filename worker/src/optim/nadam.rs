@@ -78,10 +78,7 @@ impl Optimizer for Nadam {
             let _ = v.lerp_(denominator, 1.0 - beta_2);
             let _ = m.lerp_scalar_out(m_hat, g, gradient_weight / weights);
             let _ = v.sqrt_out(denominator);
-            let _ = denominator
-                .shallow_clone()
-                .g_add_scalar_(epsilon * root_correction)
-                .g_div_scalar_(scale);
+            let _ = denominator.shallow_clone().g_add_scalar_(epsilon * root_correction).g_div_scalar_(scale);
             let _ = segment.values.shallow_clone().addcdiv_(m_hat, denominator);
         }
     }

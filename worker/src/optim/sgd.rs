@@ -31,7 +31,15 @@ impl Sgd {
         let negative_rates =
             parameters.segments().iter().map(|s| DeviceScalar::new(-learning_rate, &s.values)).collect();
         let scratch = if config.nesterov { parameters.zeros().segments } else { Vec::new() };
-        Self { parameters, learning_rate, config, step: StepCounter::new(), momentums, negative_rates, scratch }
+        Self {
+            parameters,
+            learning_rate,
+            config,
+            step: StepCounter::new(),
+            momentums,
+            negative_rates,
+            scratch,
+        }
     }
 }
 

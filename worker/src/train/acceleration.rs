@@ -20,7 +20,10 @@ extern "C" {
 /// Refuses options the devices cannot honour, before anything is loaded.
 pub fn check(spec: &TrialSpec, devices: &Devices) -> Result<(), WorkerError> {
     if spec.precision == Precision::Bf16 && matches!(devices, Devices::Cpu { .. }) {
-        return Err(WorkerError::field("precision", "bf16 runs under CUDA autocast: it needs GPUs, not CPU ranks"));
+        return Err(WorkerError::field(
+            "precision",
+            "bf16 runs under CUDA autocast: it needs GPUs, not CPU ranks",
+        ));
     }
     Ok(())
 }
@@ -38,7 +41,10 @@ impl Acceleration {
         if spec.cudnn_benchmark && device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(true);
         }
-        Self { bf16: spec.precision == Precision::Bf16 && device.is_cuda(), channels_last: spec.channels_last }
+        Self {
+            bf16: spec.precision == Precision::Bf16 && device.is_cuda(),
+            channels_last: spec.channels_last,
+        }
     }
 
     /// Lays out the model's 4-D variables (convolution weights) channels-last, in place; before

@@ -278,7 +278,8 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             }
             let (from, count) = shard(start, len, rank, world);
             let index = order.narrow(0, from, count);
-            let images = acceleration.input(train_images.index_select(0, &index).to_kind(Kind::Float) / 255.0);
+            let images =
+                acceleration.input(train_images.index_select(0, &index).to_kind(Kind::Float) / 255.0);
             let labels = train_labels.index_select(0, &index);
 
             optimizer.zero_grad();
@@ -321,9 +322,18 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         sample_device(&mut peak_device_mb);
         average_buffers(&buffers, collective)?;
         let grad_norm = norm_sum.double_value(&[]) / steps.max(1) as f64;
-        let validation =
-            evaluate(model.as_ref(), &acceleration, &val_images, &val_labels, rank, world, batch, class_count, false)?
-                .reduce(collective)?;
+        let validation = evaluate(
+            model.as_ref(),
+            &acceleration,
+            &val_images,
+            &val_labels,
+            rank,
+            world,
+            batch,
+            class_count,
+            false,
+        )?
+        .reduce(collective)?;
         let (val_loss, val_accuracy) = (validation.loss(), validation.accuracy());
         let eval_images_per_s = throughput(validation.count, validation.seconds);
         if ![metrics.loss, grad_norm, val_loss].iter().all(|v| v.is_finite()) {
@@ -382,7 +392,17 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         }
     }
 
-    let test = evaluate(model.as_ref(), &acceleration, &val_images, &val_labels, rank, world, batch, class_count, true)?;
+    let test = evaluate(
+        model.as_ref(),
+        &acceleration,
+        &val_images,
+        &val_labels,
+        rank,
+        world,
+        batch,
+        class_count,
+        true,
+    )?;
     let inference_ms_per_batch = test.local_ms_per_batch();
     sample_device(&mut peak_device_mb);
     let test = test.reduce(collective)?;
