@@ -8,7 +8,8 @@
 # Usage: scripts/bench_engine.sh [--gpu N] [--precision bf16] [--channels-last] [--cudnn-benchmark]
 # Environment (defaults in brackets): ARCHITECTURES [resnet18 mobilenet_v2 densenet121],
 # RESOLUTIONS [32 64], OPTIMIZERS [sgd adam], RANKS [1 2; 1 on a GPU], BATCH [64],
-# TRAIN_SIZE [192; 2048 on a GPU], VAL_SIZE [128; 1024 on a GPU], EPOCHS [3].
+# TRAIN_SIZE [192; 2048 on a GPU], VAL_SIZE [128; 1024 on a GPU], EPOCHS [3],
+# BENCH_ENGINE_BIN [built here with cargo].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,7 +44,9 @@ ranks_list=${RANKS:-$default_ranks}
 common=(--batch "${BATCH:-64}" --train-size "${TRAIN_SIZE:-$default_train}"
     --val-size "${VAL_SIZE:-$default_val}" --epochs "${EPOCHS:-3}" "${gpu[@]}" "${extra[@]}")
 
-if [ -x .device/bin/bench_engine ]; then
+if [ -n "${BENCH_ENGINE_BIN:-}" ]; then
+    engine_bin=$BENCH_ENGINE_BIN # a binary built beforehand
+elif [ -x .device/bin/bench_engine ]; then
     engine_bin=.device/bin/bench_engine # prebuilt by scripts/gpu-check.sh --prepare
 else
     cargo build --release -q -p worker --example bench_engine

@@ -240,6 +240,9 @@ mod tests {
             seed: 1,
             head: Head::Paper,
             pretrained: None,
+            precision: Default::default(),
+            channels_last: false,
+            cudnn_benchmark: false,
         };
         let meta = META_BYTES + 10 * META_BYTES_PER_EPOCH;
         let once = payload.bytes + payload.tensors * HEADER_BYTES_PER_TENSOR;

@@ -173,6 +173,9 @@ fn a_real_checkpoint_file_is_within_its_estimate() {
         seed: 1,
         head: Head::Paper,
         pretrained: None,
+        precision: Default::default(),
+        channels_last: false,
+        cudnn_benchmark: false,
     };
     let vs = build(&spec.architecture, spec.head, classes);
     let optimizer = worker::optim::build(&spec.optimizer, &vs, spec.learning_rate).unwrap();
@@ -187,6 +190,8 @@ fn a_real_checkpoint_file_is_within_its_estimate() {
             sal: None,
             seconds: 12.345_678,
             peak_device_mb: None,
+            train_images_per_s: 123.456_789,
+            eval_images_per_s: 1_234.567_89,
         })
         .collect();
     let state = worker::train::checkpoint::State {
