@@ -377,9 +377,15 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
     let mut out = String::new();
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
     header.extend(["trials", "completed", "diverged", "failed"].map(String::from));
-    for metric in
-        ["top1", "top5", "train_seconds", "train_images_per_s", "peak_host_mb", "peak_device_mb", "inference_ms"]
-    {
+    for metric in [
+        "top1",
+        "top5",
+        "train_seconds",
+        "train_images_per_s",
+        "peak_host_mb",
+        "peak_device_mb",
+        "inference_ms",
+    ] {
         header.push(format!("{metric}_mean"));
         header.push(format!("{metric}_ci95"));
     }
@@ -392,17 +398,15 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
         fields.push(row.completed.to_string());
         fields.push(row.diverged.to_string());
         fields.push(row.failed.to_string());
-        for metric in
-            [
-                row.top1,
-                row.top5,
-                row.train_seconds,
-                row.train_images_per_s,
-                row.peak_host_mb,
-                row.peak_device_mb,
-                row.inference_ms,
-            ]
-        {
+        for metric in [
+            row.top1,
+            row.top5,
+            row.train_seconds,
+            row.train_images_per_s,
+            row.peak_host_mb,
+            row.peak_device_mb,
+            row.inference_ms,
+        ] {
             fields.push(number(metric.map(|e| e.mean)));
             fields.push(number(metric.and_then(|e| e.ci95)));
         }
