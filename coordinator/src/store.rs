@@ -1568,6 +1568,8 @@ mod tests {
                 sal: None,
                 seconds: 0.0,
                 peak_device_mb: Some(300.0),
+                train_images_per_s: 0.0,
+                eval_images_per_s: 0.0,
             };
             let json = serde_json::to_string(&report).unwrap();
             store.report_epoch(lease_ref(&first), report, json).await.unwrap();

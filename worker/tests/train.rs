@@ -369,6 +369,8 @@ fn the_last_epoch_decides_but_leaves_the_trained_weights_to_the_final_test() {
     assert_eq!(sal_result.top1, last_epoch.val_accuracy);
     assert_eq!(sal_result.test_loss, baseline_result.test_loss);
     assert_eq!(sal_result.confusion, baseline_result.confusion);
+}
+
 #[test]
 fn gpu_options_stay_out_of_trial_ids_at_their_defaults_and_bf16_needs_gpus() {
     let spec = synthetic_trial("small_cnn", "sgd", 2);
