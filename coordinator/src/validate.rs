@@ -115,6 +115,8 @@ pub fn epoch_report(report: &EpochReport, field: &str, epochs: Option<u32>) -> R
     fraction(report.val_accuracy, &at("val_accuracy"))?;
     non_negative(report.grad_norm, &at("grad_norm"))?;
     non_negative(report.seconds, &at("seconds"))?;
+    non_negative(report.train_images_per_s, &at("train_images_per_s"))?;
+    non_negative(report.eval_images_per_s, &at("eval_images_per_s"))?;
     if let Some(device) = report.peak_device_mb {
         non_negative(device, &at("peak_device_mb"))?;
     }
@@ -301,6 +303,8 @@ mod tests {
             sal: None,
             seconds: 0.1,
             peak_device_mb: None,
+            train_images_per_s: 100.0,
+            eval_images_per_s: 400.0,
         }
     }
 
