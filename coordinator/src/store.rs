@@ -200,6 +200,17 @@ pub struct Core {
     progress: watch::Sender<Progress>,
     /// Checkpoint files to remove when the open transaction commits or rolls back.
     files: PendingRemovals,
+    /// Workers heard from that are not registered (this coordinator restarted since they did):
+    /// the coordinator does not stop while one of them may still need to hear that the sweep is
+    /// done.
+    strangers: HashMap<String, Stranger>,
+}
+
+/// A worker heard from without a registration.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stranger {
+    last_seen_ms: u64,
+    told_done: bool,
 }
 
 type Delivery = Box<dyn FnOnce(Result<()>) + Send>;
@@ -419,7 +430,9 @@ impl Store {
     pub async fn workers_told_done(&self) -> Result<bool> {
         self.call(|core| {
             let recent = now_ms().saturating_sub(core.lease_ttl_ms.min(2000));
-            Ok(core.sched.workers.values().filter(|w| w.last_seen_ms >= recent).all(|w| w.told_done))
+            let registered = core.sched.workers.values().map(|w| (w.last_seen_ms, w.told_done));
+            let strangers = core.strangers.values().map(|s| (s.last_seen_ms, s.told_done));
+            Ok(registered.chain(strangers).filter(|(seen, _)| *seen >= recent).all(|(_, told)| told))
         })
         .await
     }
@@ -456,6 +469,7 @@ impl Core {
             finished_at_start: 0,
             progress: progress_tx,
             files: PendingRemovals::default(),
+            strangers: HashMap::new(),
         };
         core.sched.trials_per_device = sweep.trials_per_device;
         let summary = core.load_sweep(sweep, retry_failed)?;
@@ -765,6 +779,7 @@ impl Core {
             last_seen_ms: 0,
             told_done: false,
         });
+        self.strangers.remove(&registration.worker_id);
         entry.hostname = registration.hostname;
         entry.devices = registration.devices;
         entry.memory_mb = registration.memory_mb;
@@ -808,14 +823,38 @@ impl Core {
     }
 
     /// A worker that just sent something is alive: the coordinator waits for it to hear that the
-    /// sweep is done before exiting (see `workers_told_done`).
+    /// sweep is done before exiting (see `workers_told_done`). One that is not registered (this
+    /// coordinator restarted since it did) is a stranger, waited for all the same.
     fn seen(&mut self, worker_id: &str) {
         if let Some(worker) = self.sched.workers.get_mut(worker_id) {
             worker.last_seen_ms = now_ms();
+        } else if !worker_id.is_empty() {
+            self.strangers.entry(worker_id.to_string()).or_default().last_seen_ms = now_ms();
         }
     }
 
+    /// A worker this coordinator does not know (it restarted since the worker registered) is
+    /// asked to register again, unless the sweep is done: then it is told so, and its leases are
+    /// over. Answers `None` for a registered worker.
+    fn answer_stranger(&mut self, worker_id: &str, held: &[String]) -> Option<Result<LeaseReply>> {
+        if self.sched.workers.contains_key(worker_id) {
+            return None;
+        }
+        let sweep_done = self.sched.sweep_done();
+        let stranger = self.strangers.entry(worker_id.to_string()).or_default();
+        stranger.last_seen_ms = now_ms();
+        stranger.told_done = sweep_done;
+        Some(if sweep_done {
+            Ok(LeaseReply { grant: None, lost: held.to_vec(), sweep_done })
+        } else {
+            Err(StoreError::UnknownWorker { worker_id: worker_id.to_string() })
+        })
+    }
+
     fn heartbeat(&mut self, worker_id: &str, held: &[String]) -> Result<LeaseReply> {
+        if let Some(reply) = self.answer_stranger(worker_id, held) {
+            return reply;
+        }
         self.touch_worker(worker_id)?;
         let lost = self.extend(worker_id, held)?;
         let sweep_done = self.sched.sweep_done();
@@ -824,6 +863,9 @@ impl Core {
     }
 
     fn lease(&mut self, ask: LeaseAsk) -> Result<LeaseReply> {
+        if let Some(reply) = self.answer_stranger(&ask.worker_id, &ask.held) {
+            return reply;
+        }
         let worker = self.touch_worker(&ask.worker_id)?;
         worker.cached.extend(ask.cached.iter().cloned());
         let lost = self.extend(&ask.worker_id, &ask.held)?;
@@ -1064,6 +1106,7 @@ impl Core {
             TrialStatus::Completed => TrialState::Done,
             TrialStatus::Diverged => TrialState::Diverged,
         };
+        self.seen(&worker_id);
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO results (trial_id, attempt, worker_id, result_json, completed_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1441,6 +1484,35 @@ mod tests {
         assert_eq!(summary.trials, 1);
         let (_, records) = read_records(dir.path()).unwrap();
         assert_eq!(records.iter().filter(|r| r.result.is_some()).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_an_unregistered_worker_is_waited_for_and_told_that_the_sweep_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(30);
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), ttl, false).unwrap();
+        worker(&store).await;
+        let grant = lease(&store).await.unwrap();
+        drop(store);
+
+        // The coordinator restarted: "w" still runs its trial but is not registered here.
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), ttl, false).unwrap();
+        let ask = || LeaseAsk {
+            worker_id: "w".into(),
+            free_devices: 1,
+            held: vec![grant.lease_id.clone()],
+            cached: Vec::new(),
+        };
+        let unknown = store.lease(ask()).await;
+        assert!(matches!(unknown, Err(StoreError::UnknownWorker { .. })), "{unknown:?}");
+        complete(&store, &grant).await;
+        // The sweep is done, but "w" has not heard it yet: the coordinator must not stop.
+        assert!(!store.workers_told_done().await.unwrap());
+        // Asking again, still unregistered, it hears that the sweep is done; no need to register.
+        let reply = store.lease(ask()).await.unwrap();
+        assert!(reply.sweep_done && reply.grant.is_none());
+        assert_eq!(reply.lost, vec![grant.lease_id.clone()]);
+        assert!(store.workers_told_done().await.unwrap());
     }
 
     #[tokio::test]

@@ -179,8 +179,12 @@ fn saturating_u32(value: usize) -> u32 {
 
 /// Why a round with the coordinator stopped early.
 enum Interrupt {
-    /// The coordinator is away (or asked us to register again): retry after a backoff.
+    /// The coordinator is away: retry after a backoff.
     Away(String),
+    /// The coordinator answered but does not know this worker (it restarted): register again at
+    /// once. Not an absence: backing off here could outlast a coordinator that is about to
+    /// finish the sweep and exit, leaving this worker to knock on a closed door.
+    Forgotten,
     Fatal(WorkerError),
 }
 
@@ -245,12 +249,18 @@ impl Session {
         tokio::pin!(shutdown);
         loop {
             if Instant::now() >= self.retry_at {
+                let was_registered = self.registered;
                 match self.round().await {
-                    Ok(()) => {
-                        if self.away_since.take().is_some() {
-                            tracing::info!(coordinator = %self.config.coordinator, "coordinator reachable again");
-                        }
-                        self.backoff = Duration::from_millis(50);
+                    Ok(()) => self.reachable(),
+                    // Forgotten again right after registering: not worth a tight loop.
+                    Err(Interrupt::Forgotten) if !was_registered => {
+                        self.registered = false;
+                        self.away("the coordinator forgot this worker as soon as it registered".into())?;
+                    }
+                    Err(Interrupt::Forgotten) => {
+                        tracing::info!(coordinator = %self.config.coordinator, "the coordinator does not know this worker (it restarted?): registering again");
+                        self.registered = false;
+                        self.reachable();
                     }
                     Err(Interrupt::Away(reason)) => self.away(reason)?,
                     Err(Interrupt::Fatal(error)) => {
@@ -276,6 +286,15 @@ impl Session {
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+
+    /// The coordinator answered: no more backoff.
+    fn reachable(&mut self) {
+        if self.away_since.take().is_some() {
+            tracing::info!(coordinator = %self.config.coordinator, "coordinator reachable again");
+        }
+        self.backoff = Duration::from_millis(50);
+        self.retry_at = Instant::now();
     }
 
     /// Records a failed contact; gives up after `give_up_after`, or after `drain_timeout` when
@@ -320,7 +339,7 @@ impl Session {
         if self.away_since.is_some() {
             return self.retry_at;
         }
-        if !self.outbox.is_empty() {
+        if !self.registered || !self.outbox.is_empty() {
             return now;
         }
         let mut wake = now + Duration::from_secs(3600);
@@ -378,9 +397,8 @@ impl Session {
             });
         }
         if status.code() == Code::FailedPrecondition {
-            // The coordinator restarted and forgot us: register again at once.
-            self.registered = false;
-            self.retry_at = Instant::now();
+            // The coordinator restarted and forgot us.
+            return Interrupt::Forgotten;
         }
         Interrupt::Away(format!("{:?}: {}", status.code(), status.message()))
     }
