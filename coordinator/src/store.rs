@@ -2,9 +2,11 @@
 //!
 //! One thread owns the connection and the scheduler's memory; requests reach it as jobs over a
 //! channel. The thread runs whatever jobs are queued in one transaction (group commit) and answers
-//! them only after the commit: a result is on disk before its worker hears that it is safe, and
-//! a burst of small writes costs one commit. Each job runs in a savepoint and writes SQL before it
-//! touches memory, so a failed job leaves both as they were.
+//! them only once the commit is on disk ([`crate::durable`] syncs it on a thread of its own, while
+//! this one goes on): a result is on disk before its worker hears that it is safe, and a burst of
+//! small writes costs one commit. A lease request alone is answered as soon as its transaction
+//! commits, before the disk has it (see [`Store::lease`]). Each job runs in a savepoint and writes
+//! SQL before it touches memory, so a failed job leaves both as they were.
 //!
 //! A restart on the same state dir resumes: done trials stay done, leases that expired while the
 //! coordinator was away go back to pending, live leases are honoured when their workers return,
@@ -12,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{EpochReport, TrialResult, TrialSpec, TrialStatus};
@@ -19,6 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
 use crate::checkpoint_files::{self, PendingRemovals};
+use crate::durable::{AfterSync, WalSync};
 use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
 use crate::slots::{self, TrialsPerDevice};
 use crate::spec::Sweep;
@@ -197,7 +201,8 @@ pub struct Core {
     sweep_ids: Vec<String>,
     started: Instant,
     finished_at_start: u32,
-    progress: watch::Sender<Progress>,
+    /// Shared with the sync thread, which publishes a batch's progress once it is durable.
+    progress: Arc<watch::Sender<Progress>>,
     /// Checkpoint files to remove when the open transaction commits or rolls back.
     files: PendingRemovals,
     /// Workers heard from that are not registered (this coordinator restarted since they did):
@@ -214,20 +219,34 @@ struct Stranger {
 }
 
 type Delivery = Box<dyn FnOnce(Result<()>) + Send>;
-/// A job runs on the core inside the batch's transaction, or is handed `None` when that
-/// transaction could not begin and must not run at all; either way its delivery hears the commit.
-type Job = Box<dyn FnOnce(Option<&mut Core>) -> Delivery + Send>;
 
-/// Wraps `f` as a job whose outcome (after the commit) arrives on the receiver.
+/// A job's answer, given the outcome of its transaction.
+struct Answer {
+    deliver: Delivery,
+    /// Sent once the transaction commits, without waiting for the disk.
+    before_sync: bool,
+}
+
+/// A job runs on the core inside the batch's transaction, or is handed `None` when that
+/// transaction could not begin and must not run at all; either way its answer hears the commit.
+type Job = Box<dyn FnOnce(Option<&mut Core>) -> Answer + Send>;
+
+/// Wraps `f` as a job whose outcome arrives on the receiver once its commit is on disk, or, if
+/// `before_sync` says so of the outcome, as soon as it commits.
 fn job<R: Send + 'static>(
     f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
+    before_sync: impl FnOnce(&Result<R>) -> bool + Send + 'static,
 ) -> (Job, oneshot::Receiver<Result<R>>) {
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move |core: Option<&mut Core>| {
         let outcome = core.map(|core| core.in_savepoint(f));
-        Box::new(move |commit: Result<()>| {
-            let _ = tx.send(commit.and_then(|()| outcome.unwrap_or(Err(StoreError::Closed))));
-        })
+        let before_sync = outcome.as_ref().is_some_and(before_sync);
+        Answer {
+            deliver: Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.and_then(|()| outcome.unwrap_or(Err(StoreError::Closed))));
+            }),
+            before_sync,
+        }
     });
     (job, rx)
 }
@@ -308,10 +327,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 fn open_connection(dir: &Path) -> Result<Connection> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let mut conn = Connection::open(dir.join(DB_FILE))?;
-    // WAL: readers (`coordinator report`) never block the writer. synchronous=FULL: a commit is on
-    // disk before a worker is acknowledged; group commit keeps that affordable.
+    // WAL: readers (`coordinator report`) never block the writer. synchronous=NORMAL: COMMIT does
+    // not wait for the disk; the store's sync thread (`durable`) fsyncs the WAL before any answer
+    // that promises durability leaves.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
     )?;
     conn.execute_batch(SCHEMA)?;
     migrate::upgrade(&mut conn, dir)?;
@@ -329,9 +349,10 @@ impl Store {
     ) -> Result<(Store, LoadSummary)> {
         let (core, summary, progress_rx) = Core::open(dir, sweep, lease_ttl, retry_failed)?;
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let sync = WalSync::start(&dir.join(DB_FILE)).map_err(|e| StoreError::io(dir, e))?;
         std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || core.serve(rx))
+            .spawn(move || core.serve(rx, sync))
             .map_err(|e| StoreError::io(dir, e))?;
         Ok((Store { jobs, progress: progress_rx, dir: dir.to_path_buf() }, summary))
     }
@@ -349,7 +370,15 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        let (job, rx) = job(f);
+        self.run(f, |_| false).await
+    }
+
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
+        before_sync: impl FnOnce(&Result<R>) -> bool + Send + 'static,
+    ) -> Result<R> {
+        let (job, rx) = job(f, before_sync);
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -358,8 +387,14 @@ impl Store {
         self.call(move |core| core.register(registration)).await
     }
 
+    /// A lease is answered once its transaction commits, before the disk has it: a worker that
+    /// just finished a trial starts its next one without waiting for an fsync. Nothing is lost
+    /// if the machine dies before the disk has the grant: the trial is still pending on disk,
+    /// the worker's reports under a lease that the restarted coordinator does not know are
+    /// refused (it stops the trial), and a result it sends anyway is kept like any result of a
+    /// lapsed lease. "The sweep is done" waits for the disk: a worker told so leaves for good.
     pub async fn lease(&self, ask: LeaseAsk) -> Result<LeaseReply> {
-        self.call(move |core| core.lease(ask)).await
+        self.run(move |core| core.lease(ask), answered_at_commit).await
     }
 
     pub async fn heartbeat(&self, worker_id: String, held: Vec<String>) -> Result<LeaseReply> {
@@ -447,6 +482,20 @@ impl Store {
     }
 }
 
+/// Whether a lease request's answer may leave before the disk has its commit (see
+/// [`Store::lease`]).
+fn answered_at_commit(outcome: &Result<LeaseReply>) -> bool {
+    matches!(outcome, Ok(reply) if !reply.sweep_done)
+}
+
+fn publish(sender: &watch::Sender<Progress>, progress: Progress) {
+    sender.send_if_modified(|current| {
+        let changed = *current != progress;
+        *current = progress;
+        changed
+    });
+}
+
 impl Core {
     /// Opens the store in `dir` and loads `sweep`; the caller runs the jobs.
     fn open(
@@ -467,7 +516,7 @@ impl Core {
             sweep_ids: Vec::new(),
             started: Instant::now(),
             finished_at_start: 0,
-            progress: progress_tx,
+            progress: Arc::new(progress_tx),
             files: PendingRemovals::default(),
             strangers: HashMap::new(),
         };
@@ -479,7 +528,7 @@ impl Core {
         Ok((core, summary, progress_rx))
     }
 
-    fn serve(mut self, jobs: std::sync::mpsc::Receiver<Job>) {
+    fn serve(mut self, jobs: std::sync::mpsc::Receiver<Job>, sync: WalSync) {
         while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -488,28 +537,54 @@ impl Core {
                     Err(_) => break,
                 }
             }
-            self.run_batch(batch);
-            self.publish();
+            let mut after_sync = self.run_batch(batch);
+            // Progress is published in order, and only once durable: the runner ends the sweep
+            // on it.
+            let progress = self.progress();
+            let sender = self.progress.clone();
+            after_sync.push(Box::new(move |_| publish(&sender, progress)));
+            sync.after_sync(after_sync);
         }
     }
 
-    /// Runs `batch` in one transaction and answers every job after its commit (or failure).
-    fn run_batch(&mut self, batch: Vec<Job>) {
+    /// Runs `batch` in one transaction. Answers the jobs that may hear of the commit before the
+    /// disk has it, and every job when the batch failed; returns what must wait for the disk.
+    fn run_batch(&mut self, batch: Vec<Job>) -> Vec<AfterSync> {
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             // Outside a transaction each job's savepoint would commit on its own while its caller
             // hears that the commit failed: run none of them.
             tracing::error!("state store cannot begin a transaction: {e}");
             let message = e.to_string();
             for job in batch {
-                job(None)(Err(StoreError::Commit { message: message.clone() }));
+                (job(None).deliver)(Err(StoreError::Commit { message: message.clone() }));
             }
-            return;
+            return Vec::new();
         }
-        let deliveries: Vec<Delivery> = batch.into_iter().map(|job| job(Some(&mut *self))).collect();
+        let answers: Vec<Answer> = batch.into_iter().map(|job| job(Some(&mut *self))).collect();
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
-                self.files.committed();
-                deliveries.into_iter().for_each(|deliver| deliver(Ok(())));
+                let mut after_sync: Vec<AfterSync> = Vec::new();
+                for answer in answers {
+                    if answer.before_sync {
+                        (answer.deliver)(Ok(()));
+                    } else {
+                        let deliver = answer.deliver;
+                        after_sync.push(Box::new(move |synced: std::result::Result<(), String>| {
+                            deliver(synced.map_err(|message| StoreError::Commit { message }))
+                        }));
+                    }
+                }
+                // Files the commit stopped indexing go once the disk has it: until then a power
+                // cut could bring back the rows that point at them.
+                let removals = self.files.take_committed();
+                if !removals.is_empty() {
+                    after_sync.push(Box::new(move |synced: std::result::Result<(), String>| {
+                        if synced.is_ok() {
+                            removals.iter().for_each(|path| checkpoint_files::remove(path));
+                        }
+                    }));
+                }
+                after_sync
             }
             Err(e) => {
                 tracing::error!("state store commit failed: {e}");
@@ -520,9 +595,10 @@ impl Core {
                     tracing::error!("state store reload failed: {e}");
                 }
                 let message = e.to_string();
-                for deliver in deliveries {
-                    deliver(Err(StoreError::Commit { message: message.clone() }));
+                for answer in answers {
+                    (answer.deliver)(Err(StoreError::Commit { message: message.clone() }));
                 }
+                Vec::new()
             }
         }
     }
@@ -554,12 +630,7 @@ impl Core {
     }
 
     fn publish(&self) {
-        let progress = self.progress();
-        self.progress.send_if_modified(|current| {
-            let changed = *current != progress;
-            *current = progress;
-            changed
-        });
+        publish(&self.progress, self.progress());
     }
 
     fn set_state(&self, trial_id: &str, state: TrialState) -> Result<()> {
