@@ -24,6 +24,8 @@ pub mod credentials;
 mod orphans;
 mod outbox;
 mod slots;
+#[cfg(test)]
+mod tests;
 mod trial_process;
 mod trial_thread;
 mod watchdog;
