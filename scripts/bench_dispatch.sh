@@ -11,6 +11,9 @@
 # - dispatch: from the first lease granted to the last result committed (the store's own
 #   timestamps), trials/s, and ms per trial per worker (= dispatch time × N / trials: the time one
 #   worker spends per trial, orchestration overhead only);
+# - all up: the same from the moment the last worker got its first trial (the others start faster
+#   and work meanwhile), when at least a tenth of the trials were left by then: the rate once
+#   every worker is there, without the staggered start of N processes that load libtorch;
 # - total: from starting the workers to the coordinator's exit (worker start-up, which loads
 #   libtorch, and the coordinator telling every worker that the sweep is done, included).
 #
@@ -80,7 +83,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "load: $(uptime | sed 's/.*load average/load average/'), $(nproc) cores"
-printf '%8s %10s %10s %16s %10s\n' workers dispatch trials/s ms/trial/worker total
+printf '%8s %10s %10s %16s %22s %10s\n' workers dispatch trials/s ms/trial/worker "all up: trials/s, ms" total
 for n in "${counts[@]}"; do
     run="$root/run-$n-$$"
     rm -rf "$run"
@@ -127,9 +130,17 @@ for n in "${counts[@]}"; do
         echo "error: $done results and $reports epoch reports committed, expected $trials each" >&2
         exit 1
     fi
+    # When the last worker got its first trial, and how many trials were leased from then on.
+    read -r all_up after < <(sqlite3 -separator ' ' "$db" \
+        "SELECT m, (SELECT COUNT(*) FROM attempts WHERE started_ms >= m) FROM (SELECT MAX(f) AS m FROM (SELECT MIN(started_ms) AS f FROM attempts GROUP BY worker_id));")
     span=$((last - first))
-    awk -v n="$n" -v t="$trials" -v span="$span" -v total=$((ended - started)) 'BEGIN {
-        printf "%8d %8.2f s %10.0f %16.2f %8.2f s\n", n, span / 1000, t / (span / 1000), span * n / t, total / 1000
+    awk -v n="$n" -v t="$trials" -v span="$span" -v total=$((ended - started)) \
+        -v up_span=$((last - all_up)) -v after="$after" 'BEGIN {
+        up = "-"
+        if (after * 10 >= t && up_span > 0) {
+            up = sprintf("%.0f, %.2f", after / (up_span / 1000), up_span * n / after)
+        }
+        printf "%8d %8.2f s %10.0f %16.2f %22s %8.2f s\n", n, span / 1000, t / (span / 1000), span * n / t, up, total / 1000
     }'
     if [[ ${KEEP:-0} != 1 ]]; then
         rm -rf "$run"
