@@ -1570,7 +1570,7 @@ mod tests {
         let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), ttl, false).unwrap();
         let ask = || LeaseAsk {
             worker_id: "w".into(),
-            free_devices: 1,
+            devices: vec![vec![grant.lease_id.clone()]],
             held: vec![grant.lease_id.clone()],
             cached: Vec::new(),
         };

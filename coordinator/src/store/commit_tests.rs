@@ -126,7 +126,8 @@ fn when_the_transaction_cannot_begin_no_job_of_the_batch_runs() {
 fn a_lease_is_answered_at_commit_a_result_and_the_sweep_s_end_once_the_disk_has_them() {
     let dir = tempfile::tempdir().unwrap();
     let (mut core, _, _) = Core::open(dir.path(), &sweep("[1, 2]", 3), TTL, false).unwrap();
-    let registration = Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1 };
+    let registration =
+        Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1, memory_mb: Vec::new() };
     run_now(&mut core, move |core| core.register(registration)).unwrap();
     let complete = |grant: &Grant| {
         let (lease, json) =
