@@ -48,10 +48,16 @@ impl PendingRemovals {
     }
 
     pub fn committed(&mut self) {
-        self.after_rollback.clear();
-        for path in self.after_commit.drain(..) {
+        for path in self.take_committed() {
             remove(&path);
         }
+    }
+
+    /// The transaction committed: answers what to remove, for the caller to remove once the
+    /// commit is on disk (before that, a power cut could bring the old rows back).
+    pub fn take_committed(&mut self) -> Vec<PathBuf> {
+        self.after_rollback.clear();
+        std::mem::take(&mut self.after_commit)
     }
 
     pub fn rolled_back(&mut self) {

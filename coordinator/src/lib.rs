@@ -3,6 +3,7 @@
 //! - [`spec`]: sweep files, validated and expanded into trials with stable ids;
 //! - [`identity`]: what a trial's id hashes (what it computes, never where its files lie);
 //! - [`store`]: SQLite in the state dir, group-committed by one thread; checkpoint files;
+//! - [`durable`]: the fsync of those commits, on a thread of its own;
 //! - [`checkpoint_files`]: checkpoint files removed only once the store stops indexing them;
 //! - [`state_lock`]: one coordinator per state dir;
 //! - [`checkpoint_storage`] and [`dry_run`]: what a sweep expands to and the disk it needs;
@@ -21,6 +22,7 @@ pub mod checkpoint_files;
 pub mod checkpoint_storage;
 pub mod convert;
 pub mod dry_run;
+pub mod durable;
 pub mod identity;
 pub mod local;
 pub mod remote;

@@ -2,9 +2,11 @@
 //!
 //! One thread owns the connection and the scheduler's memory; requests reach it as jobs over a
 //! channel. The thread runs whatever jobs are queued in one transaction (group commit) and answers
-//! them only after the commit: a result is on disk before its worker hears that it is safe, and
-//! a burst of small writes costs one commit. Each job runs in a savepoint and writes SQL before it
-//! touches memory, so a failed job leaves both as they were.
+//! them only once the commit is on disk ([`crate::durable`] syncs it on a thread of its own, while
+//! this one goes on): a result is on disk before its worker hears that it is safe, and a burst of
+//! small writes costs one commit. A lease request alone is answered as soon as its transaction
+//! commits, before the disk has it (see [`Store::lease`]). Each job runs in a savepoint and writes
+//! SQL before it touches memory, so a failed job leaves both as they were.
 //!
 //! A restart on the same state dir resumes: done trials stay done, leases that expired while the
 //! coordinator was away go back to pending, live leases are honoured when their workers return,
@@ -12,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{EpochReport, TrialResult, TrialSpec, TrialStatus};
@@ -19,6 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
 use crate::checkpoint_files::{self, PendingRemovals};
+use crate::durable::{AfterSync, WalSync};
 use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
 use crate::slots::{self, TrialsPerDevice};
 use crate::spec::Sweep;
@@ -197,26 +201,52 @@ pub struct Core {
     sweep_ids: Vec<String>,
     started: Instant,
     finished_at_start: u32,
-    progress: watch::Sender<Progress>,
+    /// Shared with the sync thread, which publishes a batch's progress once it is durable.
+    progress: Arc<watch::Sender<Progress>>,
     /// Checkpoint files to remove when the open transaction commits or rolls back.
     files: PendingRemovals,
+    /// Workers heard from that are not registered (this coordinator restarted since they did):
+    /// the coordinator does not stop while one of them may still need to hear that the sweep is
+    /// done.
+    strangers: HashMap<String, Stranger>,
+}
+
+/// A worker heard from without a registration.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stranger {
+    last_seen_ms: u64,
+    told_done: bool,
 }
 
 type Delivery = Box<dyn FnOnce(Result<()>) + Send>;
-/// A job runs on the core inside the batch's transaction, or is handed `None` when that
-/// transaction could not begin and must not run at all; either way its delivery hears the commit.
-type Job = Box<dyn FnOnce(Option<&mut Core>) -> Delivery + Send>;
 
-/// Wraps `f` as a job whose outcome (after the commit) arrives on the receiver.
+/// A job's answer, given the outcome of its transaction.
+struct Answer {
+    deliver: Delivery,
+    /// Sent once the transaction commits, without waiting for the disk.
+    before_sync: bool,
+}
+
+/// A job runs on the core inside the batch's transaction, or is handed `None` when that
+/// transaction could not begin and must not run at all; either way its answer hears the commit.
+type Job = Box<dyn FnOnce(Option<&mut Core>) -> Answer + Send>;
+
+/// Wraps `f` as a job whose outcome arrives on the receiver once its commit is on disk, or, if
+/// `before_sync` says so of the outcome, as soon as it commits.
 fn job<R: Send + 'static>(
     f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
+    before_sync: impl FnOnce(&Result<R>) -> bool + Send + 'static,
 ) -> (Job, oneshot::Receiver<Result<R>>) {
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move |core: Option<&mut Core>| {
         let outcome = core.map(|core| core.in_savepoint(f));
-        Box::new(move |commit: Result<()>| {
-            let _ = tx.send(commit.and_then(|()| outcome.unwrap_or(Err(StoreError::Closed))));
-        })
+        let before_sync = outcome.as_ref().is_some_and(before_sync);
+        Answer {
+            deliver: Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.and_then(|()| outcome.unwrap_or(Err(StoreError::Closed))));
+            }),
+            before_sync,
+        }
     });
     (job, rx)
 }
@@ -297,10 +327,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 fn open_connection(dir: &Path) -> Result<Connection> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let mut conn = Connection::open(dir.join(DB_FILE))?;
-    // WAL: readers (`coordinator report`) never block the writer. synchronous=FULL: a commit is on
-    // disk before a worker is acknowledged; group commit keeps that affordable.
+    // WAL: readers (`coordinator report`) never block the writer. synchronous=NORMAL: COMMIT does
+    // not wait for the disk; the store's sync thread (`durable`) fsyncs the WAL before any answer
+    // that promises durability leaves.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
     )?;
     conn.execute_batch(SCHEMA)?;
     migrate::upgrade(&mut conn, dir)?;
@@ -318,9 +349,10 @@ impl Store {
     ) -> Result<(Store, LoadSummary)> {
         let (core, summary, progress_rx) = Core::open(dir, sweep, lease_ttl, retry_failed)?;
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let sync = WalSync::start(&dir.join(DB_FILE)).map_err(|e| StoreError::io(dir, e))?;
         std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || core.serve(rx))
+            .spawn(move || core.serve(rx, sync))
             .map_err(|e| StoreError::io(dir, e))?;
         Ok((Store { jobs, progress: progress_rx, dir: dir.to_path_buf() }, summary))
     }
@@ -338,7 +370,15 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        let (job, rx) = job(f);
+        self.run(f, |_| false).await
+    }
+
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
+        before_sync: impl FnOnce(&Result<R>) -> bool + Send + 'static,
+    ) -> Result<R> {
+        let (job, rx) = job(f, before_sync);
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -347,8 +387,14 @@ impl Store {
         self.call(move |core| core.register(registration)).await
     }
 
+    /// A lease is answered once its transaction commits, before the disk has it: a worker that
+    /// just finished a trial starts its next one without waiting for an fsync. Nothing is lost
+    /// if the machine dies before the disk has the grant: the trial is still pending on disk,
+    /// the worker's reports under a lease that the restarted coordinator does not know are
+    /// refused (it stops the trial), and a result it sends anyway is kept like any result of a
+    /// lapsed lease. "The sweep is done" waits for the disk: a worker told so leaves for good.
     pub async fn lease(&self, ask: LeaseAsk) -> Result<LeaseReply> {
-        self.call(move |core| core.lease(ask)).await
+        self.run(move |core| core.lease(ask), answered_at_commit).await
     }
 
     pub async fn heartbeat(&self, worker_id: String, held: Vec<String>) -> Result<LeaseReply> {
@@ -419,7 +465,9 @@ impl Store {
     pub async fn workers_told_done(&self) -> Result<bool> {
         self.call(|core| {
             let recent = now_ms().saturating_sub(core.lease_ttl_ms.min(2000));
-            Ok(core.sched.workers.values().filter(|w| w.last_seen_ms >= recent).all(|w| w.told_done))
+            let registered = core.sched.workers.values().map(|w| (w.last_seen_ms, w.told_done));
+            let strangers = core.strangers.values().map(|s| (s.last_seen_ms, s.told_done));
+            Ok(registered.chain(strangers).filter(|(seen, _)| *seen >= recent).all(|(_, told)| told))
         })
         .await
     }
@@ -432,6 +480,20 @@ impl Store {
     pub fn checkpoint_dir(&self, trial_id: &str) -> PathBuf {
         self.dir.join(CHECKPOINT_DIR).join(trial_id)
     }
+}
+
+/// Whether a lease request's answer may leave before the disk has its commit (see
+/// [`Store::lease`]).
+fn answered_at_commit(outcome: &Result<LeaseReply>) -> bool {
+    matches!(outcome, Ok(reply) if !reply.sweep_done)
+}
+
+fn publish(sender: &watch::Sender<Progress>, progress: Progress) {
+    sender.send_if_modified(|current| {
+        let changed = *current != progress;
+        *current = progress;
+        changed
+    });
 }
 
 impl Core {
@@ -454,8 +516,9 @@ impl Core {
             sweep_ids: Vec::new(),
             started: Instant::now(),
             finished_at_start: 0,
-            progress: progress_tx,
+            progress: Arc::new(progress_tx),
             files: PendingRemovals::default(),
+            strangers: HashMap::new(),
         };
         core.sched.trials_per_device = sweep.trials_per_device;
         let summary = core.load_sweep(sweep, retry_failed)?;
@@ -465,7 +528,7 @@ impl Core {
         Ok((core, summary, progress_rx))
     }
 
-    fn serve(mut self, jobs: std::sync::mpsc::Receiver<Job>) {
+    fn serve(mut self, jobs: std::sync::mpsc::Receiver<Job>, sync: WalSync) {
         while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -474,28 +537,54 @@ impl Core {
                     Err(_) => break,
                 }
             }
-            self.run_batch(batch);
-            self.publish();
+            let mut after_sync = self.run_batch(batch);
+            // Progress is published in order, and only once durable: the runner ends the sweep
+            // on it.
+            let progress = self.progress();
+            let sender = self.progress.clone();
+            after_sync.push(Box::new(move |_| publish(&sender, progress)));
+            sync.after_sync(after_sync);
         }
     }
 
-    /// Runs `batch` in one transaction and answers every job after its commit (or failure).
-    fn run_batch(&mut self, batch: Vec<Job>) {
+    /// Runs `batch` in one transaction. Answers the jobs that may hear of the commit before the
+    /// disk has it, and every job when the batch failed; returns what must wait for the disk.
+    fn run_batch(&mut self, batch: Vec<Job>) -> Vec<AfterSync> {
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             // Outside a transaction each job's savepoint would commit on its own while its caller
             // hears that the commit failed: run none of them.
             tracing::error!("state store cannot begin a transaction: {e}");
             let message = e.to_string();
             for job in batch {
-                job(None)(Err(StoreError::Commit { message: message.clone() }));
+                (job(None).deliver)(Err(StoreError::Commit { message: message.clone() }));
             }
-            return;
+            return Vec::new();
         }
-        let deliveries: Vec<Delivery> = batch.into_iter().map(|job| job(Some(&mut *self))).collect();
+        let answers: Vec<Answer> = batch.into_iter().map(|job| job(Some(&mut *self))).collect();
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
-                self.files.committed();
-                deliveries.into_iter().for_each(|deliver| deliver(Ok(())));
+                let mut after_sync: Vec<AfterSync> = Vec::new();
+                for answer in answers {
+                    if answer.before_sync {
+                        (answer.deliver)(Ok(()));
+                    } else {
+                        let deliver = answer.deliver;
+                        after_sync.push(Box::new(move |synced: std::result::Result<(), String>| {
+                            deliver(synced.map_err(|message| StoreError::Commit { message }))
+                        }));
+                    }
+                }
+                // Files the commit stopped indexing go once the disk has it: until then a power
+                // cut could bring back the rows that point at them.
+                let removals = self.files.take_committed();
+                if !removals.is_empty() {
+                    after_sync.push(Box::new(move |synced: std::result::Result<(), String>| {
+                        if synced.is_ok() {
+                            removals.iter().for_each(|path| checkpoint_files::remove(path));
+                        }
+                    }));
+                }
+                after_sync
             }
             Err(e) => {
                 tracing::error!("state store commit failed: {e}");
@@ -506,9 +595,10 @@ impl Core {
                     tracing::error!("state store reload failed: {e}");
                 }
                 let message = e.to_string();
-                for deliver in deliveries {
-                    deliver(Err(StoreError::Commit { message: message.clone() }));
+                for answer in answers {
+                    (answer.deliver)(Err(StoreError::Commit { message: message.clone() }));
                 }
+                Vec::new()
             }
         }
     }
@@ -540,12 +630,7 @@ impl Core {
     }
 
     fn publish(&self) {
-        let progress = self.progress();
-        self.progress.send_if_modified(|current| {
-            let changed = *current != progress;
-            *current = progress;
-            changed
-        });
+        publish(&self.progress, self.progress());
     }
 
     fn set_state(&self, trial_id: &str, state: TrialState) -> Result<()> {
@@ -765,6 +850,7 @@ impl Core {
             last_seen_ms: 0,
             told_done: false,
         });
+        self.strangers.remove(&registration.worker_id);
         entry.hostname = registration.hostname;
         entry.devices = registration.devices;
         entry.memory_mb = registration.memory_mb;
@@ -808,14 +894,38 @@ impl Core {
     }
 
     /// A worker that just sent something is alive: the coordinator waits for it to hear that the
-    /// sweep is done before exiting (see `workers_told_done`).
+    /// sweep is done before exiting (see `workers_told_done`). One that is not registered (this
+    /// coordinator restarted since it did) is a stranger, waited for all the same.
     fn seen(&mut self, worker_id: &str) {
         if let Some(worker) = self.sched.workers.get_mut(worker_id) {
             worker.last_seen_ms = now_ms();
+        } else if !worker_id.is_empty() {
+            self.strangers.entry(worker_id.to_string()).or_default().last_seen_ms = now_ms();
         }
     }
 
+    /// A worker this coordinator does not know (it restarted since the worker registered) is
+    /// asked to register again, unless the sweep is done: then it is told so, and its leases are
+    /// over. Answers `None` for a registered worker.
+    fn answer_stranger(&mut self, worker_id: &str, held: &[String]) -> Option<Result<LeaseReply>> {
+        if self.sched.workers.contains_key(worker_id) {
+            return None;
+        }
+        let sweep_done = self.sched.sweep_done();
+        let stranger = self.strangers.entry(worker_id.to_string()).or_default();
+        stranger.last_seen_ms = now_ms();
+        stranger.told_done = sweep_done;
+        Some(if sweep_done {
+            Ok(LeaseReply { grant: None, lost: held.to_vec(), sweep_done })
+        } else {
+            Err(StoreError::UnknownWorker { worker_id: worker_id.to_string() })
+        })
+    }
+
     fn heartbeat(&mut self, worker_id: &str, held: &[String]) -> Result<LeaseReply> {
+        if let Some(reply) = self.answer_stranger(worker_id, held) {
+            return reply;
+        }
         self.touch_worker(worker_id)?;
         let lost = self.extend(worker_id, held)?;
         let sweep_done = self.sched.sweep_done();
@@ -824,6 +934,9 @@ impl Core {
     }
 
     fn lease(&mut self, ask: LeaseAsk) -> Result<LeaseReply> {
+        if let Some(reply) = self.answer_stranger(&ask.worker_id, &ask.held) {
+            return reply;
+        }
         let worker = self.touch_worker(&ask.worker_id)?;
         worker.cached.extend(ask.cached.iter().cloned());
         let lost = self.extend(&ask.worker_id, &ask.held)?;
@@ -1064,6 +1177,7 @@ impl Core {
             TrialStatus::Completed => TrialState::Done,
             TrialStatus::Diverged => TrialState::Diverged,
         };
+        self.seen(&worker_id);
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO results (trial_id, attempt, worker_id, result_json, completed_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1443,6 +1557,35 @@ mod tests {
         assert_eq!(summary.trials, 1);
         let (_, records) = read_records(dir.path()).unwrap();
         assert_eq!(records.iter().filter(|r| r.result.is_some()).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_an_unregistered_worker_is_waited_for_and_told_that_the_sweep_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(30);
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), ttl, false).unwrap();
+        worker(&store).await;
+        let grant = lease(&store).await.unwrap();
+        drop(store);
+
+        // The coordinator restarted: "w" still runs its trial but is not registered here.
+        let (store, _) = Store::open(dir.path(), &sweep("[1]", 3), ttl, false).unwrap();
+        let ask = || LeaseAsk {
+            worker_id: "w".into(),
+            devices: vec![vec![grant.lease_id.clone()]],
+            held: vec![grant.lease_id.clone()],
+            cached: Vec::new(),
+        };
+        let unknown = store.lease(ask()).await;
+        assert!(matches!(unknown, Err(StoreError::UnknownWorker { .. })), "{unknown:?}");
+        complete(&store, &grant).await;
+        // The sweep is done, but "w" has not heard it yet: the coordinator must not stop.
+        assert!(!store.workers_told_done().await.unwrap());
+        // Asking again, still unregistered, it hears that the sweep is done; no need to register.
+        let reply = store.lease(ask()).await.unwrap();
+        assert!(reply.sweep_done && reply.grant.is_none());
+        assert_eq!(reply.lost, vec![grant.lease_id.clone()]);
+        assert!(store.workers_told_done().await.unwrap());
     }
 
     #[tokio::test]

@@ -110,7 +110,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         config.cpu_threads = threads.max(1);
     }
     config.give_up_after = Duration::from_secs(args.give_up_after);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread: the agent is one loop and a few I/O tasks (its trials run in processes, no-op
+    // trials on threads of their own), and with a thread pool, waking threads across cores was
+    // most of what a no-op trial cost the agent in CPU.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -50,13 +50,20 @@ fn lease_ref(grant: &Grant) -> LeaseRef {
     LeaseRef { lease_id: grant.lease_id.clone(), trial_id: grant.trial_id.clone(), holder: "w".into() }
 }
 
+/// Runs `batch` as the store's thread would, the disk syncing at once.
+fn run_batch(core: &mut Core, batch: Vec<Job>) {
+    for after_sync in core.run_batch(batch) {
+        after_sync(Ok(()));
+    }
+}
+
 /// Runs `f` as a batch of its own, as the store's thread would; answers its outcome.
 fn run_now<R: Send + 'static>(
     core: &mut Core,
     f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
 ) -> Result<R> {
-    let (job, mut answer) = job(f);
-    core.run_batch(vec![job]);
+    let (job, mut answer) = job(f, |_| false);
+    run_batch(core, vec![job]);
     answer.try_recv().expect("a job is answered when its batch ends")
 }
 
@@ -94,12 +101,15 @@ fn when_the_transaction_cannot_begin_no_job_of_the_batch_runs() {
     blocker.lock().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
     // The batch's first job lets go of that lock: were jobs run without the batch's transaction,
     // the lease after it would commit by itself while its caller hears of a failed commit.
-    let (release, mut released) = job({
-        let blocker = blocker.clone();
-        move |_: &mut Core| Ok(blocker.lock().unwrap().execute_batch("COMMIT")?)
-    });
-    let (lease, mut leased) = job(|core| core.lease(ask()));
-    core.run_batch(vec![release, lease]);
+    let (release, mut released) = job(
+        {
+            let blocker = blocker.clone();
+            move |_: &mut Core| Ok(blocker.lock().unwrap().execute_batch("COMMIT")?)
+        },
+        |_| false,
+    );
+    let (lease, mut leased) = job(|core| core.lease(ask()), |_| true);
+    run_batch(&mut core, vec![release, lease]);
     assert!(matches!(released.try_recv().unwrap(), Err(StoreError::Commit { .. })));
     let refused = leased.try_recv().unwrap();
     assert!(matches!(refused, Err(StoreError::Commit { .. })), "{refused:?}");
@@ -110,6 +120,39 @@ fn when_the_transaction_cannot_begin_no_job_of_the_batch_runs() {
     // Memory agrees with the disk: the next lease is the trial's first attempt.
     let grant = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
     assert_eq!(grant.attempt, 1);
+}
+
+#[test]
+fn a_lease_is_answered_at_commit_a_result_and_the_sweep_s_end_once_the_disk_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut core, _, _) = Core::open(dir.path(), &sweep("[1, 2]", 3), TTL, false).unwrap();
+    let registration =
+        Registration { worker_id: "w".into(), hostname: "h".into(), devices: 1, memory_mb: Vec::new() };
+    run_now(&mut core, move |core| core.register(registration)).unwrap();
+    let complete = |grant: &Grant| {
+        let (lease, json) =
+            (lease_ref(grant), serde_json::to_string(&result(TrialStatus::Completed)).unwrap());
+        job(move |core| core.complete(&lease, &result(TrialStatus::Completed), &json, &[]), |_| false)
+    };
+    let first = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
+
+    // A result and the next lease in one batch: the lease leaves at commit, the result waits.
+    let (completion, mut completed) = complete(&first);
+    let (next, mut leased) = job(|core| core.lease(ask()), answered_at_commit);
+    let after_sync = core.run_batch(vec![completion, next]);
+    let second = leased.try_recv().expect("answered at commit").unwrap().grant.unwrap();
+    assert!(completed.try_recv().is_err(), "a result is not safe before the disk has it");
+    after_sync.into_iter().for_each(|answer| answer(Ok(())));
+    completed.try_recv().unwrap().unwrap();
+
+    // "The sweep is done" waits for the disk too: a worker told so leaves for good.
+    let (completion, mut completed) = complete(&second);
+    let (last, mut told) = job(|core| core.lease(ask()), answered_at_commit);
+    let after_sync = core.run_batch(vec![completion, last]);
+    assert!(told.try_recv().is_err() && completed.try_recv().is_err());
+    after_sync.into_iter().for_each(|answer| answer(Ok(())));
+    assert!(told.try_recv().unwrap().unwrap().sweep_done);
+    completed.try_recv().unwrap().unwrap();
 }
 
 #[test]
@@ -124,18 +167,24 @@ fn a_replaced_checkpoint_is_removed_only_once_its_replacement_is_committed() {
     let folder = core.checkpoint_folder(&grant.trial_id);
     let second = folder.join("epoch-2");
     std::fs::write(&second, "epoch 2").unwrap();
-    let (record, mut recorded) = job({
-        let (lease, file) = (lease_ref(&grant), second.clone());
-        move |core| core.record_checkpoint(&lease, 2, &file, 7)
-    });
-    let (poison, _) = job(|core: &mut Core| {
-        Ok(core.conn.execute_batch(
-            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+    let (record, mut recorded) = job(
+        {
+            let (lease, file) = (lease_ref(&grant), second.clone());
+            move |core| core.record_checkpoint(&lease, 2, &file, 7)
+        },
+        |_| false,
+    );
+    let (poison, _) = job(
+        |core: &mut Core| {
+            Ok(core.conn.execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
              CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
              INSERT INTO child VALUES (1);",
-        )?)
-    });
-    core.run_batch(vec![record, poison]);
+            )?)
+        },
+        |_| false,
+    );
+    run_batch(&mut core, vec![record, poison]);
     assert!(matches!(recorded.try_recv().unwrap(), Err(StoreError::Commit { .. })));
     assert!(first.exists(), "the store still indexes epoch 1: its file must stay");
     assert!(!second.exists(), "the uncommitted upload is garbage");

@@ -9,8 +9,13 @@
 //! completes it. The agent never touches a tensor: a trial's crash, hang or libtorch state stays
 //! in its process. A watchdog kills a trial process that stops making progress.
 //!
-//! What a trial produces goes through an ordered outbox: while the coordinator is away the trial
-//! keeps running, its reports wait, and the worker reconnects with backoff and sends them in order.
+//! What a trial produces goes through an outbox, in order for each lease: while the coordinator
+//! is away the trial keeps running, its reports wait, and the worker reconnects with backoff and
+//! sends them in order. Leases do not wait for each other, and nothing waits for a message to be
+//! acknowledged unless it must: a finished trial's result is committed (an fsync at the
+//! coordinator) while the next trial already runs. A trial's epoch report and checkpoint linger
+//! a moment before they are sent, so that a result right behind them carries the report and
+//! supersedes the checkpoint: one message, not three.
 //! On shutdown (SIGTERM, ctrl-c) the running trials are cancelled, their leases handed back (their
 //! last uploaded checkpoint lets the next worker resume), and `run` returns.
 
@@ -19,11 +24,13 @@ pub mod credentials;
 mod orphans;
 mod outbox;
 mod slots;
+#[cfg(test)]
+mod tests;
 mod trial_process;
 mod trial_thread;
 mod watchdog;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -179,9 +186,23 @@ fn saturating_u32(value: usize) -> u32 {
 
 /// Why a round with the coordinator stopped early.
 enum Interrupt {
-    /// The coordinator is away (or asked us to register again): retry after a backoff.
+    /// The coordinator is away: retry after a backoff.
     Away(String),
+    /// The coordinator answered but does not know this worker (it restarted): register again at
+    /// once. Not an absence: backing off here could outlast a coordinator that is about to
+    /// finish the sweep and exit, leaving this worker to knock on a closed door.
+    Forgotten,
     Fatal(WorkerError),
+}
+
+/// How long a trial's epoch report and checkpoint wait for what follows them (see the module
+/// documentation). Nothing on a trial's critical path waits for it: the trial's end ends it.
+const LINGER: Duration = Duration::from_millis(20);
+
+/// A message on its way, and what stops it.
+struct InFlight {
+    message: Outgoing,
+    task: tokio::task::AbortHandle,
 }
 
 struct Session {
@@ -195,6 +216,13 @@ struct Session {
     devices: slots::DeviceTable,
     running: HashMap<String, Running>,
     outbox: VecDeque<Outgoing>,
+    /// Sent, not acknowledged yet; at most one per lease (a lease's messages go in order).
+    in_flight: HashMap<u64, InFlight>,
+    next_send: u64,
+    sent_tx: mpsc::UnboundedSender<(u64, Sent)>,
+    sent_rx: mpsc::UnboundedReceiver<(u64, Sent)>,
+    /// Leases whose waiting reports are held back until then (see [`LINGER`]).
+    linger_until: HashMap<String, Instant>,
     cached: BTreeSet<String>,
     events_tx: mpsc::UnboundedSender<TrialMessage>,
     events_rx: mpsc::UnboundedReceiver<TrialMessage>,
@@ -217,6 +245,7 @@ impl Session {
             return Err(WorkerError::InvalidTrial("a worker needs at least one device".into()));
         }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (sent_tx, sent_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         Ok(Self {
             devices,
@@ -228,6 +257,11 @@ impl Session {
             heartbeat: Duration::from_secs(1),
             running: HashMap::new(),
             outbox: VecDeque::new(),
+            in_flight: HashMap::new(),
+            next_send: 0,
+            sent_tx,
+            sent_rx,
+            linger_until: HashMap::new(),
             cached: BTreeSet::new(),
             events_tx,
             events_rx,
@@ -245,13 +279,15 @@ impl Session {
         tokio::pin!(shutdown);
         loop {
             if Instant::now() >= self.retry_at {
+                let was_registered = self.registered;
                 match self.round().await {
-                    Ok(()) => {
-                        if self.away_since.take().is_some() {
-                            tracing::info!(coordinator = %self.config.coordinator, "coordinator reachable again");
-                        }
-                        self.backoff = Duration::from_millis(50);
+                    Ok(()) => self.reachable(),
+                    // Forgotten again right after registering: not worth a tight loop.
+                    Err(Interrupt::Forgotten) if !was_registered => {
+                        self.registered = false;
+                        self.away("the coordinator forgot this worker as soon as it registered".into())?;
                     }
+                    Err(Interrupt::Forgotten) => self.forgotten(),
                     Err(Interrupt::Away(reason)) => self.away(reason)?,
                     Err(Interrupt::Fatal(error)) => {
                         self.cancel_all();
@@ -272,10 +308,27 @@ impl Session {
                         self.on_trial_message(message);
                     }
                 }
+                Some((id, sent)) = self.sent_rx.recv() => self.on_sent(id, sent)?,
                 () = &mut shutdown, if self.shutting_down.is_none() => self.begin_shutdown(),
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+
+    /// The coordinator answered: no more backoff.
+    fn reachable(&mut self) {
+        if self.away_since.take().is_some() {
+            tracing::info!(coordinator = %self.config.coordinator, "coordinator reachable again");
+        }
+        self.backoff = Duration::from_millis(50);
+        self.retry_at = Instant::now();
+    }
+
+    /// The coordinator answered that it does not know this worker: register again at once.
+    fn forgotten(&mut self) {
+        tracing::info!(coordinator = %self.config.coordinator, "the coordinator does not know this worker (it restarted?): registering again");
+        self.registered = false;
+        self.reachable();
     }
 
     /// Records a failed contact; gives up after `give_up_after`, or after `drain_timeout` when
@@ -290,8 +343,14 @@ impl Session {
             if self.shutting_down.is_some() { self.config.drain_timeout } else { self.config.give_up_after };
         if now.duration_since(since) >= limit {
             if self.shutting_down.is_some() {
-                tracing::warn!(unsent = self.outbox.len(), "coordinator away during shutdown; leaving");
+                tracing::warn!(
+                    unsent = self.outbox.len() + self.in_flight.len(),
+                    "coordinator away during shutdown; leaving"
+                );
                 self.outbox.clear();
+                for (_, in_flight) in self.in_flight.drain() {
+                    in_flight.task.abort();
+                }
                 return Ok(());
             }
             self.cancel_all();
@@ -311,7 +370,7 @@ impl Session {
     }
 
     fn finished(&self) -> bool {
-        let idle = self.running.is_empty() && self.outbox.is_empty();
+        let idle = self.running.is_empty() && self.outbox.is_empty() && self.in_flight.is_empty();
         idle && (self.shutting_down.is_some() || (self.sweep_done && self.config.exit_when_done))
     }
 
@@ -320,10 +379,13 @@ impl Session {
         if self.away_since.is_some() {
             return self.retry_at;
         }
-        if !self.outbox.is_empty() {
+        if !self.registered {
             return now;
         }
         let mut wake = now + Duration::from_secs(3600);
+        if let Some(ready) = self.next_sendable() {
+            wake = wake.min(ready);
+        }
         if self.wants_work() {
             wake = wake.min(self.next_lease);
         }
@@ -351,7 +413,7 @@ impl Session {
         if !self.registered {
             self.register().await?;
         }
-        self.flush().await?;
+        self.flush();
         let now = Instant::now();
         if self.wants_work() && now >= self.next_lease {
             self.ask_for_work().await?;
@@ -378,9 +440,8 @@ impl Session {
             });
         }
         if status.code() == Code::FailedPrecondition {
-            // The coordinator restarted and forgot us: register again at once.
-            self.registered = false;
-            self.retry_at = Instant::now();
+            // The coordinator restarted and forgot us.
+            return Interrupt::Forgotten;
         }
         Interrupt::Away(format!("{:?}: {}", status.code(), status.message()))
     }
@@ -618,6 +679,7 @@ impl Session {
                     running.watchdog.epoch();
                 }
                 if self.is_live(&lease.lease_id) {
+                    self.linger(&lease.lease_id);
                     self.outbox.push_back(Outgoing::epoch(lease, &report));
                 }
             }
@@ -637,9 +699,12 @@ impl Session {
                     }
                     _ => true,
                 });
+                self.linger(&lease.lease_id);
                 self.outbox.push_back(Outgoing::Checkpoint { lease, epoch, file });
             }
             TrialMessage::Ended { lease, end } => {
+                // Whatever waits of this trial goes now (folded into its result where it can).
+                self.linger_until.remove(&lease.lease_id);
                 let Some(running) = self.running.remove(&lease.lease_id) else { return };
                 if let Some(download) = &running.download {
                     let _ = std::fs::remove_file(download);
@@ -683,7 +748,7 @@ impl Session {
                         // first, so that the next worker loses nothing.
                         if let Some(path) = checkpoint.filter(|_| epoch > running.checkpoint_epoch) {
                             let staging = running.folder.clone();
-                            match trial_thread::stage(&path, &staging, epoch) {
+                            match trial_thread::stage(&path, &staging, &lease.lease_id, epoch) {
                                 Ok(file) => self.outbox.push_back(Outgoing::Checkpoint {
                                     lease: lease.clone(),
                                     epoch,
@@ -703,6 +768,11 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Holds a trial's waiting reports back for [`LINGER`], from the first of them.
+    fn linger(&mut self, lease_id: &str) {
+        self.linger_until.entry(lease_id.to_string()).or_insert_with(|| Instant::now() + LINGER);
     }
 
     /// Where the trial in a device slot writes its job file and checkpoints.
@@ -727,6 +797,7 @@ impl Session {
                 process.kill();
             }
         }
+        self.linger_until.remove(lease_id);
         self.outbox.retain(|m| {
             let keep = m.lease().lease_id != lease_id;
             if !keep {
@@ -769,52 +840,110 @@ impl Session {
         }
     }
 
-    /// Sends what waits, in order, until the outbox is empty or the coordinator is away.
-    async fn flush(&mut self) -> Result<(), Interrupt> {
-        while let Some(message) = self.outbox.front() {
-            let ask = self.wants_work().then(|| self.lease_request());
-            let asked = ask.is_some();
-            match message.send(&mut self.client.clone(), ask).await {
-                Sent::Delivered => {
-                    if let Some(message) = self.outbox.pop_front() {
-                        message.delivered();
-                    }
-                }
-                Sent::Completed { next, sweep_done } => {
-                    if let Some(message) = self.outbox.pop_front() {
-                        message.delivered();
-                    }
-                    if asked {
-                        self.sweep_done = sweep_done;
-                    }
-                    if let Some(assignment) = next {
-                        self.start(assignment).await;
-                        self.next_lease = Instant::now();
-                    }
-                }
-                Sent::LeaseLost(reason) => {
-                    let lease_id = message.lease().lease_id.clone();
-                    tracing::warn!(lease = %lease_id, "{reason}");
-                    if let Outgoing::Complete { lease, result_json, epochs_json } = message {
-                        // A finished trial the coordinator never knew: keep its result here.
-                        let work_dir = &self.config.work_dir;
-                        let coordinator = &self.config.coordinator;
-                        match orphans::keep(work_dir, coordinator, lease, result_json, epochs_json, &reason) {
-                            Ok(path) => {
-                                tracing::warn!(trial = %lease.trial_id, file = %path.display(), "result kept")
-                            }
-                            Err(e) => tracing::error!(trial = %lease.trial_id, "cannot keep the result: {e}"),
+    /// Whether a lease's next message may go now: none of its messages is on its way, and its
+    /// reports are not lingering.
+    fn may_send(&self, lease_id: &str, now: Instant, busy: &HashSet<&str>) -> bool {
+        !busy.contains(lease_id) && self.linger_until.get(lease_id).is_none_or(|until| *until <= now)
+    }
+
+    /// When the next waiting message may go: now, the end of a linger, or never (every lease
+    /// with waiting messages has one on its way, whose answer wakes the loop).
+    fn next_sendable(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut busy: HashSet<&str> =
+            self.in_flight.values().map(|f| f.message.lease().lease_id.as_str()).collect();
+        let mut next: Option<Instant> = None;
+        for message in &self.outbox {
+            let lease_id = message.lease().lease_id.as_str();
+            if busy.contains(lease_id) {
+                continue;
+            }
+            let ready = self.linger_until.get(lease_id).map_or(now, |until| (*until).max(now));
+            next = Some(next.map_or(ready, |n| n.min(ready)));
+            // Later messages of this lease wait for this one.
+            busy.insert(lease_id);
+        }
+        next
+    }
+
+    /// Sends what may go: the first waiting message of each lease that has none on its way.
+    /// Their answers come back through `sent_rx` ([`Session::on_sent`]).
+    fn flush(&mut self) {
+        let now = Instant::now();
+        let mut blocked: HashSet<String> =
+            self.in_flight.values().map(|f| f.message.lease().lease_id.clone()).collect();
+        let mut index = 0;
+        while index < self.outbox.len() {
+            let lease_id = self.outbox[index].lease().lease_id.clone();
+            let busy: HashSet<&str> = blocked.iter().map(String::as_str).collect();
+            if !self.may_send(&lease_id, now, &busy) {
+                blocked.insert(lease_id);
+                index += 1;
+                continue;
+            }
+            self.linger_until.remove(&lease_id);
+            blocked.insert(lease_id);
+            if let Some(message) = self.outbox.remove(index) {
+                self.send(message);
+            }
+        }
+    }
+
+    /// Puts a message on its way.
+    fn send(&mut self, message: Outgoing) {
+        let id = self.next_send;
+        self.next_send += 1;
+        let copy = message.clone();
+        let mut client = self.client.clone();
+        let answers = self.sent_tx.clone();
+        let task = tokio::spawn(async move {
+            let sent = copy.send(&mut client).await;
+            let _ = answers.send((id, sent));
+        });
+        self.in_flight.insert(id, InFlight { message, task: task.abort_handle() });
+    }
+
+    /// What became of a message sent.
+    fn on_sent(&mut self, id: u64, sent: Sent) -> Result<(), WorkerError> {
+        let Some(InFlight { message, .. }) = self.in_flight.remove(&id) else { return Ok(()) };
+        match sent {
+            Sent::Delivered => message.delivered(),
+            Sent::LeaseLost(reason) => {
+                let lease_id = message.lease().lease_id.clone();
+                tracing::warn!(lease = %lease_id, "{reason}");
+                if let Outgoing::Complete { lease, result_json, epochs_json } = &message {
+                    // A finished trial the coordinator never knew: keep its result here.
+                    let work_dir = &self.config.work_dir;
+                    let coordinator = &self.config.coordinator;
+                    match orphans::keep(work_dir, coordinator, lease, result_json, epochs_json, &reason) {
+                        Ok(path) => {
+                            tracing::warn!(trial = %lease.trial_id, file = %path.display(), "result kept")
                         }
+                        Err(e) => tracing::error!(trial = %lease.trial_id, "cannot keep the result: {e}"),
                     }
-                    self.lose(&lease_id);
+                } else {
+                    message.discard();
                 }
-                Sent::Refused(reason) => {
-                    tracing::error!("coordinator refused a message, dropping it: {reason}");
-                    if let Some(message) = self.outbox.pop_front() {
-                        message.discard();
+                self.lose(&lease_id);
+            }
+            Sent::Refused(reason) => {
+                tracing::error!("coordinator refused a message, dropping it: {reason}");
+                message.discard();
+            }
+            Sent::Failed(status) => {
+                // First again, for when the coordinator is back.
+                self.outbox.push_front(message);
+                let backing_off = self.away_since.is_some() && Instant::now() < self.retry_at;
+                match self.interrupt(&status) {
+                    Interrupt::Forgotten => self.forgotten(),
+                    // Several messages on their way fail together: one absence, one backoff.
+                    Interrupt::Away(_) if backing_off => {}
+                    Interrupt::Away(reason) => self.away(reason)?,
+                    Interrupt::Fatal(error) => {
+                        self.cancel_all();
+                        return Err(error);
                     }
                 }
-                Sent::Failed(status) => return Err(self.interrupt(&status)),
             }
         }
         Ok(())

@@ -14,7 +14,7 @@ use crate::outcome::{EpochReport, TrialResult};
 const CHUNK_BYTES: usize = 1 << 20;
 
 /// One message about one lease.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Outgoing {
     Epoch {
         lease: LeaseKey,
@@ -46,11 +46,6 @@ pub(super) enum Outgoing {
 /// How sending went.
 pub(super) enum Sent {
     Delivered,
-    /// A completion whose reply also says what to do next (see `send`'s `ask`).
-    Completed {
-        next: Option<pb::Assignment>,
-        sweep_done: bool,
-    },
     /// The coordinator does not honour the lease any more.
     LeaseLost(String),
     /// The coordinator will never accept this message.
@@ -106,9 +101,9 @@ impl Outgoing {
         }
     }
 
-    /// Sends the message. A completion also asks for the next trial with `ask` (worker id, free
-    /// devices, caches), saving a round trip.
-    pub(super) async fn send(&self, client: &mut Client, ask: Option<pb::LeaseRequest>) -> Sent {
+    /// Sends the message. A completion could also ask for the next trial, but its answer waits
+    /// for the coordinator's fsync; the agent asks with a lease request of its own instead.
+    pub(super) async fn send(&self, client: &mut Client) -> Sent {
         let outcome = match self {
             Outgoing::Epoch { lease, report_json, .. } => client
                 .report_epoch(pb::EpochReportRequest {
@@ -125,22 +120,13 @@ impl Outgoing {
                 }
             },
             Outgoing::Complete { lease, result_json, epochs_json } => {
-                let ask = ask.unwrap_or_default();
                 let request = pb::CompleteRequest {
                     lease: Some(lease.to_pb()),
                     result_json: result_json.clone(),
                     epochs_json: epochs_json.clone(),
-                    worker_id: ask.worker_id,
-                    cached: ask.cached,
-                    devices: ask.devices,
+                    ..Default::default()
                 };
-                match client.complete(request).await {
-                    Ok(reply) => {
-                        let reply = reply.into_inner();
-                        return Sent::Completed { next: reply.assignment, sweep_done: reply.sweep_done };
-                    }
-                    Err(status) => Err(status),
-                }
+                client.complete(request).await.map(drop)
             }
             Outgoing::Fail { lease, error, retryable } => client
                 .fail(pb::FailRequest {

@@ -94,6 +94,9 @@ pub(super) fn spawn(
         // A CPU trial must not grab a GPU of another trial.
         None => command.env("CUDA_VISIBLE_DEVICES", ""),
     };
+    // Starting a trial costs a process, libtorch's load and the job's setup: timed from here to
+    // the process's first event, and logged.
+    let spawned = std::time::Instant::now();
     let mut child = command.spawn()?;
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
@@ -123,9 +126,14 @@ pub(super) fn spawn(
         let mut last: Option<TrialEnd> = None;
         if let Some(stdout) = stdout {
             let mut lines = BufReader::new(stdout).lines();
+            let mut first = true;
             while let Ok(Some(line)) = lines.next_line().await {
                 match serde_json::from_str::<TrialProcessEvent>(&line) {
                     Ok(event) => {
+                        if std::mem::take(&mut first) {
+                            let ms = spawned.elapsed().as_secs_f64() * 1000.0;
+                            tracing::info!(trial = %lease.trial_id, start_ms = format!("{ms:.0}"), "trial process up (spawn to first event)");
+                        }
                         if let Some(end) = relay(&lease, event, &staging, &events) {
                             last = Some(end);
                         }
@@ -181,7 +189,7 @@ fn relay(
             None
         }
         TrialProcessEvent::Checkpoint { epoch, path } => {
-            match stage(&path, staging, epoch) {
+            match stage(&path, staging, &lease.lease_id, epoch) {
                 Ok(file) => {
                     let _ = events.send(TrialMessage::Checkpoint { lease: lease.clone(), epoch, file });
                 }

@@ -73,7 +73,7 @@ pub(super) fn spawn(
             TrialEvent::Epoch(report) => {
                 let _ = events.send(TrialMessage::Epoch { lease: lease.clone(), report: report.clone() });
             }
-            TrialEvent::Checkpoint { epoch, path } => match stage(path, &staging, epoch) {
+            TrialEvent::Checkpoint { epoch, path } => match stage(path, &staging, &lease.lease_id, epoch) {
                 Ok(file) => {
                     let _ = events.send(TrialMessage::Checkpoint { lease: lease.clone(), epoch, file });
                 }
@@ -92,8 +92,10 @@ pub(super) fn spawn(
 
 /// Freezes the checkpoint of `epoch` under `staging`: the trial overwrites its checkpoint file
 /// every epoch, the upload may happen later. A hard link costs nothing; a copy is the fallback.
-pub(super) fn stage(path: &Path, staging: &Path, epoch: u32) -> std::io::Result<PathBuf> {
-    let staged = staging.join(format!("upload-epoch-{epoch}.ckpt"));
+/// The name carries the lease: the next trial on the same device may start while this one's
+/// upload is still on its way.
+pub(super) fn stage(path: &Path, staging: &Path, lease_id: &str, epoch: u32) -> std::io::Result<PathBuf> {
+    let staged = staging.join(format!("upload-{lease_id}-epoch-{epoch}.ckpt"));
     let _ = std::fs::remove_file(&staged);
     if let Err(e) = std::fs::hard_link(path, &staged) {
         if e.kind() == std::io::ErrorKind::NotFound {
