@@ -42,15 +42,16 @@ fn one_device_worker(url: &str, work_dir: &Path, memory_mb: u64) -> Process {
     Process::spawn(&mut command)
 }
 
-/// The most trials the worker's log shows running at once: `trial started` up, `trial completed`
-/// down. One process writes the log, so its order is the order things happened in.
+/// The most trials the worker's log shows running at once: `trial started` up, `trial finished`
+/// down (the agent logs it when the trial ends, before its result is sent: the next trial may
+/// start meanwhile). One process writes the log, so its order is the order things happened in.
 fn most_at_once(log: &str) -> usize {
     let (mut now, mut most) = (0usize, 0usize);
     for line in log.lines() {
         if line.contains("trial started") {
             now += 1;
             most = most.max(now);
-        } else if line.contains("trial completed") {
+        } else if line.contains("trial finished") {
             now = now.saturating_sub(1);
         }
     }
