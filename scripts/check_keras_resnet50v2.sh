@@ -16,11 +16,17 @@ TF_VERSION=2.21.0
 TF_VENV=${TF_VENV:-.tf-venv}
 PYTHON=${PYTHON:-python3}
 
+# What imports, not what pip's metadata says: an install cut short (a full disk) leaves the
+# metadata of a TensorFlow that does not import. Such a venv is made anew.
+installed=$("$TF_VENV/bin/python" -c 'import tensorflow as tf, h5py; print(tf.__version__)' 2>/dev/null || true)
+if [ -d "$TF_VENV" ] && [ "$installed" != "$TF_VERSION" ]; then
+    echo "check: $TF_VENV has no working tensorflow $TF_VERSION; making it anew"
+    rm -rf "$TF_VENV"
+fi
 if [ ! -x "$TF_VENV/bin/python" ]; then
     echo "check: creating $TF_VENV with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$TF_VENV"
 fi
-installed=$("$TF_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))' 2>/dev/null || true)
 if [ "$installed" != "$TF_VERSION" ]; then
     echo "check: installing tensorflow-cpu==$TF_VERSION into $TF_VENV (once)"
     "$TF_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "tensorflow-cpu==$TF_VERSION" h5py
