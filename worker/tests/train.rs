@@ -14,6 +14,14 @@ use worker::{
     TrialStatus, WorkerError,
 };
 
+/// libtorch's thread settings and generators are process-wide: trials of this file compare runs
+/// bit for bit, so they never train at the same time (in production each trial has a process).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn options(dir: &std::path::Path, ranks: usize) -> RunOptions {
     RunOptions {
         devices: Devices::Cpu { ranks },
@@ -62,6 +70,7 @@ fn close(a: f64, b: f64, tolerance: f64) -> bool {
 
 #[test]
 fn two_ranks_match_one_rank_at_the_same_global_batch() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let spec = synthetic_trial("plain", "sgd", 3);
     let engine = Engine::default().with_model_factory(plain_cnn());
@@ -94,6 +103,7 @@ fn two_ranks_match_one_rank_at_the_same_global_batch() {
 
 #[test]
 fn replicas_stay_bit_identical_through_sal_interventions() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut spec = synthetic_trial("small_cnn", "sgd", 5);
     spec.method = Method::Sal;
@@ -118,6 +128,7 @@ fn replicas_stay_bit_identical_through_sal_interventions() {
 
 #[test]
 fn a_huge_learning_rate_ends_as_diverged_without_a_panic() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut spec = synthetic_trial("small_cnn", "sgd", 30);
     // Large enough that f32 weights overflow to inf within the first epoch whatever the model:
@@ -154,6 +165,7 @@ impl ModuleT for Faulty {
 
 #[test]
 fn a_nan_loss_ends_the_trial_as_diverged_keeping_the_finite_epochs() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     // 96 samples in batches of 16: 6 steps an epoch; NaN from the first step of epoch 3.
     let factory: Arc<ModelFactory> = Arc::new(|path: &nn::Path, _spec: &TrialSpec, classes: i64| {
@@ -176,6 +188,7 @@ fn a_nan_loss_ends_the_trial_as_diverged_keeping_the_finite_epochs() {
 
 #[test]
 fn cancellation_stops_every_rank_at_the_same_step() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let spec = synthetic_trial("small_cnn", "sgd", 50);
     let mut opts = options(dir.path(), 2);
@@ -209,6 +222,7 @@ fn cancellation_stops_every_rank_at_the_same_step() {
 
 #[test]
 fn bad_trials_are_refused_before_training() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let run =
         |spec: &TrialSpec| Engine::default().run(spec, &options(dir.path(), 1), &mut |_| {}).err().unwrap();
@@ -251,6 +265,7 @@ fn bad_trials_are_refused_before_training() {
 
 #[test]
 fn pretrained_weights_load_by_name_and_mismatches_are_listed() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::default().with_model_factory(plain_cnn());
     let mut spec = synthetic_trial("plain", "sgd", 1);
@@ -295,6 +310,7 @@ fn pretrained_weights_load_by_name_and_mismatches_are_listed() {
 
 #[test]
 fn run_trial_dispatches_the_noop_stand_in_and_real_trials() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut events = 0;
     let noop = synthetic_trial(worker::run::NOOP, "sgd", 3);
@@ -325,6 +341,7 @@ fn run_trial_dispatches_the_noop_stand_in_and_real_trials() {
 
 #[test]
 fn a_checkpoint_that_cannot_be_written_stops_every_rank_with_the_cause() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("not-a-folder");
     std::fs::write(&blocker, b"a file where the checkpoint folder should be").unwrap();
@@ -341,6 +358,7 @@ fn a_checkpoint_that_cannot_be_written_stops_every_rank_with_the_cause() {
 /// noise and plastic deformation as decided, applies neither, and reports the weights as trained.
 #[test]
 fn the_last_epoch_decides_but_leaves_the_trained_weights_to_the_final_test() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let baseline = synthetic_trial("small_cnn", "sgd", 3);
     let mut spec = baseline.clone();
@@ -373,6 +391,7 @@ fn the_last_epoch_decides_but_leaves_the_trained_weights_to_the_final_test() {
 
 #[test]
 fn gpu_options_stay_out_of_trial_ids_at_their_defaults_and_bf16_needs_gpus() {
+    let _serial = serial();
     let spec = synthetic_trial("small_cnn", "sgd", 2);
     let plain = spec.canonical_json();
     for key in ["precision", "channels_last", "cudnn_benchmark"] {
