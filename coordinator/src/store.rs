@@ -1376,6 +1376,28 @@ pub fn read_records(dir: &Path) -> Result<(String, Vec<TrialRecord>)> {
     Ok((name, records))
 }
 
+/// A made-up final result for the store's tests (their trials are stand-ins that train nothing).
+#[cfg(test)]
+fn stand_in_result(status: TrialStatus, top1: f64) -> TrialResult {
+    let average =
+        common::ClassMetrics { label: "avg".into(), precision: 1.0, recall: 1.0, f1: 1.0, support: 1 };
+    TrialResult {
+        status,
+        top1,
+        top5: 1.0,
+        test_loss: 0.1,
+        per_class: Vec::new(),
+        macro_avg: average.clone(),
+        weighted_avg: average,
+        confusion: Vec::new(),
+        train_seconds: 1.0,
+        peak_host_mb: 1.0,
+        peak_device_mb: None,
+        inference_ms_per_batch: 1.0,
+        history: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1391,23 +1413,7 @@ mod tests {
     }
 
     fn result() -> TrialResult {
-        let average =
-            common::ClassMetrics { label: "avg".into(), precision: 1.0, recall: 1.0, f1: 1.0, support: 1 };
-        TrialResult {
-            status: TrialStatus::Completed,
-            top1: 0.5,
-            top5: 1.0,
-            test_loss: 0.1,
-            per_class: Vec::new(),
-            macro_avg: average.clone(),
-            weighted_avg: average,
-            confusion: Vec::new(),
-            train_seconds: 1.0,
-            peak_host_mb: 1.0,
-            peak_device_mb: None,
-            inference_ms_per_batch: 1.0,
-            history: Vec::new(),
-        }
+        super::stand_in_result(TrialStatus::Completed, 0.5)
     }
 
     async fn worker(store: &Store) {
