@@ -9,6 +9,9 @@
 # Environment (defaults in brackets): ARCHITECTURES [resnet18 mobilenet_v2 densenet121],
 # RESOLUTIONS [32 64], OPTIMIZERS [sgd adam], RANKS [1 2; 1 on a GPU], BATCH [64],
 # TRAIN_SIZE [192; 2048 on a GPU], VAL_SIZE [128; 1024 on a GPU], EPOCHS [3],
+# REPEATS [2 on the CPU, 1 on a GPU: each side runs that many times, alternating, and the best
+# run counts; on a shared or virtual machine a whole process is sometimes twice as slow],
+# EXTRAS_TRAIN_SIZE [2048; 16384 on a GPU: the epoch of the SAL and input measurements],
 # BENCH_ENGINE_BIN [built here with cargo].
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +36,11 @@ if ! "$python" -c 'import torchvision' >/dev/null 2>&1; then
 fi
 
 if [ ${#gpu[@]} -gt 0 ]; then
-    default_ranks="1" default_train=2048 default_val=1024
+    default_ranks="1" default_train=2048 default_val=1024 default_repeats=1 default_extras_train=16384
 else
-    default_ranks="1 2" default_train=192 default_val=128
+    default_ranks="1 2" default_train=192 default_val=128 default_repeats=2 default_extras_train=2048
 fi
+repeats=${REPEATS:-$default_repeats}
 architectures=${ARCHITECTURES:-resnet18 mobilenet_v2 densenet121}
 resolutions=${RESOLUTIONS:-32 64}
 optimizers=${OPTIMIZERS:-sgd adam}
@@ -54,10 +58,13 @@ else
 fi
 
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "–" }'; }
+larger() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { print (a + 0 > b + 0) ? a : b }'; }
 
+pytorch_log=$(mktemp)
+trap 'rm -f "$pytorch_log"' EXIT
 started=$SECONDS
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; threads: $("$python" -c 'import torch; print(torch.get_num_threads())' 2>/dev/null)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; threads: $("$python" -c 'import torch; print(torch.get_num_threads())' 2>/dev/null); best of $repeats run(s) per side"
 echo
 echo "| model | px | optimizer | ranks | train img/s ours | PyTorch | ratio | eval img/s ours | PyTorch | ratio |"
 echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -66,19 +73,32 @@ for architecture in $architectures; do
         for optimizer in $optimizers; do
             for ranks in $ranks_list; do
                 row=(--architecture "$architecture" --resolution "$resolution" --optimizer "$optimizer" --ranks "$ranks" "${common[@]}")
-                ours=$("$engine_bin" "${row[@]}")
-                theirs=$("$python" -W ignore scripts/bench_pytorch.py "${row[@]}")
-                ot=$(field train_images_per_s "$ours") oe=$(field eval_images_per_s "$ours")
-                pt=$(field train_images_per_s "$theirs") pe=$(field eval_images_per_s "$theirs")
+                ot=0 oe=0 pt=0 pe=0
+                for _ in $(seq "$repeats"); do
+                    ours=$("$engine_bin" "${row[@]}")
+                    ot=$(larger "$(field train_images_per_s "$ours")" "$ot")
+                    oe=$(larger "$(field eval_images_per_s "$ours")" "$oe")
+                    # A crash on PyTorch's side (gloo has aborted a run here) costs that run, not the table.
+                    if theirs=$("$python" -W ignore scripts/bench_pytorch.py "${row[@]}" 2>"$pytorch_log"); then
+                        pt=$(larger "$(field train_images_per_s "$theirs")" "$pt")
+                        pe=$(larger "$(field eval_images_per_s "$theirs")" "$pe")
+                    else
+                        echo "bench_engine: PyTorch failed on $architecture $resolution px $optimizer, $ranks ranks: $(tail -1 "$pytorch_log")" >&2
+                    fi
+                done
                 echo "| $architecture | $resolution | $optimizer | $ranks | $ot | $pt | $(ratio "$ot" "$pt") | $oe | $pe | $(ratio "$oe" "$pe") |"
             done
         done
     done
 done
 echo
-# SAL's overhead and the input pipeline's share, on the first model at the first resolution.
+# SAL's overhead and the input pipeline's share, on the first model at the first resolution, with
+# epochs of EXTRAS_TRAIN_SIZE images: SAL's work is per epoch, not per step, so on the table's
+# tiny epochs it would weigh far more than on any real dataset's.
 set -- $architectures
 first_architecture=$1
 set -- $resolutions
-"$engine_bin" --architecture "$first_architecture" --resolution "$1" --optimizer sgd --ranks 1 "${common[@]}" --extras | grep '^extras'
+extras=(--architecture "$first_architecture" --resolution "$1" --optimizer sgd --ranks 1 "${common[@]}"
+    --train-size "${EXTRAS_TRAIN_SIZE:-$default_extras_train}" --extras)
+"$engine_bin" "${extras[@]}" | grep '^extras'
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); bench took $((SECONDS - started)) s"

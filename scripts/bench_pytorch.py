@@ -154,6 +154,9 @@ def run(rank: int, args, seconds_out):
     if rank == 0:
         seconds_out.extend([min(train_seconds[1:]), min(eval_seconds[1:]), steps * batch])
     if ranks > 1:
+        # Every rank past its last collective before gloo's threads are torn down (without it,
+        # a rank that tears down early has aborted its peer here now and then).
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: on a CUDA machine, show that our binaries see every GPU, that the NCCL
 # collectives keep replicas identical across all visible GPUs, and that the training engine runs
-# a trial on one GPU and data-parallel on all of them, then the speed table against PyTorch eager
+# a trial on one GPU and data-parallel on all of them, that a sweep runs through a coordinator and
+# a node agent with two trials sharing the GPU, then the speed table against PyTorch eager
 # on GPU 0 (fp32, then bf16 + channels-last + cuDNN benchmark). A few minutes in all; set
 # GPU_BENCH=0 to skip the speed table.
 #
@@ -34,6 +35,11 @@ for line in sys.stdin:
     cp target/release/worker "$bin/"
     cargo build --release -p worker --example bench_engine
     cp target/release/examples/bench_engine "$bin/"
+    # Built alone, so that it links no libtorch (as users build it).
+    cargo build --release -p coordinator
+    cp target/release/coordinator "$bin/"
+    # Debug symbols would take the binaries past what a call to a GPU machine carries.
+    strip "$bin"/*
     ls -la "$bin"
 }
 
@@ -95,6 +101,32 @@ echo "== worker: data-parallel on GPUs $ids, replicas compared after every epoch
 "$bin/worker" train --trial "$work/trial.yaml" --gpus "$ids" --check-replicas --no-progress \
     --cache-dir "$work/cache" --checkpoint-dir "$work/ckptn" --out "$work/all.json"
 grep -o '"peak_device_mb": [0-9.]*' "$work/one.json" "$work/all.json" || true
+
+# The product's own path on a GPU node: a coordinator and a node agent over loopback gRPC, each
+# trial in its own trial process on GPU 0, two at a time (sweeps/gpu.yaml: trials_per_gpu 2).
+echo "== sweeps/gpu.yaml: coordinator and worker --gpus 0 over loopback"
+"$bin/coordinator" --sweep sweeps/gpu.yaml --state-dir "$work/state" --listen 127.0.0.1:0 \
+    >"$work/coordinator.out" 2>"$work/coordinator.err" &
+coordinator=$!
+for _ in $(seq 100); do
+    grep -q '^listening on ' "$work/coordinator.out" && break
+    sleep 0.1
+done
+url="http://$(sed -n 's/^listening on //p' "$work/coordinator.out" | head -1)"
+"$bin/worker" --coordinator "$url" --gpus 0 --work-dir "$work/agent" --worker-id gpu0 \
+    >"$work/agent.log" 2>&1 &
+agent=$!
+status=0
+wait "$coordinator" || status=$?
+kill "$agent" 2>/dev/null || true
+wait "$agent" 2>/dev/null || true
+cat "$work/coordinator.out"
+if [ "$status" != 0 ]; then
+    echo "gpu-check: the GPU sweep's coordinator exited with $status" >&2
+    tail -30 "$work/coordinator.err" "$work/agent.log" >&2
+    exit 1
+fi
+"$bin/coordinator" report --state-dir "$work/state" --by architecture,method
 
 if [ "${GPU_BENCH:-1}" != "0" ]; then
     echo "== speed against PyTorch eager on GPU 0, fp32"

@@ -24,4 +24,4 @@ pub mod weights_manifest;
 pub use devices::Devices;
 pub use error::SpecError;
 pub use outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
-pub use trial::{DatasetSpec, Head, Method, TrialSpec};
+pub use trial::{DatasetSpec, Head, Method, Precision, TrialSpec};

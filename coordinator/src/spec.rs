@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use common::names::{ARCHITECTURES, NOOP, OPTIMIZERS};
-use common::{DatasetSpec, Head, Method, TrialSpec};
+use common::{DatasetSpec, Head, Method, Precision, TrialSpec};
 use sal::StressConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -43,6 +43,9 @@ pub const KEYS: &[&str] = &[
     "gpus_per_trial",
     "trials_per_gpu",
     "progress_timeout",
+    "precision",
+    "channels_last",
+    "cudnn_benchmark",
 ];
 
 const REQUIRED: &[&str] = &[
@@ -191,6 +194,10 @@ struct RawSweep {
     gpus_per_trial: u32,
     progress_timeout_s: u32,
     trials_per_device: TrialsPerDevice,
+    /// GPU speed options, the same for every trial of the sweep (see [`TrialSpec`]).
+    precision: Precision,
+    channels_last: bool,
+    cudnn_benchmark: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -344,6 +351,9 @@ impl<'a> Document<'a> {
             gpus_per_trial: self.typed("gpus_per_trial")?.unwrap_or(0),
             progress_timeout_s: self.typed("progress_timeout")?.unwrap_or(DEFAULT_PROGRESS_TIMEOUT_S),
             trials_per_device: self.trials_per_gpu()?,
+            precision: self.typed("precision")?.unwrap_or_default(),
+            channels_last: self.typed("channels_last")?.unwrap_or(false),
+            cudnn_benchmark: self.typed("cudnn_benchmark")?.unwrap_or(false),
         })
     }
 
@@ -383,6 +393,10 @@ impl RawSweep {
         }
         if self.max_attempts == 0 {
             return Err(doc.error("max_attempts", "must be at least 1"));
+        }
+        // CPU ranks have no bfloat16 autocast here: such a trial would fail on every worker.
+        if !self.precision.is_fp32() && self.gpus_per_trial == 0 {
+            return Err(doc.error("precision", "bf16 runs on GPUs only: set `gpus_per_trial` to 1 or more"));
         }
         if let Some(r) = self.resolutions.iter().find(|r| **r < 8) {
             return Err(doc.error("resolutions", format!("{r} px is too small (at least 8)")));
@@ -503,9 +517,9 @@ impl RawSweep {
                                     seed,
                                     head: self.head,
                                     pretrained: self.pretrained.get(architecture).map(|p| data_root.join(p)),
-                                    precision: Default::default(),
-                                    channels_last: false,
-                                    cudnn_benchmark: false,
+                                    precision: self.precision,
+                                    channels_last: self.channels_last,
+                                    cudnn_benchmark: self.cudnn_benchmark,
                                 };
                                 let (id, identity) =
                                     identity::identify(&spec, &mut digests).map_err(|e| {
@@ -764,6 +778,45 @@ mod tests {
         };
         assert_eq!(baseline(&before), baseline(&after));
         assert_ne!(sal(&before), sal(&after));
+    }
+
+    #[test]
+    fn every_sweep_file_shipped_in_sweeps_loads() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let sweep = load(&path, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!sweep.trials.is_empty(), "{}", path.display());
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 4, "only {loaded} sweep files in {}", folder.display());
+    }
+
+    #[test]
+    fn gpu_options_reach_every_trial_and_change_ids_only_when_set() {
+        let plain = parse_str(NOOP).unwrap();
+        let fast = parse_str(&format!(
+            "{NOOP}gpus_per_trial: 1\nprecision: bf16\nchannels_last: true\ncudnn_benchmark: true\n"
+        ))
+        .unwrap();
+        assert!(fast
+            .trials
+            .iter()
+            .all(|t| t.spec.precision == Precision::Bf16 && t.spec.channels_last && t.spec.cudnn_benchmark));
+        assert!(plain.trials.iter().all(|t| !fast.trials.iter().any(|f| f.id == t.id)));
+        // Spelled out at their defaults, they change nothing.
+        let defaults =
+            parse_str(&format!("{NOOP}precision: fp32\nchannels_last: false\ncudnn_benchmark: false\n"))
+                .unwrap();
+        let ids = |s: &Sweep| s.trials.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&plain), ids(&defaults));
+        let error = parse_str(&format!("{NOOP}precision: bf16\n")).unwrap_err().to_string();
+        assert!(error.contains("`precision`") && error.contains("gpus_per_trial"), "{error}");
+        let error = parse_str(&format!("{NOOP}precision: fp16\n")).unwrap_err().to_string();
+        assert!(error.contains("`precision`") && error.contains("fp16"), "{error}");
     }
 
     #[test]

@@ -79,6 +79,67 @@ fn contiguous_tensors_reduce_in_place_to_the_host_paths_bits() {
     }
 }
 
+/// Finite f32 values of every magnitude and sign, subnormals and zeros among them, from a fixed
+/// xorshift stream per rank: pairs whose sums round up, down, to even, overflow and cancel.
+fn any_finite_values(rank: usize, numel: usize) -> Vec<f32> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (rank as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut values = Vec::with_capacity(numel);
+    while values.len() < numel {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let bits = state as u32;
+        // Every 16th a value near 1 so that close pairs meet; -0 and +0 now and then.
+        let value = match state >> 60 {
+            0 => f32::from_bits(bits & 0x8000_0000),
+            1 => 1.0 + (bits >> 9) as f32 * f32::EPSILON,
+            _ => f32::from_bits(bits),
+        };
+        if value.is_finite() {
+            values.push(value);
+        }
+    }
+    // Pairs the stream may miss: an overflow, two negative zeros, a subnormal sum, a tie.
+    let fixed: [[f32; 2]; 4] = [
+        [f32::MAX, f32::MAX],
+        [-0.0, -0.0],
+        [f32::from_bits(1), f32::from_bits(1)],
+        [1.0, f32::EPSILON / 2.0],
+    ];
+    for (value, pair) in values.iter_mut().zip(fixed) {
+        *value = pair[rank % 2];
+    }
+    values
+}
+
+#[test]
+fn two_ranks_sum_in_f32_to_the_bits_of_the_f64_sum() {
+    // Two ranks take a path of their own (f32 in place, no f64 buffer): its bits must be those
+    // of the exact sum rounded to f32, the general path's, for every kind of pair (but the sign
+    // of a zero made of two negative zeros, which no arithmetic after it can tell apart).
+    const N: usize = 200_003;
+    let results = on_ranks(2, |rank| {
+        let values = Tensor::from_slice(&any_finite_values(rank.rank(), N));
+        rank.all_reduce_sum(&values).unwrap();
+        Vec::<f32>::try_from(&values).unwrap()
+    });
+    let (a, b) = (any_finite_values(0, N), any_finite_values(1, N));
+    let mut zeros = 0;
+    for i in 0..N {
+        let exact = (f64::from(a[i]) + f64::from(b[i])) as f32;
+        for sums in &results {
+            if exact == 0.0 {
+                zeros += 1;
+                assert_eq!(sums[i], 0.0, "element {i}: {} + {}", a[i], b[i]);
+            } else {
+                assert_eq!(sums[i].to_bits(), exact.to_bits(), "element {i}: {} + {}", a[i], b[i]);
+            }
+        }
+    }
+    assert!(zeros > 0, "the stream holds zero sums");
+    assert!(results[0][0].is_infinite() && results[0][3] == 1.0, "{:?}", &results[0][..4]);
+}
+
 #[test]
 fn many_tensors_reduce_in_one_call_and_keep_their_shapes() {
     let results = on_ranks(2, |rank| {

@@ -1,7 +1,6 @@
 //! One replica's life: model, optimizer, SAL, the epochs, the final evaluation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -124,7 +123,6 @@ pub struct Setup {
     /// Intra-op threads for this rank's thread (CPU ranks share the cores), or libtorch's default.
     pub threads: Option<i32>,
     pub stop_at: Arc<AtomicU64>,
-    pub events: Option<Sender<Message>>,
 }
 
 /// How a rank ended, and its checksum after every epoch (when asked for).
@@ -175,7 +173,9 @@ fn should_stop(stop_at: &AtomicU64, cancel: &CancelFlag, step: u64) -> bool {
     step >= at
 }
 
-pub fn run(setup: Setup) -> Result<Output, WorkerError> {
+/// Trains one rank to the end; `events` hears its progress, epoch reports and checkpoints (only
+/// rank 0's are passed on: every rank sees the same).
+pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, WorkerError> {
     let Setup {
         rank,
         world,
@@ -190,7 +190,6 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
         check_replicas,
         threads,
         stop_at,
-        events,
     } = setup;
     if let Some(threads) = threads {
         // Per thread (OpenMP's setting is per calling thread): this rank's ops use that many.
@@ -198,12 +197,6 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
     }
     let collective = collective.open()?;
     let collective: &dyn Collective = collective.as_ref();
-    let send = |message: Message| {
-        if let Some(events) = &events {
-            // The receiver outlives the ranks; a send cannot fail before they end.
-            let _ = events.send(message);
-        }
-    };
     let class_count = classes.len() as i64;
 
     // The whole dataset moves to the device once; batches are cut there.
@@ -307,7 +300,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             let _ = correct.shallow_clone().g_add_(&hits);
             local_samples += count;
             if step % progress_every == 0 || step + 1 == steps {
-                send(Message::Progress { epoch, step: step + 1, steps });
+                events(Message::Progress { epoch, step: step + 1, steps });
             }
         }
 
@@ -361,7 +354,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             eval_images_per_s,
         };
         history.push(report.clone());
-        send(Message::Epoch(report));
+        events(Message::Epoch(report));
         if options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
             let saved = (rank == 0).then(|| {
                 let state = optimizer.state_tensors();
@@ -382,7 +375,7 @@ pub fn run(setup: Setup) -> Result<Output, WorkerError> {
             collective.all_reduce_sum_f64(&mut failed)?;
             match saved {
                 Some(Ok(path)) => {
-                    send(Message::Checkpoint { epoch, path: path.clone() });
+                    events(Message::Checkpoint { epoch, path: path.clone() });
                     last_checkpoint = Some(path);
                 }
                 Some(Err(error)) => return Err(error),
