@@ -8,7 +8,8 @@
 # Usage: scripts/bench_engine.sh [--gpu N] [--precision bf16] [--channels-last] [--cudnn-benchmark]
 # Environment (defaults in brackets): ARCHITECTURES [resnet18 mobilenet_v2 densenet121],
 # RESOLUTIONS [32 64], OPTIMIZERS [sgd adam], RANKS [1 2; 1 on a GPU], BATCH [64],
-# TRAIN_SIZE [192; 2048 on a GPU], VAL_SIZE [128; 1024 on a GPU], EPOCHS [3],
+# TRAIN_SIZE [192; 2048 on a GPU], VAL_SIZE [512; 1024 on a GPU: with fewer, 2 ranks time one
+# batch each], EPOCHS [3],
 # REPEATS [2 on the CPU, 1 on a GPU: each side runs that many times, alternating, and the best
 # run counts; on a shared or virtual machine a whole process is sometimes twice as slow],
 # EXTRAS_TRAIN_SIZE [2048; 16384 on a GPU: the epoch of the SAL and input measurements],
@@ -38,7 +39,7 @@ fi
 if [ ${#gpu[@]} -gt 0 ]; then
     default_ranks="1" default_train=2048 default_val=1024 default_repeats=1 default_extras_train=16384
 else
-    default_ranks="1 2" default_train=192 default_val=128 default_repeats=2 default_extras_train=2048
+    default_ranks="1 2" default_train=192 default_val=512 default_repeats=2 default_extras_train=2048
 fi
 repeats=${REPEATS:-$default_repeats}
 architectures=${ARCHITECTURES:-resnet18 mobilenet_v2 densenet121}
@@ -98,7 +99,8 @@ echo
 set -- $architectures
 first_architecture=$1
 set -- $resolutions
-extras=(--architecture "$first_architecture" --resolution "$1" --optimizer sgd --ranks 1 "${common[@]}"
-    --train-size "${EXTRAS_TRAIN_SIZE:-$default_extras_train}" --extras)
+# (The engine takes an option's first occurrence: the epoch size goes before the common ones.)
+extras=(--train-size "${EXTRAS_TRAIN_SIZE:-$default_extras_train}" --architecture "$first_architecture"
+    --resolution "$1" --optimizer sgd --ranks 1 "${common[@]}" --extras)
 "$engine_bin" "${extras[@]}" | grep '^extras'
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); bench took $((SECONDS - started)) s"

@@ -181,6 +181,35 @@ fn main() -> anyhow::Result<()> {
             .count();
     }
 
+    // One intervention's work on this model, timed directly (the runs above may not have
+    // intervened): noise on every trainable parameter (Equation 2), and the yield-point snapshot
+    // with the plastic deformation of the last layers (Equation 3), best of 3.
+    let intervention_ms = {
+        let vs = tch::nn::VarStore::new(device);
+        let head = bench.spec(Method::Sal, 1).head;
+        let _model = worker::models::build(&vs.root(), &bench.architecture, head, 10)?;
+        let config = sal::StressConfig::default();
+        let mut best = f64::MAX;
+        for round in 0..3 {
+            let started = Instant::now();
+            let mut rng = sal::intervene::intervention_rng(1, round, sal::intervene::Intervention::Noise);
+            sal::intervene::apply_noise(&vs, 1e-3, &mut rng);
+            let _snapshot = sal::Snapshot::capture(&vs, &[]);
+            let mut rng = sal::intervene::intervention_rng(1, round, sal::intervene::Intervention::Plastic);
+            sal::intervene::apply_plastic(
+                &vs,
+                config.plastic_layers,
+                config.plastic_scale,
+                config.plastic_std,
+                &mut rng,
+            )?;
+            // A value read back: the work above has reached the device.
+            let _ = vs.trainable_variables()[0].sum(Kind::Float).double_value(&[]);
+            best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        best
+    };
+
     // The input pipeline alone over one epoch: cut batches from the u8 tensor on the device and
     // scale them to floats, as the trainer does.
     let trial = bench.spec(Method::Baseline, 1);
@@ -205,10 +234,12 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "extras architecture={} baseline_epoch_s={base_seconds:.3} sal_epoch_s={sal_seconds:.3} \
-         sal_over_baseline={:.4} sal_epochs_intervening={interventions}/{} input_share_pct={:.2}",
+         sal_over_baseline={:.4} sal_epochs_intervening={interventions}/{} \
+         intervention_ms={intervention_ms:.1} intervention_share_pct={:.2} input_share_pct={:.2}",
         bench.architecture,
         sal_seconds / base_seconds,
         bench.epochs - 1,
+        100.0 * intervention_ms / 1000.0 / base_seconds,
         100.0 * input_seconds / base_seconds,
     );
     Ok(())
