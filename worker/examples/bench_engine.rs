@@ -161,13 +161,13 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // SAL against the baseline, alternated, the faster of two runs of each (by their mean epoch):
+    // SAL against the baseline, alternated, the fastest of three runs of each (by their mean epoch):
     // other processes on a shared machine disturb one run, not all.
     // SAL's epochs that intervened (noise, a deformation or a recovery): an epoch where it only
     // computes the stress costs next to nothing, so the figure means little without this count.
     let (mut base_seconds, mut sal_seconds) = (mean_epoch_seconds(&baseline), f64::NAN);
     let mut interventions = 0;
-    for round in 0..2 {
+    for round in 0..3 {
         if round > 0 {
             let again = history(&bench.spec(Method::Baseline, bench.epochs), &options)?;
             base_seconds = base_seconds.min(mean_epoch_seconds(&again));

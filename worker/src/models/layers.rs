@@ -115,10 +115,12 @@ pub(crate) enum Activation {
 }
 
 impl Activation {
-    pub fn apply(self, xs: Tensor) -> Tensor {
+    /// In place, as torchvision's `Conv2dNormActivation` (`inplace=True`): `xs` is a batch norm's
+    /// fresh output, and one activation-sized allocation less per unit counts at 64 px and up.
+    pub fn apply(self, mut xs: Tensor) -> Tensor {
         match self {
-            Activation::Relu6 => xs.relu6(),
-            Activation::Silu => xs.silu(),
+            Activation::Relu6 => xs.relu6_(),
+            Activation::Silu => xs.silu_(),
             Activation::Identity => xs,
         }
     }
