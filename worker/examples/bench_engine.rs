@@ -161,24 +161,32 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // SAL against the baseline, alternated, the fastest of three runs of each (by their mean epoch):
-    // other processes on a shared machine disturb one run, not all.
-    // SAL's epochs that intervened (noise, a deformation or a recovery): an epoch where it only
-    // computes the stress costs next to nothing, so the figure means little without this count.
-    let (mut base_seconds, mut sal_seconds) = (mean_epoch_seconds(&baseline), f64::NAN);
+    // SAL against the baseline: three runs of each after the table's run, in the orders SAL,
+    // baseline / baseline, SAL / SAL, baseline, and the fastest run of each (by its mean epoch).
+    // Each side gets the same places in the sequence: the process's first runs can be faster than
+    // its later ones, and a fixed order (the table's baseline run first) showed SAL 1.057x slower
+    // in some runs without a single intervention. SAL's epochs that intervened (noise, a
+    // deformation or a recovery) are counted: an epoch where it only computes the stress costs
+    // next to nothing, so the figure means little without this count.
+    let (mut base_seconds, mut sal_seconds) = (f64::NAN, f64::NAN);
     let mut interventions = 0;
     for round in 0..3 {
-        if round > 0 {
-            let again = history(&bench.spec(Method::Baseline, bench.epochs), &options)?;
-            base_seconds = base_seconds.min(mean_epoch_seconds(&again));
+        let methods =
+            if round % 2 == 0 { [Method::Sal, Method::Baseline] } else { [Method::Baseline, Method::Sal] };
+        for method in methods {
+            let run = history(&bench.spec(method, bench.epochs), &options)?;
+            match method {
+                Method::Baseline => base_seconds = base_seconds.min(mean_epoch_seconds(&run)),
+                Method::Sal => {
+                    sal_seconds = sal_seconds.min(mean_epoch_seconds(&run));
+                    interventions = run
+                        .iter()
+                        .skip(1)
+                        .filter(|r| r.sal.as_ref().is_some_and(|s| s.applied != sal::Action::None))
+                        .count();
+                }
+            }
         }
-        let stressed = history(&bench.spec(Method::Sal, bench.epochs), &options)?;
-        sal_seconds = sal_seconds.min(mean_epoch_seconds(&stressed));
-        interventions = stressed
-            .iter()
-            .skip(1)
-            .filter(|r| r.sal.as_ref().is_some_and(|s| s.applied != sal::Action::None))
-            .count();
     }
 
     // One intervention's work on this model, timed directly (the runs above may not have
