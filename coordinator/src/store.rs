@@ -1376,9 +1376,10 @@ pub fn read_records(dir: &Path) -> Result<(String, Vec<TrialRecord>)> {
     Ok((name, records))
 }
 
-/// A made-up final result for the store's tests (their trials are stand-ins that train nothing).
+/// A made-up final result for the store's and the reports' tests (their trials are stand-ins that
+/// train nothing).
 #[cfg(test)]
-fn stand_in_result(status: TrialStatus, top1: f64) -> TrialResult {
+pub(crate) fn stand_in_result(status: TrialStatus, top1: f64) -> TrialResult {
     let average =
         common::ClassMetrics { label: "avg".into(), precision: 1.0, recall: 1.0, f1: 1.0, support: 1 };
     TrialResult {

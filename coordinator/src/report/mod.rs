@@ -461,22 +461,11 @@ mod tests {
             .spec;
         spec.method = method;
         spec.seed = seed;
-        let average =
-            common::ClassMetrics { label: "avg".into(), precision: 0.0, recall: 0.0, f1: 0.0, support: 0 };
         let result = top1.map(|top1| common::TrialResult {
-            status: common::TrialStatus::Completed,
-            top1,
-            top5: 1.0,
-            test_loss: 0.0,
-            per_class: Vec::new(),
-            macro_avg: average.clone(),
-            weighted_avg: average,
-            confusion: Vec::new(),
             train_seconds: 10.0,
             peak_host_mb: 100.0,
-            peak_device_mb: None,
             inference_ms_per_batch: 2.0,
-            history: Vec::new(),
+            ..crate::store::stand_in_result(common::TrialStatus::Completed, top1)
         });
         TrialRecord {
             id: format!("{method:?}{seed}"),

@@ -249,23 +249,9 @@ pub(crate) mod tests {
             spec[key] = value.clone();
         }
         let spec: TrialSpec = serde_json::from_value(spec).unwrap();
-        let average =
-            common::ClassMetrics { label: "avg".into(), precision: 0.0, recall: 0.0, f1: 0.0, support: 0 };
-        let result = top1.map(|top1| TrialResult {
-            status: if state == "diverged" { TrialStatus::Diverged } else { TrialStatus::Completed },
-            top1,
-            top5: 0.99,
-            test_loss: 0.0,
-            per_class: Vec::new(),
-            macro_avg: average.clone(),
-            weighted_avg: average,
-            confusion: Vec::new(),
-            train_seconds: 1.0,
-            peak_host_mb: 1.0,
-            peak_device_mb: None,
-            inference_ms_per_batch: 1.0,
-            history: Vec::new(),
-        });
+        let status = if state == "diverged" { TrialStatus::Diverged } else { TrialStatus::Completed };
+        let result =
+            top1.map(|top1| TrialResult { top5: 0.99, ..crate::store::stand_in_result(status, top1) });
         TrialRecord {
             id: id.into(),
             spec,
