@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use coordinator::auth::{self, READ_TOKEN_ENV, TOKEN_ENV};
-use coordinator::remote::Remote;
+use coordinator::client::Remote;
 use coordinator::report::grid::Grid;
 use coordinator::report::paper_tables::{self, PaperTables};
+use coordinator::report::status_view;
 use coordinator::report::{self, html, pivot_grid, plots, stats, trial_view, Axis, Format, PaperFigures};
-use coordinator::spec::{self, LoadOptions};
-use coordinator::state_lock::StateLockError;
-use coordinator::status_view;
+use coordinator::server::auth::{self, READ_TOKEN_ENV, TOKEN_ENV};
+use coordinator::server::tls::ServerTlsFiles;
+use coordinator::store::state_lock::StateLockError;
 use coordinator::store::{self, TrialRecord};
-use coordinator::tls::ServerTlsFiles;
+use coordinator::sweep::spec::{self, LoadOptions};
 use coordinator::{serve_sweep, LocalWorkers, RunnerError, Security, ServeOptions};
 
 /// Runs the Stress-Aware Learning grid: expands a sweep file into trials, leases them to workers
@@ -328,7 +328,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     if args.dry_run {
-        out!("{}", coordinator::dry_run::summary(&sweep, args.running).trim_end());
+        out!("{}", coordinator::sweep::dry_run::summary(&sweep, args.running).trim_end());
         return Ok(ExitCode::SUCCESS);
     }
     if !(args.lease_seconds.is_finite() && args.lease_seconds > 0.0) {
@@ -369,7 +369,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         local: args.local.then(|| LocalWorkers {
             count: args.workers.max(1),
             cpu_ranks: args.cpu_ranks,
-            worker_bin: args.worker_bin.clone().unwrap_or_else(coordinator::local::default_worker_bin),
+            worker_bin: args
+                .worker_bin
+                .clone()
+                .unwrap_or_else(coordinator::server::local_workers::default_worker_bin),
         }),
         keep_serving: args.keep_serving,
         progress_bar: std::io::stderr().is_terminal(),

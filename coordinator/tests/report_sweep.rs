@@ -81,7 +81,7 @@ fn a_real_sweep_gives_every_report_output() {
                 .find(|r| {
                     r.spec.optimizer == optimizer
                         && r.spec.seed == seed
-                        && coordinator::spec::method_name(r.spec.method) == method
+                        && coordinator::sweep::spec::method_name(r.spec.method) == method
                 })
                 .and_then(|r| r.result.as_ref())
                 .map(|r| r.top1 * 100.0)
@@ -161,7 +161,7 @@ fn a_real_sweep_gives_every_report_output() {
     }
 
     // One trial, by the start of its id.
-    let sal = records.iter().find(|r| coordinator::spec::method_name(r.spec.method) == "sal").unwrap();
+    let sal = records.iter().find(|r| coordinator::sweep::spec::method_name(r.spec.method) == "sal").unwrap();
     let prefix = &sal.id[..10];
     let (ok, shown, stderr) =
         run(&["show", prefix, "--state-dir", state_arg, "--plots", plots.to_str().unwrap()]);

@@ -1,4 +1,4 @@
-//! `coordinator/src/model_sizes.txt`, the table the coordinator sizes checkpoints with (it does
+//! `coordinator/src/sweep/model_sizes.txt`, the table the coordinator sizes checkpoints with (it does
 //! not link libtorch), is generated here from the real models and optimizers and compared with
 //! the committed file; `SAL_WRITE_MODEL_SIZES=1 cargo test -p e2e --test model_sizes` rewrites it.
 //! Then the coordinator's estimate is checked against real tensors and a real checkpoint file.
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use coordinator::checkpoint_storage::{self, Payload, SizeTable, HEADER_BYTES_PER_TENSOR};
+use coordinator::sweep::checkpoint_storage::{self, Payload, SizeTable, HEADER_BYTES_PER_TENSOR};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use worker::{DatasetSpec, EpochReport, Head, Method, TrialSpec};
@@ -17,7 +17,7 @@ const CLASSES: [i64; 2] = [2, 10];
 const CHECK_CLASSES: i64 = 7;
 
 fn table_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../coordinator/src/model_sizes.txt")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../coordinator/src/sweep/model_sizes.txt")
 }
 
 fn bytes(tensors: &[Tensor]) -> u64 {

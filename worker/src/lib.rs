@@ -1,24 +1,26 @@
-//! The worker: trains one trial at a time on this node's devices.
+//! The worker: trains trials on this node's devices, in folders by stage of a trial's life.
 //!
-//! - [`data`]: datasets in their distributed layouts, decoded once into a cache;
-//! - [`trial`]: what a trial is (shared with sweep files and the gRPC protocol);
-//! - [`run`]: running one trial, with events and checkpoints (the CLI and the client share it);
+//! - [`run`]: running one trial, with events and checkpoints: the contract that `worker train`,
+//!   the node agent and the trial process share; [`run::child_process`] is the trial process's
+//!   side (`worker trial-process`), one trial per process;
+//! - [`contract`]: what running a trial takes and gives (below both `run` and `train`);
+//! - [`agent`]: the node agent (`worker --coordinator URL`): leases, relays, heartbeats, and runs
+//!   each trial in a process of its own;
 //! - [`train`]: the data-parallel training engine behind `run`;
-//! - [`outcome`]: epoch reports and final results;
+//! - [`data`]: datasets in their distributed layouts, decoded once into a cache;
 //! - [`models`]: the paper's architectures and heads;
 //! - [`optim`]: optimizers with Keras' semantics;
-//! - [`client`]: the node agent (`worker --coordinator URL`): leases, relays, heartbeats, and runs
-//!   each trial in a [`trial_process`] of its own;
+//! - [`trial`] and [`outcome`] (from `common`): what a trial is, its epoch reports and results;
 //! - [`error`]: the crate's error type.
 
-pub mod client;
+pub mod agent;
+pub mod contract;
 pub mod data;
 pub mod error;
 pub mod models;
 pub mod optim;
 pub mod run;
 pub mod train;
-pub mod trial_process;
 
 pub use common::Devices;
 pub use common::{outcome, trial, weights_manifest};

@@ -1,8 +1,7 @@
 //! The `worker` binary: `worker --coordinator URL` serves a coordinator's sweep on this node's
 //! devices; `worker train --trial FILE` runs one trial without a coordinator.
 
-mod serve_command;
-mod train_command;
+mod cli;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -22,7 +21,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    serve: serve_command::ServeArgs,
+    serve: cli::serve::ServeArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -38,7 +37,7 @@ enum Command {
                             Exit codes: 0 finished (completed or diverged; see the result's status), 1 failure, \
                             2 bad trial file, dataset or checkpoint, 130 interrupted (Ctrl-C)."
     )]
-    Train(train_command::TrainArgs),
+    Train(cli::train::TrainArgs),
     /// Runs one trial for the node agent (not meant for users): events as JSON lines on stdout,
     /// stops when stdin closes.
     #[command(hide = true)]
@@ -66,16 +65,16 @@ fn main() -> ExitCode {
         Some(Command::TrialProcess { job }) => {
             // Its log is the agent's to keep: info and above, on stderr.
             init_logging("info");
-            ExitCode::from(worker::trial_process::main(&job))
+            ExitCode::from(worker::run::child_process::main(&job))
         }
         Some(Command::Train(args)) => {
             // The progress bar and the epoch lines say what happens; logs only for trouble.
             init_logging("warn");
-            train_command::run(&args)
+            cli::train::run(&args)
         }
         None => {
             init_logging("info");
-            serve_command::run(cli.serve)
+            cli::serve::run(cli.serve)
         }
     }
 }

@@ -10,7 +10,8 @@
 //! - [`paper_tables`]: our results in the layout of the paper's tables 1–5, its figures beside;
 //! - [`trial_view`]: one trial's spec, history with SAL's actions, per-class table, confusion;
 //! - [`plots`]: training curves, stress traces, forest plot, heatmap, cost (SVG and PNG);
-//! - [`html`]: all of it as one self-contained page.
+//! - [`html`]: all of it as one self-contained page;
+//! - [`status_view`]: a running sweep's workers and trials in flight, as text.
 
 pub mod grid;
 pub mod html;
@@ -21,6 +22,7 @@ pub mod pivot_grid;
 pub mod plots;
 pub mod select;
 pub mod stats;
+pub mod status_view;
 pub mod trial_view;
 
 use std::collections::BTreeMap;
@@ -31,8 +33,8 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArra
 use common::Method;
 use serde::Serialize;
 
-use crate::spec::method_name;
 use crate::store::TrialRecord;
+use crate::sweep::spec::method_name;
 pub use paper::{comparison_table, Comparison, PaperFigures};
 use select::{outcome, Outcome, Outcomes};
 
@@ -454,7 +456,7 @@ mod tests {
     fn record(method: Method, seed: u64, top1: Option<f64>) -> TrialRecord {
         let text = "name: t\nepochs: 1\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1]\nmethods: [baseline]\n\
                     architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\ndatasets:\n  s:\n    format: synthetic\n";
-        let mut spec = crate::spec::parse(std::path::Path::new("t.yaml"), text, &Default::default())
+        let mut spec = crate::sweep::spec::parse(std::path::Path::new("t.yaml"), text, &Default::default())
             .unwrap()
             .trials
             .remove(0)

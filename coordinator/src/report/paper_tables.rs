@@ -17,7 +17,7 @@ use std::path::Path;
 use super::estimate;
 use super::grid::Grid;
 use super::model::{ClassMetrics, Method, TrialRecord, TrialResult, TrialStatus};
-use crate::spec::method_name;
+use crate::sweep::spec::method_name;
 
 /// A setup: every axis but seed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -225,7 +225,7 @@ pub fn failures(records: &[TrialRecord]) -> Vec<String> {
                 spec.optimizer,
                 spec.dataset.name,
                 spec.resolution,
-                crate::spec::method_name(spec.method),
+                crate::sweep::spec::method_name(spec.method),
                 spec.seed
             ))
         })

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::grid::Grid;
 use super::model::{Action, EpochReport, TrialRecord};
 use super::plots;
-use crate::spec::method_name;
+use crate::sweep::spec::method_name;
 
 /// The trial whose id starts with `prefix`; an ambiguous or unknown prefix is an error that says so.
 pub fn find<'a>(records: &'a [TrialRecord], prefix: &str) -> Result<&'a TrialRecord, String> {

@@ -9,7 +9,7 @@ use common::{TrialResult, TrialStatus};
 use rusqlite::Connection;
 
 use super::*;
-use crate::spec::{self, LoadOptions};
+use crate::sweep::spec::{self, LoadOptions};
 
 const TTL: Duration = Duration::from_secs(30);
 

@@ -49,7 +49,7 @@ impl Core {
                                 spec.optimizer,
                                 spec.dataset.name,
                                 spec.resolution,
-                                crate::spec::method_name(spec.method),
+                                crate::sweep::spec::method_name(spec.method),
                                 spec.seed
                             );
                             progress.epochs = spec.epochs;

@@ -1,12 +1,12 @@
 //! Bringing a state dir made by an earlier coordinator up to today's schema and trial ids.
 //!
 //! `PRAGMA user_version` holds the identity version a store was made with
-//! ([`crate::identity::IDENTITY_VERSION`]); 0 is a store from before trial ids left paths out.
+//! ([`crate::sweep::identity::IDENTITY_VERSION`]); 0 is a store from before trial ids left paths out.
 //! Opening such a store migrates it, in one transaction:
 //! - the tables this version adds (sweeps and their trials, merged duplicates) and the trials'
 //!   `identity_json` column are created; every trial joins the sweep the store last ran;
 //! - every trial's id is recomputed from its stored spec (its weights digested where this machine
-//!   can read them, else named by file name, as [`crate::identity`] says);
+//!   can read them, else named by file name, as [`crate::sweep::identity`] says);
 //! - trials that turn out to be the same (the same cell run under two data roots, say) are merged
 //!   into one: the first finished result is kept, with its attempts, epochs and checkpoint; the
 //!   other results are kept in the `merged_results` table, never shown in reports;
@@ -22,7 +22,7 @@ use common::TrialSpec;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{now_ms, Result, StoreError, DB_FILE};
-use crate::identity::{self, WeightsDigests, IDENTITY_VERSION};
+use crate::sweep::identity::{self, WeightsDigests, IDENTITY_VERSION};
 
 /// `merged_results`: results dropped by merging duplicate trials, kept for the record.
 const SCHEMA: &str = "
@@ -104,7 +104,7 @@ pub(super) fn upgrade(conn: &mut Connection, dir: &Path) -> Result<()> {
         }
     }
     for old in &summary.merged_away {
-        crate::checkpoint_files::remove(&checkpoints.join(old));
+        crate::store::checkpoint_files::remove(&checkpoints.join(old));
     }
     if summary.trials > 0 {
         tracing::info!(

@@ -82,9 +82,9 @@ mod tests {
 
     use super::super::{read_records, LeaseAsk, Registration, Store};
     use super::*;
-    use crate::spec::{self, LoadOptions};
+    use crate::sweep::spec::{self, LoadOptions};
 
-    fn sweep(only: &[&str]) -> crate::spec::Sweep {
+    fn sweep(only: &[&str]) -> crate::sweep::spec::Sweep {
         let text =
             "name: t\nepochs: 1\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1, 2]\nmethods: [baseline]\n\
                     architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\n\

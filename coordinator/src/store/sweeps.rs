@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{Result, StoreError, DB_FILE};
-use crate::spec::Sweep;
+use crate::sweep::spec::Sweep;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sweeps (

@@ -105,7 +105,7 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "info,worker::client=debug")
+            .env("RUST_LOG", "info,worker::agent=debug")
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         let stdout = Lines::spawn(child.stdout.take().expect("piped"));

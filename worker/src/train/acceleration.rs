@@ -7,8 +7,8 @@ use std::os::raw::c_int;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
+use crate::contract::Devices;
 use crate::error::WorkerError;
-use crate::run::Devices;
 use crate::trial::{Precision, TrialSpec};
 
 extern "C" {

@@ -29,11 +29,11 @@ use std::sync::{Arc, OnceLock};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::contract::{Devices, RunOptions, TrialEvent, TrialOutcome};
 use crate::data::{self, LoadReport};
 use crate::error::WorkerError;
 use crate::models::{self, Model};
 use crate::outcome::EpochReport;
-use crate::run::{Devices, RunOptions, TrialEvent, TrialOutcome};
 use crate::trial::TrialSpec;
 
 mod acceleration;

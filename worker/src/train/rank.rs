@@ -13,11 +13,11 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use super::acceleration::Acceleration;
 use super::{checkpoint, report, request_stop, Message, ModelFactory};
+use crate::contract::{CancelFlag, Devices, RunOptions, TrialOutcome};
 use crate::data::Split;
 use crate::error::WorkerError;
 use crate::optim;
 use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
-use crate::run::{CancelFlag, Devices, RunOptions, TrialOutcome};
 use crate::trial::{Method, TrialSpec};
 
 /// Model construction draws from libtorch's process-wide generator: seed and build under one

@@ -1,7 +1,7 @@
 //! Which pending trial goes to which asking worker, and what a lost or failed attempt means.
 //!
 //! Pull-based: a worker asks with what runs on each of its devices; the scheduler picks, among the
-//! pending trials that fit its free device slots ([`crate::slots`]), the one with a cached
+//! pending trials that fit its free device slots ([`crate::schedule::slots`]), the one with a cached
 //! (dataset, resolution) on that worker if any, longest first by estimated cost, and the devices
 //! it runs on. This module is pure bookkeeping in memory; the store persists each decision
 //! before applying it here, and rebuilds this state from SQLite on restart.
@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::slots::{self, DeviceView, MemoryBook, Share, TrialsPerDevice};
+pub mod slots;
+
+use slots::{DeviceView, MemoryBook, Share, TrialsPerDevice};
 
 /// Where a trial is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -198,7 +200,7 @@ impl Scheduler {
             })
     }
 
-    /// A worker's devices with the shares its running trials take (see [`crate::slots`]).
+    /// A worker's devices with the shares its running trials take (see [`crate::schedule::slots`]).
     fn device_views(&self, worker: &WorkerEntry, on_devices: &[Vec<String>]) -> Vec<DeviceView> {
         (0..worker.devices as usize)
             .map(|i| {

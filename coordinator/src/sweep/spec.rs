@@ -3,7 +3,7 @@
 //! A sweep file is YAML. Every axis (`seeds`, `methods`, `architectures`, `optimizers`,
 //! `resolutions`, `datasets`) expands; each cell is one [`TrialSpec`], the same definition
 //! `worker train --trial FILE` reads. A trial's id is a hash of what it computes (see
-//! [`crate::identity`]: never its dataset root or weights path), so rerunning a sweep finds its
+//! [`crate::sweep::identity`]: never its dataset root or weights path), so rerunning a sweep finds its
 //! finished cells wherever its files now lie, and a new seed or axis value adds only new cells.
 //!
 //! Every error names the file, the line and the key: YAML syntax errors carry their own position;
@@ -20,9 +20,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use crate::identity::{self, WeightsDigests};
+use crate::sweep::identity::{self, WeightsDigests};
 
-use crate::slots::TrialsPerDevice;
+use crate::schedule::slots::TrialsPerDevice;
 
 /// Every key a sweep file may have.
 pub const KEYS: &[&str] = &[
@@ -108,7 +108,7 @@ pub struct LoadOptions {
 pub struct PlannedTrial {
     /// Stable: a hash of `identity`.
     pub id: String,
-    /// What the trial computes (see [`crate::identity`]).
+    /// What the trial computes (see [`crate::sweep::identity`]).
     pub identity: String,
     /// The trial as it runs here: with today's dataset root and weights path.
     pub spec: TrialSpec,
@@ -139,7 +139,7 @@ pub struct Sweep {
     /// Seconds a trial may go without progress (and more when 10 of its epochs take longer)
     /// before its worker kills it: the sweep's `progress_timeout`.
     pub progress_timeout_s: u32,
-    /// How many trials share one device: the sweep's `trials_per_gpu` (see [`crate::slots`]).
+    /// How many trials share one device: the sweep's `trials_per_gpu` (see [`crate::schedule::slots`]).
     pub trials_per_device: TrialsPerDevice,
 }
 

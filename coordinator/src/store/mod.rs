@@ -2,7 +2,7 @@
 //!
 //! One thread owns the connection and the scheduler's memory; requests reach it as jobs over a
 //! channel. The thread runs whatever jobs are queued in one transaction (group commit) and answers
-//! them only once the commit is on disk ([`crate::durable`] syncs it on a thread of its own, while
+//! them only once the commit is on disk ([`crate::store::durable`] syncs it on a thread of its own, while
 //! this one goes on): a result is on disk before its worker hears that it is safe, and a burst of
 //! small writes costs one commit. A lease request alone is answered as soon as its transaction
 //! commits, before the disk has it (see [`Store::lease`]). Each job runs in a savepoint and writes
@@ -21,19 +21,27 @@ use common::{EpochReport, TrialResult, TrialSpec, TrialStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
-use crate::checkpoint_files::{self, PendingRemovals};
-use crate::durable::{AfterSync, WalSync};
+use crate::schedule::slots::{self, TrialsPerDevice};
 use crate::schedule::{AfterLoss, Lease, Scheduler, TrialEntry, TrialState, WorkerEntry};
-use crate::slots::{self, TrialsPerDevice};
-use crate::spec::Sweep;
+use crate::sweep::spec::Sweep;
+use checkpoint_files::PendingRemovals;
+use durable::{AfterSync, WalSync};
 
+pub mod checkpoint_files;
+pub mod durable;
 mod in_flight;
 mod migrate;
 mod outside;
+pub mod state_lock;
 mod sweeps;
 
 pub use in_flight::TrialProgress;
 pub use sweeps::{read_sweeps, SweepInfo};
+
+/// A fresh random id: 128 bits, hex.
+pub fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
 
 /// The database file inside the state dir.
 pub const DB_FILE: &str = "coordinator.sqlite";
@@ -948,7 +956,7 @@ impl Core {
             let attempt = trial.attempts + 1;
             let lease = Lease {
                 // Random: a lease id is a secret between the coordinator and its holder.
-                id: crate::session::random_id(),
+                id: random_id(),
                 trial_id: trial.id.clone(),
                 worker_id: ask.worker_id.clone(),
                 attempt,
@@ -1402,7 +1410,7 @@ pub(crate) fn stand_in_result(status: TrialStatus, top1: f64) -> TrialResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{self, LoadOptions};
+    use crate::sweep::spec::{self, LoadOptions};
 
     fn sweep(seeds: &str, max_attempts: u32) -> Sweep {
         let text = format!(

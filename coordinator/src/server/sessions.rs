@@ -26,11 +26,6 @@ struct Inner {
     current: HashMap<String, String>,
 }
 
-/// A fresh random id: 128 bits, hex.
-pub fn random_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
-}
-
 fn register_again(reason: &str) -> Status {
     Status::failed_precondition(format!("{reason}: register again"))
 }
@@ -38,7 +33,7 @@ fn register_again(reason: &str) -> Status {
 impl Sessions {
     /// Opens a session for `worker_id`; an earlier session of that worker ends.
     pub fn open(&self, worker_id: &str) -> String {
-        let session = random_id();
+        let session = crate::store::random_id();
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(previous) = inner.current.insert(worker_id.to_string(), session.clone()) {
             inner.workers.remove(&previous);

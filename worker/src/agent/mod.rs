@@ -21,12 +21,12 @@
 
 mod confine;
 pub mod credentials;
+mod device_slots;
 mod orphans;
 mod outbox;
-mod slots;
 #[cfg(test)]
 mod tests;
-mod trial_process;
+mod trial_child;
 mod trial_thread;
 mod watchdog;
 
@@ -42,9 +42,9 @@ use tonic::transport::ClientTlsConfig;
 use tonic::Code;
 
 use crate::error::WorkerError;
+use crate::run::child_process::{JobDevices, TrialJob};
 use crate::run::{CancelFlag, Devices, RunOptions};
 use crate::trial::TrialSpec;
-use crate::trial_process::{JobDevices, TrialJob};
 pub use credentials::Credentials;
 use credentials::{Client, Stamp};
 use outbox::{Outgoing, Sent};
@@ -135,7 +135,7 @@ struct Running {
     trial_id: String,
     /// A stand-in trial's thread stops through this; a trial process through `process`.
     cancel: CancelFlag,
-    process: Option<trial_process::TrialProcess>,
+    process: Option<trial_child::TrialProcess>,
     watchdog: Watchdog,
     /// Where its job file and checkpoints go: its slot's folder.
     folder: PathBuf,
@@ -213,7 +213,7 @@ struct Session {
     tls: Option<ClientTlsConfig>,
     registered: bool,
     heartbeat: Duration,
-    devices: slots::DeviceTable,
+    devices: device_slots::DeviceTable,
     running: HashMap<String, Running>,
     outbox: VecDeque<Outgoing>,
     /// Sent, not acknowledged yet; at most one per lease (a lease's messages go in order).
@@ -240,7 +240,7 @@ impl Session {
         let stamp = Stamp::new(&config.credentials)?;
         let tls = config.credentials.tls()?;
         let client = credentials::connect(&config.coordinator, tls.as_ref(), &stamp)?;
-        let devices = slots::DeviceTable::new(&config.devices);
+        let devices = device_slots::DeviceTable::new(&config.devices);
         if devices.is_empty() {
             return Err(WorkerError::InvalidTrial("a worker needs at least one device".into()));
         }
@@ -624,7 +624,7 @@ impl Session {
                 resume_from: options.resume_from,
                 checkpoint_every: options.checkpoint_every,
             };
-            let launch = trial_process::Launch {
+            let launch = trial_child::Launch {
                 worker_bin: &self.config.worker_bin,
                 job_file: slot_dir.join("job.json"),
                 staging: slot_dir,
@@ -636,7 +636,7 @@ impl Session {
                     }
                 },
             };
-            trial_process::spawn(lease.clone(), &job, launch, self.events_tx.clone()).map(Some)
+            trial_child::spawn(lease.clone(), &job, launch, self.events_tx.clone()).map(Some)
         };
         match started {
             Ok(process) => {
@@ -951,4 +951,4 @@ impl Session {
 }
 
 pub use common::shutdown::shutdown_signal;
-pub use slots::cuda_memory_mb;
+pub use device_slots::cuda_memory_mb;

@@ -8,13 +8,13 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::auth::{self, Tokens};
-use crate::local::{LocalError, LocalWorkerProcesses, LocalWorkers};
-use crate::service::{self, ServerSettings};
-use crate::spec::Sweep;
-use crate::state_lock::{StateLock, StateLockError};
+use crate::server::auth::{self, Tokens};
+use crate::server::local_workers::{LocalError, LocalWorkerProcesses, LocalWorkers};
+use crate::server::service::{self, ServerSettings};
+use crate::server::tls::{ServerTlsFiles, TlsError};
+use crate::store::state_lock::{StateLock, StateLockError};
 use crate::store::{Progress, Store, StoreError};
-use crate::tls::{ServerTlsFiles, TlsError};
+use crate::sweep::spec::Sweep;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {

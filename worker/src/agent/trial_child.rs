@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::trial_thread::{stage, TrialEnd, TrialMessage};
 use super::LeaseKey;
-use crate::trial_process::{TrialJob, TrialProcessEvent};
+use crate::run::child_process::{TrialJob, TrialProcessEvent};
 
 /// Lines of a trial process's stderr kept for its failure message.
 const STDERR_TAIL_LINES: usize = 20;

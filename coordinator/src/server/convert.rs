@@ -5,8 +5,8 @@ use common::{EpochReport, TrialResult};
 use proto::pb;
 use tonic::Status;
 
+use crate::server::validate;
 use crate::store::{self, Grant, LeaseAsk, LeaseRef, Registration, StoreError};
-use crate::validate;
 
 /// Most devices a worker may declare.
 const MAX_DECLARED_DEVICES: u32 = 4096;

@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use crate::checkpoint_storage::{self, human_bytes, SizeTable};
-use crate::spec::{method_name, Sweep};
+use crate::sweep::checkpoint_storage::{self, human_bytes, SizeTable};
+use crate::sweep::spec::{method_name, Sweep};
 
 /// An axis of the grid: its name and a trial's value on it.
 type Axis = (&'static str, fn(&common::TrialSpec) -> String);

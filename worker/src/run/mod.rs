@@ -5,71 +5,14 @@
 //! milliseconds per epoch and report `dataset.options.device_mb` as its peak device memory (so
 //! that `trials_per_gpu: auto` can be tried without a GPU). The coordinator's tests and dispatch benchmark use it.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+pub mod child_process;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::contract::{CancelFlag, Devices, RunOptions, TrialEvent, TrialOutcome};
 use crate::error::WorkerError;
 use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
 use crate::trial::TrialSpec;
-pub use common::Devices;
-
-/// Asks a running trial to stop at the next step boundary; cloneable across threads.
-#[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
-
-impl CancelFlag {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Where and how a trial runs.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub devices: Devices,
-    /// Decoded datasets, shared by every trial on this node.
-    pub cache_dir: PathBuf,
-    /// Where this trial's checkpoints are written.
-    pub checkpoint_dir: PathBuf,
-    /// A checkpoint to resume from (written by this or another worker).
-    pub resume_from: Option<PathBuf>,
-    /// Write a checkpoint every this many epochs (0: never).
-    pub checkpoint_every: u32,
-    pub cancel: CancelFlag,
-}
-
-/// Progress a trial announces while it runs.
-#[derive(Debug)]
-pub enum TrialEvent<'a> {
-    /// Training progress within an epoch (about a hundred per epoch), for progress bars.
-    Progress {
-        epoch: u32,
-        step: usize,
-        steps: usize,
-    },
-    Epoch(&'a EpochReport),
-    /// A checkpoint was written, atomically, after `epoch`.
-    Checkpoint {
-        epoch: u32,
-        path: &'a Path,
-    },
-}
-
-/// How a run ended.
-#[derive(Debug)]
-pub enum TrialOutcome {
-    /// Completed or diverged; the result says which.
-    Finished(Box<TrialResult>),
-    /// Cancelled; the last checkpoint, if any, lets it resume.
-    Interrupted { epoch: u32, checkpoint: Option<PathBuf> },
-}
 
 /// Runs a trial to its end, its divergence, or its cancellation.
 pub fn run_trial(

@@ -20,14 +20,14 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::ServerTlsConfig;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Authenticated, Guard, Tokens};
-use crate::checkpoint_files;
-use crate::checkpoint_storage::SizeTable;
-use crate::convert;
-use crate::session::Sessions;
-use crate::spec::Sweep;
+use crate::server::auth::{Authenticated, Guard, Tokens};
+use crate::server::convert;
+use crate::server::sessions::Sessions;
+use crate::server::validate;
+use crate::store::checkpoint_files;
 use crate::store::{LeaseRef, Store};
-use crate::validate;
+use crate::sweep::checkpoint_storage::SizeTable;
+use crate::sweep::spec::Sweep;
 
 /// Checkpoints travel in chunks of this size.
 pub const CHUNK_BYTES: usize = 1 << 20;

@@ -6,7 +6,7 @@
 use common::{ClassMetrics, EpochReport, TrialResult, TrialSpec, TrialStatus};
 use tonic::Status;
 
-use crate::checkpoint_storage::SizeTable;
+use crate::sweep::checkpoint_storage::SizeTable;
 
 /// Longest id (worker, lease, trial) in bytes.
 pub const MAX_ID: usize = 128;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use worker::client::{self, ClientConfig};
+use worker::agent::{self, ClientConfig};
 use worker::Devices;
 
 /// `worker --coordinator URL [--gpus 0,1 | --cpu-ranks N]`.
@@ -80,10 +80,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
     };
     let device_memory_mb = match (args.device_memory_mb, &devices) {
         (Some(mb), devices) => vec![mb; devices.count()],
-        (None, Devices::Cuda(ordinals)) => client::cuda_memory_mb(ordinals),
+        (None, Devices::Cuda(ordinals)) => agent::cuda_memory_mb(ordinals),
         (None, Devices::Cpu { .. }) => Vec::new(),
     };
-    let token = match client::credentials::read_token(args.token_file.as_deref()) {
+    let token = match agent::credentials::read_token(args.token_file.as_deref()) {
         Ok(token) => token,
         Err(e) => {
             eprintln!("error: --token-file: {e}");
@@ -100,7 +100,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let mut config = ClientConfig::new(url, devices, args.work_dir);
     config.device_memory_mb = device_memory_mb;
     config.credentials =
-        client::Credentials { token, tls_ca: args.tls_ca, tls_identity: args.tls_cert.zip(args.tls_key) };
+        agent::Credentials { token, tls_ca: args.tls_ca, tls_identity: args.tls_cert.zip(args.tls_key) };
     config.data_root = (!args.trust_coordinator_paths).then_some(data_root);
     if let Some(id) = args.worker_id {
         config.worker_id = id;
@@ -120,7 +120,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(client::run(config, client::shutdown_signal())) {
+    match runtime.block_on(agent::run(config, agent::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,0 +1,13 @@
+//! Serving a sweep: the gRPC service and its message conversions, who may call ([`auth`]), which
+//! worker calls ([`sessions`]), what it may send ([`validate`]), the transport ([`tls`]); the
+//! [`runner`] that serves a sweep to its end; and `--local`'s worker processes
+//! ([`local_workers`]).
+
+pub mod auth;
+pub mod convert;
+pub mod local_workers;
+pub mod runner;
+pub mod service;
+pub mod sessions;
+pub mod tls;
+pub mod validate;

@@ -1,0 +1,68 @@
+//! The contract of running one trial: where and how it runs ([`RunOptions`]), what it announces
+//! ([`TrialEvent`]), how it ended ([`TrialOutcome`]) and how it is asked to stop ([`CancelFlag`]).
+//!
+//! It lies below both [`crate::run`], which dispatches a trial (a real one or the `noop` stand-in),
+//! and [`crate::train`], the engine that trains a real one, so that neither imports the other's
+//! internals; `run` re-exports it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::outcome::{EpochReport, TrialResult};
+pub use common::Devices;
+
+/// Asks a running trial to stop at the next step boundary; cloneable across threads.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Where and how a trial runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub devices: Devices,
+    /// Decoded datasets, shared by every trial on this node.
+    pub cache_dir: PathBuf,
+    /// Where this trial's checkpoints are written.
+    pub checkpoint_dir: PathBuf,
+    /// A checkpoint to resume from (written by this or another worker).
+    pub resume_from: Option<PathBuf>,
+    /// Write a checkpoint every this many epochs (0: never).
+    pub checkpoint_every: u32,
+    pub cancel: CancelFlag,
+}
+
+/// Progress a trial announces while it runs.
+#[derive(Debug)]
+pub enum TrialEvent<'a> {
+    /// Training progress within an epoch (about a hundred per epoch), for progress bars.
+    Progress {
+        epoch: u32,
+        step: usize,
+        steps: usize,
+    },
+    Epoch(&'a EpochReport),
+    /// A checkpoint was written, atomically, after `epoch`.
+    Checkpoint {
+        epoch: u32,
+        path: &'a Path,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum TrialOutcome {
+    /// Completed or diverged; the result says which.
+    Finished(Box<TrialResult>),
+    /// Cancelled; the last checkpoint, if any, lets it resume.
+    Interrupted { epoch: u32, checkpoint: Option<PathBuf> },
+}
