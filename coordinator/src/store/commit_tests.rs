@@ -8,7 +8,12 @@ use std::time::Duration;
 use common::{TrialResult, TrialStatus};
 use rusqlite::Connection;
 
+use std::collections::HashSet;
+
+use super::actor::{job, Job};
+use super::handle::answered_at_commit;
 use super::*;
+use crate::sweep::spec::Sweep;
 use crate::sweep::spec::{self, LoadOptions};
 
 const TTL: Duration = Duration::from_secs(30);

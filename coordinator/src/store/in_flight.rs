@@ -3,7 +3,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Core, EpochReport, TrialSpec};
+use common::{EpochReport, TrialSpec};
+
+use super::Core;
 
 /// One leased trial's progress.
 #[derive(Debug, Clone, PartialEq)]

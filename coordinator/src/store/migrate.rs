@@ -21,22 +21,9 @@ use std::path::Path;
 use common::TrialSpec;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::schema::{MERGED_RESULTS_SCHEMA, SWEEPS_SCHEMA};
 use super::{now_ms, Result, StoreError, DB_FILE};
 use crate::sweep::identity::{self, WeightsDigests, IDENTITY_VERSION};
-
-/// `merged_results`: results dropped by merging duplicate trials, kept for the record.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS merged_results (
-    trial_id TEXT NOT NULL,
-    old_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    worker_id TEXT NOT NULL,
-    result_json TEXT NOT NULL,
-    completed_ms INTEGER NOT NULL,
-    merged_ms INTEGER NOT NULL,
-    PRIMARY KEY (trial_id, old_id)
-);
-";
 
 fn version(conn: &Connection) -> Result<u32> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
@@ -80,8 +67,8 @@ pub(super) fn upgrade(conn: &mut Connection, dir: &Path) -> Result<()> {
         return Ok(());
     }
     let tx = conn.transaction()?;
-    tx.execute_batch(super::sweeps::SCHEMA)?;
-    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(SWEEPS_SCHEMA)?;
+    tx.execute_batch(MERGED_RESULTS_SCHEMA)?;
     let has_identity = {
         let mut statement = tx.prepare("SELECT name FROM pragma_table_info('trials')")?;
         let columns: Vec<String> = statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;

@@ -13,21 +13,6 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use super::{Result, StoreError, DB_FILE};
 use crate::sweep::spec::Sweep;
 
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sweeps (
-    name TEXT PRIMARY KEY,
-    file TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sweep_trials (
-    sweep TEXT NOT NULL,
-    trial_id TEXT NOT NULL,
-    seen_ms INTEGER NOT NULL,
-    PRIMARY KEY (sweep, trial_id)
-);
-";
-
 /// Records that `sweep` (its trials, as loaded now) is in the store.
 pub(super) fn record(tx: &Transaction<'_>, sweep: &Sweep, now: u64) -> Result<()> {
     tx.execute(

@@ -1,0 +1,39 @@
+//! The store's errors.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lease `{lease_id}` is not held (expired, handed back or given to another worker)")]
+    LeaseLost { lease_id: String },
+    #[error("worker `{worker_id}` is not registered")]
+    UnknownWorker { worker_id: String },
+    #[error("trial `{trial_id}` is unknown to this state dir")]
+    UnknownTrial { trial_id: String },
+    #[error("{}: {message}", dir.display())]
+    Migration { dir: PathBuf, message: String },
+    #[error("trial `{trial_id}` has no checkpoint of epoch {epoch}")]
+    NoCheckpoint { trial_id: String, epoch: u32 },
+    #[error("state store holds unreadable {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error("state store: commit failed: {message}")]
+    Commit { message: String },
+    #[error("state store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    pub(super) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io { path: path.into(), source }
+    }
+}
+
+pub(super) type Result<T, E = StoreError> = std::result::Result<T, E>;
