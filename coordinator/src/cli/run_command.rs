@@ -1,0 +1,244 @@
+//! Running a sweep: serving its workers (or starting local ones) until it is done, then its report;
+//! or, with `--dry-run`, what it expands to.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use coordinator::report;
+use coordinator::server::auth::{self, READ_TOKEN_ENV, TOKEN_ENV};
+use coordinator::server::tls::ServerTlsFiles;
+use coordinator::store::state_lock::StateLockError;
+use coordinator::store::{self, TrialRecord};
+use coordinator::sweep::spec::{self, LoadOptions};
+use coordinator::{serve_sweep, LocalWorkers, RunnerError, Security, ServeOptions};
+
+use super::report_command::{default_axes, print_failures};
+use super::{one_line, runtime, USAGE};
+
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    /// The sweep file to run (see sweeps/).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) sweep: Option<PathBuf>,
+    /// Where the store (SQLite) and checkpoints live; rerunning on the same dir resumes.
+    #[arg(long, default_value = "sal-state", value_name = "DIR")]
+    pub(crate) state_dir: PathBuf,
+    /// Address to serve workers on (port 0: any free port; the bound address is printed).
+    /// Default: 0.0.0.0:50051 with a token, 127.0.0.1:50051 without, 127.0.0.1:0 with --local.
+    /// A non-loopback address needs a token (or --insecure).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// The worker token (all calls), from this file (mode 600); default: $SAL_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// A read-only token (Status and Results), from this file (mode 600); default:
+    /// $SAL_READ_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) read_token_file: Option<PathBuf>,
+    /// Serve a non-loopback address without a token: anyone who reaches it can read and change
+    /// the sweep.
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// TLS: this server's certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// TLS: the key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by this CA (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+    /// Largest gRPC message the server accepts.
+    #[arg(long, default_value_t = 16, value_name = "MB")]
+    pub(crate) max_message_mb: usize,
+    /// Largest checkpoint one upload may carry (default: estimated from each trial's model).
+    #[arg(long, value_name = "MB")]
+    pub(crate) max_checkpoint_mb: Option<u64>,
+    /// Run only a slice of the grid: `axis=value[,value]` (architecture, optimizer, dataset,
+    /// resolution, method, seed); repeat to intersect.
+    #[arg(long, value_name = "AXIS=VALUES")]
+    pub(crate) only: Vec<String>,
+    /// Relative dataset roots and weights are taken under this folder.
+    #[arg(long, env = "SAL_DATA_ROOT", value_name = "DIR")]
+    pub(crate) data_root: Option<PathBuf>,
+    /// Check that dataset roots exist here (always on with --local).
+    #[arg(long)]
+    pub(crate) check_data: bool,
+    /// Also start worker processes on this machine (CPU ranks), over loopback gRPC.
+    #[arg(long)]
+    pub(crate) local: bool,
+    /// Local workers (with --local).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub(crate) workers: usize,
+    /// CPU replicas per local worker (with --local).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) cpu_ranks: usize,
+    /// The `worker` binary local mode starts (default: the one beside this coordinator).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) worker_bin: Option<PathBuf>,
+    /// A lease lives this long without news from its worker.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub(crate) lease_seconds: f64,
+    /// Give failed trials a fresh set of attempts.
+    #[arg(long)]
+    pub(crate) retry_failed: bool,
+    /// Also write the bound address to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) addr_file: Option<PathBuf>,
+    /// Keep serving after the sweep is done.
+    #[arg(long)]
+    pub(crate) keep_serving: bool,
+    /// Validate the sweep file, count its trials per axis and estimate the checkpoint storage
+    /// its state dir needs; run nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// With --dry-run: size the checkpoint storage for this many trials running at once
+    /// (default: all of them).
+    #[arg(long, value_name = "N", requires = "dry_run")]
+    pub(crate) running: Option<usize>,
+    /// Report grouping printed at the end (default: the axes with several values, and method).
+    #[arg(long, value_name = "AXES")]
+    pub(crate) by: Option<String>,
+}
+
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(sweep_file) = &args.sweep else {
+        eprintln!("error: give --sweep FILE, or a subcommand (see --help)");
+        return Ok(ExitCode::from(USAGE));
+    };
+    let load = LoadOptions {
+        data_root: args.data_root.clone(),
+        check_data: args.check_data || args.local,
+        only: args.only.clone(),
+    };
+    let sweep = match spec::load(sweep_file, &load) {
+        Ok(sweep) => sweep,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let by = match &args.by {
+        Some(list) => match report::parse_axes(list) {
+            Ok(axes) => Some(axes),
+            Err(e) => {
+                eprintln!("error: --by {list}: {e}");
+                return Ok(ExitCode::from(USAGE));
+            }
+        },
+        None => None,
+    };
+    if args.dry_run {
+        out!("{}", coordinator::sweep::dry_run::summary(&sweep, args.running).trim_end());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !(args.lease_seconds.is_finite() && args.lease_seconds > 0.0) {
+        eprintln!("error: --lease-seconds must be > 0");
+        return Ok(ExitCode::from(USAGE));
+    }
+    let security = match security(&args) {
+        Ok(security) => security,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let listen = match args.listen {
+        Some(addr) => addr,
+        None if args.local => SocketAddr::from(([127, 0, 0, 1], 0)),
+        None if security.token.is_some() => SocketAddr::from(([0, 0, 0, 0], 50051)),
+        None => SocketAddr::from(([127, 0, 0, 1], 50051)),
+    };
+    // Local mode makes a token for its own workers when none is given.
+    if security.token.is_none() && !args.local && !listen.ip().is_loopback() {
+        if !args.insecure {
+            eprintln!(
+                "error: --listen {listen} is not loopback and no token is set: write one to a file \
+                 (`head -c 32 /dev/urandom | base64 > token && chmod 600 token`) and pass --token-file \
+                 token, or set SAL_TOKEN (or pass --insecure to serve without one)"
+            );
+            return Ok(ExitCode::from(USAGE));
+        }
+        tracing::warn!(%listen, "--insecure: serving without a token; anyone who reaches this address can read and change the sweep");
+    }
+    let options = ServeOptions {
+        state_dir: args.state_dir.clone(),
+        listen,
+        lease_ttl: Duration::from_secs_f64(args.lease_seconds),
+        retry_failed: args.retry_failed,
+        addr_file: args.addr_file.clone(),
+        local: args.local.then(|| LocalWorkers {
+            count: args.workers.max(1),
+            cpu_ranks: args.cpu_ranks,
+            worker_bin: args
+                .worker_bin
+                .clone()
+                .unwrap_or_else(coordinator::server::local_workers::default_worker_bin),
+        }),
+        keep_serving: args.keep_serving,
+        progress_bar: std::io::stderr().is_terminal(),
+        security,
+    };
+    let progress =
+        match runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal())) {
+            Ok(progress) => progress,
+            Err(e @ RunnerError::StateLock(StateLockError::Held { .. })) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(USAGE));
+            }
+            Err(e) => return Err(e.into()),
+        };
+    eprintln!(
+        "{}: {} done, {} diverged, {} failed, {} not finished",
+        sweep.name,
+        progress.done,
+        progress.diverged,
+        progress.failed,
+        progress.total() - progress.finished()
+    );
+    let (_, records) = store::read_records(&args.state_dir)?;
+    let ids: std::collections::HashSet<&str> = sweep.trials.iter().map(|t| t.id.as_str()).collect();
+    let total = records.len();
+    let records: Vec<TrialRecord> = records.into_iter().filter(|r| ids.contains(r.id.as_str())).collect();
+    let axes = by.unwrap_or_else(|| default_axes(&records));
+    let rows = report::pivot(&records, &axes);
+    out!("{}", report::table(&rows, &axes, None));
+    print_failures(&sweep.name, &records);
+    let other_sweeps = total - records.len();
+    let selection =
+        report::select::Selection { sweep: sweep.name.clone(), records, superseded: 0, other_sweeps };
+    out!("{}", report::select::summary(&selection));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tokens, TLS files and limits from the command line and the environment.
+fn security(args: &RunArgs) -> anyhow::Result<Security> {
+    let token = auth::read_token(args.token_file.as_deref(), TOKEN_ENV).context("--token-file")?;
+    let read_token =
+        auth::read_token(args.read_token_file.as_deref(), READ_TOKEN_ENV).context("--read-token-file")?;
+    if read_token.is_some() && token.is_none() && !args.local {
+        anyhow::bail!("a read-only token needs a worker token too (--token-file or SAL_TOKEN)");
+    }
+    if args.local && args.tls_cert.is_some() {
+        anyhow::bail!("--local serves its own workers on loopback: --tls-cert is for remote workers");
+    }
+    if args.max_message_mb == 0 {
+        anyhow::bail!("--max-message-mb must be at least 1");
+    }
+    Ok(Security {
+        token,
+        read_token,
+        tls: ServerTlsFiles {
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+        },
+        max_message_bytes: Some(args.max_message_mb.saturating_mul(1 << 20)),
+        max_checkpoint_bytes: args.max_checkpoint_mb.map(|mb| mb.saturating_mul(1 << 20)),
+    })
+}
