@@ -3,10 +3,29 @@
 //! read the same option types.
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::SpecError;
-use crate::trial::DatasetSpec;
+
+/// Where a dataset lives and how it is laid out on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// The dataset's name in reports (`cifar10`, `imagenette`, ...).
+    pub name: String,
+    /// On-disk layout: `synthetic`, `image_folder`, `imagenette`, `tiny_imagenet`, `eurosat`,
+    /// `pacs`, `cifar10_bin`, `corel1k`.
+    pub format: String,
+    /// Root folder; not used by `synthetic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Format options (`val_fraction`, `holdout_domain`, `classes`, `train_size`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, serde_json::Value>,
+}
 
 /// Every dataset format, as written in a trial's `dataset.format`.
 pub const FORMATS: &[&str] = &[

@@ -1,12 +1,12 @@
 //! What a trial is: the one definition shared by `worker train --trial FILE`, sweep files and the
 //! gRPC protocol (which carries it as canonical JSON).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use sal::StressConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::dataset::DatasetSpec;
 use crate::error::SpecError;
 
 /// Baseline (the optimizer alone) or SAL (the optimizer plus the stress-aware interventions).
@@ -42,23 +42,6 @@ impl Precision {
     pub fn is_fp32(&self) -> bool {
         *self == Precision::Fp32
     }
-}
-
-/// Where a dataset lives and how it is laid out on disk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatasetSpec {
-    /// The dataset's name in reports (`cifar10`, `imagenette`, ...).
-    pub name: String,
-    /// On-disk layout: `synthetic`, `image_folder`, `imagenette`, `tiny_imagenet`, `eurosat`,
-    /// `pacs`, `cifar10_bin`, `corel1k`.
-    pub format: String,
-    /// Root folder; not used by `synthetic`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root: Option<PathBuf>,
-    /// Format options (`val_fraction`, `holdout_domain`, `classes`, `train_size`, ...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub options: BTreeMap<String, serde_json::Value>,
 }
 
 /// One trial: a cell of the grid with one seed.

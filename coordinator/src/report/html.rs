@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::grid::{html_escape, Grid};
-use super::model::TrialRecord;
+use super::model::{self, TrialRecord};
 use super::plots::{self, NamedPlot, PlotError};
 use super::stats;
 use super::trial_view;
@@ -106,7 +106,7 @@ pub fn render(page: &Page) -> Result<String, PlotError> {
             .map(|r| {
                 vec![
                     r.id.clone(),
-                    trial_view::title(r),
+                    model::title(r),
                     r.state.clone(),
                     r.result.as_ref().map_or_else(String::new, |res| format!("{:.2}", res.top1 * 100.0)),
                 ]
@@ -132,7 +132,7 @@ pub fn render(page: &Page) -> Result<String, PlotError> {
             out,
             "<section class=\"trial\" id=\"{}\"><h3>{} <small>{}</small></h3>",
             html_escape(&trial_anchor(&record.id)),
-            html_escape(&trial_view::title(record)),
+            html_escape(&model::title(record)),
             html_escape(&record.id)
         );
         let _ = write!(out, "<p>state {}, {} attempt(s)", html_escape(&record.state), record.attempts);

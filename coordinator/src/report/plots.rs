@@ -19,9 +19,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::model::{Action, EpochReport, Method, TrialRecord, TrialStatus};
+use super::model::{history, title, Action, EpochReport, Method, TrialRecord, TrialStatus};
 use super::stats::{compare_cells, MeanCi};
-use super::trial_view::{history, title};
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 const FAMILY: &str = "sans-serif";

@@ -1,14 +1,12 @@
 //! One trial, whole: its spec, its epoch history with SAL's actions, its per-class table and its
 //! confusion matrix; `coordinator show TRIAL` and the HTML page's trial sections are made of these.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use super::grid::Grid;
-use super::model::{Action, EpochReport, TrialRecord};
+use super::model::{history, title, Action, TrialRecord};
 use super::plots;
-use crate::sweep::spec::method_name;
 
 /// The trial whose id starts with `prefix`; an ambiguous or unknown prefix is an error that says so.
 pub fn find<'a>(records: &'a [TrialRecord], prefix: &str) -> Result<&'a TrialRecord, String> {
@@ -30,38 +28,6 @@ pub fn find<'a>(records: &'a [TrialRecord], prefix: &str) -> Result<&'a TrialRec
             ))
         }
     }
-}
-
-/// A short name of the trial: `architecture/optimizer/dataset@resolution method seed N`.
-pub fn title(record: &TrialRecord) -> String {
-    let spec = &record.spec;
-    format!(
-        "{}/{}/{}@{} {} seed {}",
-        spec.architecture,
-        spec.optimizer,
-        spec.dataset.name,
-        spec.resolution,
-        method_name(spec.method),
-        spec.seed
-    )
-}
-
-/// The epochs of the trial: the result's history when it finished, otherwise the stored reports
-/// (for an epoch run by several attempts, the latest attempt's).
-pub fn history(record: &TrialRecord) -> Vec<EpochReport> {
-    if let Some(result) = &record.result {
-        if !result.history.is_empty() {
-            return result.history.clone();
-        }
-    }
-    let mut latest: BTreeMap<u32, (u32, &EpochReport)> = BTreeMap::new();
-    for stored in &record.epochs {
-        let entry = latest.entry(stored.report.epoch).or_insert((stored.attempt, &stored.report));
-        if stored.attempt >= entry.0 {
-            *entry = (stored.attempt, &stored.report);
-        }
-    }
-    latest.into_values().map(|(_, report)| report.clone()).collect()
 }
 
 pub fn action_name(action: Action) -> &'static str {
