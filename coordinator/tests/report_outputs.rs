@@ -288,6 +288,7 @@ fn the_html_page_is_one_well_formed_self_contained_document() {
         records: &records,
         pivot: pivot_grid::grid("", &rows, &axes, None),
         paper_tables: (1..=5).map(|n| paper_tables::table(n, &records, &paper).unwrap()).collect(),
+        trial_pages: None,
     };
     let text = html::render(&page).unwrap();
     let options = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
@@ -303,9 +304,11 @@ fn the_html_page_is_one_well_formed_self_contained_document() {
     {
         assert!(doc.descendants().any(|n| n.attribute("id") == Some(id)), "no #{id}");
     }
-    // Nothing is fetched: no script, no stylesheet link, no image or frame source.
+    // Nothing is fetched: one inline script (the trial filter), no stylesheet link, no image or
+    // frame source.
+    assert_eq!(count("script"), 1);
     for n in doc.descendants().filter(|n| n.is_element()) {
-        assert!(!["script", "link", "img", "iframe"].contains(&n.tag_name().name()), "{:?}", n.tag_name());
+        assert!(!["link", "img", "iframe"].contains(&n.tag_name().name()), "{:?}", n.tag_name());
         assert!(n.attribute("src").is_none());
         if let Some(href) = n.attribute("href") {
             assert!(href.starts_with('#'), "external link {href}");
@@ -324,6 +327,51 @@ fn the_html_page_is_one_well_formed_self_contained_document() {
     if let Ok(dir) = std::env::var("SAL_REPORT_HTML_OUT") {
         std::fs::write(Path::new(&dir).join("fixture-report.html"), &text).unwrap();
     }
+}
+
+#[test]
+fn a_large_sweep_gets_one_filterable_table_and_no_section_per_trial() {
+    // Above INLINE_TRIALS, a trial costs one table row: the page grows by a row per trial, not by
+    // its plots and tables (13,440 inline sections made a 773 MB page).
+    let trials = 2_000;
+    let base = records();
+    let records: Vec<TrialRecord> = (0..trials)
+        .map(|i| {
+            let mut record = base[i % base.len()].clone();
+            record.id = format!("{i:06x}{}", record.id);
+            record.spec.seed = (i / base.len()) as u64 + 1;
+            record
+        })
+        .collect();
+    let axes = [Axis::Architecture, Axis::Method];
+    let render = |trial_pages: Option<String>| {
+        html::render(&html::Page {
+            sweep: "large",
+            records: &records,
+            pivot: pivot_grid::grid("", &pivot(&records, &axes), &axes, None),
+            paper_tables: Vec::new(),
+            trial_pages,
+        })
+        .unwrap()
+    };
+    let text = render(None);
+    let options = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+    let doc = roxmltree::Document::parse_with_options(&text, options).unwrap();
+    assert_eq!(doc.descendants().filter(|n| n.has_tag_name("section")).count(), 0);
+    let index = doc.descendants().find(|n| n.attribute("id") == Some("trial-index")).unwrap();
+    let rows: Vec<_> = index.descendants().filter(|n| n.has_tag_name("tr")).skip(1).collect();
+    assert_eq!(rows.len(), trials);
+    assert!(doc.descendants().any(|n| n.attribute("id") == Some("trial-filter")));
+    assert!(text.contains("--trial-pages DIR"));
+    // Without per-trial pages an id links nowhere; with them, to PREFIX/ID.html.
+    assert!(!text.contains("href=\"#trial-"));
+    assert!(text.len() < trials * 600 + 200_000, "{} bytes for {trials} trials", text.len());
+    let linked = render(Some("pages".into()));
+    assert_eq!(linked.matches("href=\"pages/").count(), trials);
+    assert!(linked.contains(&format!("href=\"pages/{}.html\"", records[17].id)));
+    let page = html::trial_page("large", &records[17]).unwrap();
+    let doc = roxmltree::Document::parse_with_options(&page, options).unwrap();
+    assert_eq!(doc.descendants().filter(|n| n.has_tag_name("section")).count(), 1);
 }
 
 #[test]
@@ -404,6 +452,7 @@ fn the_html_page_renders_in_headless_chromium_without_console_errors() {
         records: &records,
         pivot: pivot_grid::grid("", &pivot(&records, &axes), &axes, None),
         paper_tables: (1..=5).map(|n| paper_tables::table(n, &records, &paper()).unwrap()).collect(),
+        trial_pages: None,
     };
     let path = dir.path().join("report.html");
     std::fs::write(&path, html::render(&page).unwrap()).unwrap();

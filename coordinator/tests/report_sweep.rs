@@ -154,6 +154,39 @@ fn a_real_sweep_gives_every_report_output() {
         }
     }
     assert_eq!((svgs, pngs), (21, 21));
+    // One page per trial, linked from the page's trial table relative to it.
+    let pages = dir.path().join("pages");
+    let (ok, _, stderr) = run(&[
+        "report",
+        "--state-dir",
+        state_arg,
+        "--format",
+        "html",
+        "--out",
+        html.to_str().unwrap(),
+        "--trial-pages",
+        pages.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let linked = std::fs::read_to_string(&html).unwrap();
+    for record in &records {
+        let trial_page = std::fs::read_to_string(pages.join(format!("{}.html", record.id))).unwrap();
+        let trial_doc = roxmltree::Document::parse_with_options(&trial_page, options).unwrap();
+        assert_eq!(trial_doc.descendants().filter(|n| n.has_tag_name("section")).count(), 1);
+        assert!(trial_page.contains(&format!("history-{}", record.id)));
+        // 12 trials are few enough to inline: the table links each to its section on the page.
+        assert!(linked.contains(&format!("href=\"#trial-{}\"", record.id)), "{}", record.id);
+    }
+    let (ok, _, stderr) = run(&[
+        "report",
+        "--state-dir",
+        state_arg,
+        "--format",
+        "json",
+        "--trial-pages",
+        pages.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.trim().lines().count() == 1 && stderr.contains("--format html"), "{stderr}");
     if let Ok(out) = std::env::var("SAL_REPORT_HTML_OUT") {
         std::fs::copy(&html, Path::new(&out).join("sweep-report.html")).unwrap();
         let _ = std::fs::remove_dir_all(Path::new(&out).join("plots"));

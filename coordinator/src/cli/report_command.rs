@@ -1,6 +1,6 @@
 //! `coordinator report`: the tables of a sweep's results in every format, its plots, the HTML page.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -49,6 +49,10 @@ pub(crate) struct ReportArgs {
     /// Write the report to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
+    /// With --format html: also write one page per trial into this folder (DIR/ID.html), linked
+    /// from the page's trial table. Sweeps of more than 64 trials get no per-trial sections inline.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) trial_pages: Option<PathBuf>,
     /// Also draw the plots (SVG and PNG) of the sweep and of every trial into this folder.
     #[arg(long, value_name = "DIR")]
     pub(crate) plots: Option<PathBuf>,
@@ -91,6 +95,10 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
+    if args.trial_pages.is_some() && format != Format::Html {
+        eprintln!("error: --trial-pages writes HTML pages: give --format html, not {}", args.format);
+        return Ok(ExitCode::from(USAGE));
+    }
     if args.table.is_some() && !matches!(format, Format::Table | Format::Markdown | Format::Latex) {
         eprintln!("error: --table prints as table, markdown or latex, not {}", args.format);
         return Ok(ExitCode::from(USAGE));
@@ -196,11 +204,16 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
                     .map_err(anyhow::Error::msg)?,
                 None => Vec::new(),
             };
+            let trial_pages = match &args.trial_pages {
+                Some(dir) => Some(write_trial_pages(dir, name, records, args.out.as_deref())?),
+                None => None,
+            };
             let page = html::Page {
                 sweep: name,
                 records,
                 pivot: pivot_grid::grid("", &rows, &axes, paper.as_ref()),
                 paper_tables: paper_grids,
+                trial_pages,
             };
             html::render(&page)?
         }
@@ -217,4 +230,29 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         None => out!("{}", text.trim_end()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `DIR/ID.html` for every trial and returns how the main page links to DIR: relative to the
+/// page's folder when DIR lies inside it, else DIR as given.
+fn write_trial_pages(
+    dir: &Path,
+    sweep: &str,
+    records: &[TrialRecord],
+    page: Option<&Path>,
+) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("--trial-pages {}", dir.display()))?;
+    for record in records {
+        let path = dir.join(format!("{}.html", record.id));
+        std::fs::write(&path, html::trial_page(sweep, record)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!("{} trial pages in {}", records.len(), dir.display());
+    let page_dir =
+        page.and_then(Path::parent).map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+    let relative = page_dir.and_then(|base| {
+        let base = base.canonicalize().ok()?;
+        let dir = dir.canonicalize().ok()?;
+        dir.strip_prefix(&base).ok().map(Path::to_path_buf)
+    });
+    Ok(relative.unwrap_or_else(|| dir.to_path_buf()).display().to_string())
 }
