@@ -78,7 +78,8 @@ pub struct FetchArgs {
     /// Entries to add to, or replace in, the built-in catalogue (YAML, the same fields).
     #[arg(long, value_name = "FILE")]
     pub catalogue: Option<PathBuf>,
-    /// Replace a folder or file that `data fetch` did not make from this archive.
+    /// Fetch again even when already fetched and verified, and replace a folder or file that
+    /// `data fetch` did not make from this archive.
     #[arg(long)]
     pub force: bool,
     /// Keep downloaded archives (under DIR/.sal-fetch/downloads) after publishing.
@@ -114,7 +115,8 @@ pub struct CheckArgs {
     #[arg(long, env = "SAL_DATA_ROOT", value_name = "DIR")]
     pub data_root: Option<PathBuf>,
     /// Decode every image fully (default: read each image's header, which finds empty, garbage
-    /// and misnamed files; a full decode also finds truncated ones).
+    /// and misnamed files; a full decode also finds truncated PNGs, GIFs, ..., though not a JPEG
+    /// cut short after its header, which decoders fill with grey, as the loader's does).
     #[arg(long)]
     pub decode: bool,
     /// Threads reading images (default: all cores).

@@ -70,7 +70,7 @@ pub enum Outcome {
 pub fn fetch(entry: &Entry, options: &Options, lock: &mut Lock) -> Result<Outcome, DataError> {
     let target = target_of(entry, &options.data_root);
     let marker_path = marker_of(entry, &target);
-    if let Some(marker) = Marker::read(&marker_path) {
+    if let Some(marker) = Marker::read(&marker_path).filter(|_| !options.force) {
         if is_current(entry, &marker, lock)
             && target.exists()
             && (!entry.is_weights() || weights_fit(entry, &target))
@@ -87,9 +87,16 @@ pub fn fetch(entry: &Entry, options: &Options, lock: &mut Lock) -> Result<Outcom
             ),
         ));
     }
-    let (archive, downloaded) = obtain(entry, options)?;
+    let (archive, downloaded, earlier) = obtain(entry, options)?;
     let verified = match verify::verify(entry, &archive, lock) {
         Ok(verified) => verified,
+        Err(_) if earlier => {
+            // Left by an earlier run (another mirror, another catalogue): download it again.
+            eprintln!("{}: {} fails verification; downloading it again", entry.name, archive.display());
+            std::fs::remove_file(&archive).map_err(|e| DataError::io(&archive, e))?;
+            let (archive, _, _) = obtain(entry, options)?;
+            verify_or_remove(entry, &archive, lock, true)?
+        }
         Err(error) => {
             if downloaded {
                 // A file that fails its checksum is no use to a rerun: it would fail again.
@@ -134,6 +141,19 @@ pub fn fetch(entry: &Entry, options: &Options, lock: &mut Lock) -> Result<Outcom
     Ok(Outcome::Published { path: target, verified: matched, pinned: pin_now && !entry.publishes_sha256() })
 }
 
+fn verify_or_remove(
+    entry: &Entry,
+    archive: &Path,
+    lock: &Lock,
+    downloaded: bool,
+) -> Result<Verified, DataError> {
+    verify::verify(entry, archive, lock).inspect_err(|_| {
+        if downloaded {
+            let _ = std::fs::remove_file(archive);
+        }
+    })
+}
+
 /// The dataset folder or weights file an entry publishes.
 pub fn target_of(entry: &Entry, data_root: &Path) -> PathBuf {
     data_root.join(entry.root.as_deref().or(entry.output.as_deref()).unwrap_or(&entry.file))
@@ -160,18 +180,23 @@ fn weights_fit(entry: &Entry, target: &Path) -> bool {
     entry.architecture.as_deref().is_some_and(|a| common::weights_manifest::check_file(a, target).is_ok())
 }
 
-/// The archive to verify, and whether this fetch downloaded it (and may delete it).
-fn obtain(entry: &Entry, options: &Options) -> Result<(PathBuf, bool), DataError> {
+/// The archive to verify, whether `data fetch` downloaded it (and may delete it), and whether an
+/// earlier run did.
+fn obtain(entry: &Entry, options: &Options) -> Result<(PathBuf, bool, bool), DataError> {
     if let Some(from) = &options.source.from {
         if !from.is_file() {
             return Err(DataError::entry(&entry.name, format!("--from {}: no such file", from.display())));
         }
         eprintln!("{}: using {}", entry.name, from.display());
-        return Ok((from.clone(), false));
+        return Ok((from.clone(), false, false));
     }
     let downloads = options.data_root.join(WORK_DIR).join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| DataError::io(&downloads, e))?;
     let dest = downloads.join(&entry.file);
+    if dest.is_file() {
+        eprintln!("{}: using {} (downloaded earlier)", entry.name, dest.display());
+        return Ok((dest, true, true));
+    }
     let url = options.source.url_of(entry);
     let part = download::partial_path(&dest);
     match std::fs::metadata(&part) {
@@ -181,7 +206,7 @@ fn obtain(entry: &Entry, options: &Options) -> Result<(PathBuf, bool), DataError
         _ => eprintln!("{}: downloading {url} ({})", entry.name, size_text(entry.size)),
     }
     download::download(&url, &dest, entry.size, &options.download)?;
-    Ok((dest, true))
+    Ok((dest, true, false))
 }
 
 fn size_text(size: Option<u64>) -> String {
