@@ -20,6 +20,7 @@ ResNet50V2 is Keras-only: see worker/src/models/resnet_v2.rs for how Keras' name
 """
 
 import argparse
+import ctypes
 import json
 import re
 import struct
@@ -57,7 +58,10 @@ def write_safetensors(tensors, path, metadata):
     blobs = []
     offset = 0
     for name, tensor in tensors.items():
-        data = bytes(tensor.detach().cpu().contiguous().clone().untyped_storage())
+        # The tensor's bytes in one copy (bytes(storage) walks them one by one in Python: 85 s for
+        # DenseNet-121 on a 2-core machine); numpy is not needed.
+        flat = tensor.detach().cpu().contiguous()
+        data = ctypes.string_at(flat.data_ptr(), flat.numel() * flat.element_size())
         header[name] = {"dtype": DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)

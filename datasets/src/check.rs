@@ -82,6 +82,22 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// What a sweep's expanded trials use (the coordinator's view: roots and weights resolved as
+    /// the trials will see them), each dataset and trunk once.
+    pub fn from_trials<'a>(trials: impl IntoIterator<Item = &'a common::trial::TrialSpec>) -> Plan {
+        let mut datasets = BTreeMap::new();
+        let mut weights = BTreeMap::new();
+        for trial in trials {
+            datasets.entry(trial.dataset.name.clone()).or_insert_with(|| trial.dataset.clone());
+            if let Some(path) = &trial.pretrained {
+                weights.entry(trial.architecture.clone()).or_insert_with(|| path.clone());
+            }
+        }
+        Plan { datasets: datasets.into_values().collect(), weights: weights.into_iter().collect() }
+    }
+}
+
 /// One dataset's findings.
 #[derive(Debug, Clone)]
 pub struct DatasetFindings {
@@ -271,5 +287,41 @@ fn read_image(path: &Path, depth: Depth) -> Result<(), String> {
     match depth {
         Depth::Header => reader.into_dimensions().map(drop).map_err(|e| e.to_string()),
         Depth::Decode => reader.decode().map(drop).map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(
+        architecture: &str,
+        dataset: &str,
+        resolution: u32,
+        pretrained: Option<&str>,
+    ) -> common::trial::TrialSpec {
+        let json = serde_json::json!({
+            "architecture": architecture, "optimizer": "adam", "resolution": resolution, "method": "baseline",
+            "epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "seed": 1,
+            "dataset": {"name": dataset, "format": "eurosat", "root": format!("/data/{dataset}")},
+            "pretrained": pretrained,
+        });
+        serde_json::from_value(json).expect("a trial")
+    }
+
+    #[test]
+    fn a_sweeps_trials_give_each_dataset_and_trunk_once() {
+        let trials = [
+            trial("resnet50", "eurosat_rgb", 32, Some("/data/weights/resnet50.safetensors")),
+            trial("resnet50", "eurosat_rgb", 64, Some("/data/weights/resnet50.safetensors")),
+            trial("small_cnn", "pacs", 32, None),
+        ];
+        let plan = Plan::from_trials(&trials);
+        let names: Vec<&str> = plan.datasets.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["eurosat_rgb", "pacs"]);
+        assert_eq!(
+            plan.weights,
+            [("resnet50".to_string(), PathBuf::from("/data/weights/resnet50.safetensors"))]
+        );
     }
 }

@@ -184,7 +184,7 @@ fn run_fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         catalogue.get(name)?;
         urls.insert(name.to_string(), url.to_string());
     }
-    if !(args.max_extract_gib > 0.0) {
+    if !args.max_extract_gib.is_finite() || args.max_extract_gib <= 0.0 {
         bail!("--max-extract-gib must be positive, got {}", args.max_extract_gib);
     }
     std::fs::create_dir_all(&args.to).with_context(|| format!("cannot create {}", args.to.display()))?;
