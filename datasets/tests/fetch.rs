@@ -242,6 +242,21 @@ fn a_connection_dropped_mid_file_is_resumed_with_a_range_request() {
 }
 
 #[test]
+fn a_stalled_connection_times_out_and_is_resumed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start();
+    let f = fixture("tiny_imagenet");
+    let stall = f.bytes.len() / 4;
+    let served = Served { bytes: f.bytes.clone(), stall_after: Some(stall), ..Served::default() };
+    let (root, catalogue) = one(dir.path(), &server, &f, Some(&sha256(&f.bytes)), served);
+    let out = sal_data(&["fetch", "tiny_imagenet", "--to", &root, "--catalogue", &catalogue, "--read-timeout", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("connection lost after {stall} bytes")), "{}", text(&out));
+    assert_eq!(server.seen().iter().map(|s| s.range_start).collect::<Vec<_>>(), vec![None, Some(stall as u64)]);
+    assert!(Path::new(&root).join("tiny-imagenet-200/val/images/val_1.JPEG").is_file());
+}
+
+#[test]
 fn a_partial_download_left_by_an_earlier_run_is_resumed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start();

@@ -21,6 +21,9 @@ pub struct Served {
     pub drop_after: Option<usize>,
     /// Sent in 1 KiB writes with a pause between them (a slow link).
     pub slow: bool,
+    /// The first request for it stalls after this many body bytes: the connection stays open,
+    /// silent, until the client gives up on it.
+    pub stall_after: Option<usize>,
 }
 
 /// One request the server saw.
@@ -90,6 +93,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         // The drop happens once: the retry gets the whole answer.
         if let Some(file) = state.files.get_mut(&path) {
             file.drop_after = None;
+            file.stall_after = None;
         }
         served
     };
@@ -116,7 +120,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     if stream.write_all(head.as_bytes()).is_err() {
         return;
     }
-    let body = match served.drop_after {
+    let body = match served.drop_after.or(served.stall_after) {
         Some(n) => &body[..n.min(body.len())],
         None => body,
     };
@@ -131,6 +135,11 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         let _ = stream.write_all(body);
     }
     let _ = stream.flush();
+    if served.stall_after.is_some() {
+        // Silent until the client hangs up (its read timeout): read() returns 0 or fails then.
+        let mut byte = [0u8; 1];
+        let _ = std::io::Read::read(&mut reader, &mut byte);
+    }
     // Dropping the stream closes the connection (mid-file when drop_after cut the body).
 }
 
