@@ -205,6 +205,7 @@ fn run_fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         keep_archive: args.keep_archives,
         tools,
     };
+    let _held = crate::publish::lock_root(&args.to)?;
     let mut lock = Lock::open(&args.to)?;
     let mut failed = 0;
     for entry in entries {

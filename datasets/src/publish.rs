@@ -36,6 +36,33 @@ impl Marker {
     }
 }
 
+/// Holds `data_root` for one `data fetch` (two at once would write the same partial files and
+/// the same lock file); released when dropped, or when the process dies.
+pub struct RootLock {
+    _file: std::fs::File,
+}
+
+pub fn lock_root(data_root: &Path) -> Result<RootLock, DataError> {
+    let work = data_root.join(WORK_DIR);
+    std::fs::create_dir_all(&work).map_err(|e| DataError::io(&work, e))?;
+    let path = work.join("fetch.lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| DataError::io(&path, e))?;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(RootLock { _file: file }),
+        Err(fs4::TryLockError::WouldBlock) => Err(DataError::entry(
+            data_root.display().to_string(),
+            format!("another `data fetch` is running here (it holds {})", path.display()),
+        )),
+        Err(fs4::TryLockError::Error(source)) => Err(DataError::io(&path, source)),
+    }
+}
+
 /// The sidecar marker of a published file (`weights/.x.safetensors.sal-fetch.json`).
 pub fn file_marker(published: &Path) -> PathBuf {
     let name = published.file_name().unwrap_or_default().to_string_lossy();

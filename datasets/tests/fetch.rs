@@ -133,7 +133,7 @@ fn every_paper_dataset_is_fetched_through_a_mirror_laid_out_for_its_loader_and_a
     }
     // Nothing half-done stays behind, and the archives are gone once published.
     let work = tree(&root.join(".sal-fetch"));
-    assert!(work.iter().all(|p| p == "downloads"), "{work:?}");
+    assert_eq!(work, ["downloads", "fetch.lock"], "nothing but the empty downloads folder and the lock");
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("sal-data.lock")).expect("lock"))
             .expect("json");
@@ -249,10 +249,22 @@ fn a_stalled_connection_times_out_and_is_resumed() {
     let stall = f.bytes.len() / 4;
     let served = Served { bytes: f.bytes.clone(), stall_after: Some(stall), ..Served::default() };
     let (root, catalogue) = one(dir.path(), &server, &f, Some(&sha256(&f.bytes)), served);
-    let out = sal_data(&["fetch", "tiny_imagenet", "--to", &root, "--catalogue", &catalogue, "--read-timeout", "1"]);
+    let out = sal_data(&[
+        "fetch",
+        "tiny_imagenet",
+        "--to",
+        &root,
+        "--catalogue",
+        &catalogue,
+        "--read-timeout",
+        "1",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(&format!("connection lost after {stall} bytes")), "{}", text(&out));
-    assert_eq!(server.seen().iter().map(|s| s.range_start).collect::<Vec<_>>(), vec![None, Some(stall as u64)]);
+    assert_eq!(
+        server.seen().iter().map(|s| s.range_start).collect::<Vec<_>>(),
+        vec![None, Some(stall as u64)]
+    );
     assert!(Path::new(&root).join("tiny-imagenet-200/val/images/val_1.JPEG").is_file());
 }
 
@@ -495,4 +507,17 @@ fn an_existing_folder_not_made_by_fetch_is_left_alone_without_force() {
     assert!(text(&out).contains("already exists and was not made from this archive"), "{}", text(&out));
     assert!(server.seen().is_empty(), "refused before downloading");
     assert!(Path::new(&root).join("corel1k/mine.jpg").is_file());
+}
+
+#[test]
+fn a_second_fetch_into_the_same_root_at_once_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(root.join(".sal-fetch")).expect("mkdir");
+    let held = std::fs::File::create(root.join(".sal-fetch/fetch.lock")).expect("lock file");
+    fs4::FileExt::try_lock(&held).expect("the test holds the lock");
+    let out = sal_data(&["fetch", "corel1k", "--to", &root.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("another `data fetch` is running here"), "{}", text(&out));
+    drop(held);
 }
