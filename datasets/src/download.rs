@@ -145,6 +145,8 @@ fn attempt_once(agent: &ureq::Agent, url: &str, part: &Path, expected: Option<u6
     };
     if let (Some(total), Some(expected)) = (total, expected) {
         if total != expected {
+            drop(file);
+            let _ = std::fs::remove_file(part);
             return Err(Failure::Final(DataError::Http {
                 url: url.to_string(),
                 message: format!("serves {total} bytes, the catalogue expects {expected}; nothing was kept"),

@@ -212,7 +212,8 @@ fn extract_tar(
         if kind.is_dir() {
             writer.directory(&relative)?;
         } else if kind.is_file() || kind.is_contiguous() {
-            let declared = entry.header().size().ok();
+            // The member's size with pax extensions applied (what its data really spans).
+            let declared = Some(entry.size());
             writer.file(&name, &relative, &mut entry, declared)?;
         } else {
             return Err(writer.refuse(&name, format!("is a special file ({kind:?}), not extracted")));
