@@ -1,4 +1,4 @@
-// For crates that link no libtorch themselves (`common`, `coordinator`), via `include!`.
+// For crates that link no libtorch themselves (`common`, `datasets`, `coordinator`), via `include!`.
 //
 // They depend on `sal` without its `torch` feature. But cargo unifies features across the
 // packages of one build, so `cargo build --workspace` and `cargo test --workspace` compile `sal`

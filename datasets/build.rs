@@ -1,0 +1,5 @@
+include!("../build-support/rpath_libtorch.rs");
+
+fn main() {
+    rpath_to_libtorch();
+}
