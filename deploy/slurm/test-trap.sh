@@ -10,14 +10,19 @@ STRAYS=()
 trap 'for p in "${STRAYS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 
 mkdir -p "$WORK/bin"
+# scontrol: the allocation's host names, and the head node's address (its name does not resolve).
 cat > "$WORK/bin/scontrol" <<'STUB'
 #!/bin/sh
-echo head-node
+case "$1 $2" in
+    "show node") echo "NodeName=head-node Arch=x86_64 NodeAddr=10.1.2.3 NodeHostName=head-node" ;;
+    *) echo head-node ;;
+esac
 STUB
 # The coordinator stand-in: announces its pid, then serves until killed, or until the worker
-# step says the sweep is done (the `done` FIFO), like the real one.
+# step says the sweep is done (the `done` FIFO), like the real one; `report` records its arguments.
 cat > "$WORK/bin/coordinator" <<'STUB'
 #!/bin/bash
+if [ "$1" = report ]; then printf '%s\n' "$@" > "$T/report.args"; exit 0; fi
 printf '%s\n' "$@" > "$T/coordinator.args"
 echo $$ > "$T/coordinator.pid.fifo"
 read -r _ < "$T/done.fifo"
@@ -82,7 +87,8 @@ finish 143
 start sweep-done
 echo finish > "$T/srun.fifo"
 finish 0
-grep -q -- '--coordinator http://head-node:50051' <<< "$(tr '\n' ' ' < "$T/srun.args")" \
-    || fail "workers were not pointed at the first node: $(cat "$T/srun.args")"
+grep -q -- '--coordinator http://10.1.2.3:50051' <<< "$(tr '\n' ' ' < "$T/srun.args")" \
+    || fail "workers were not pointed at the first node's address: $(cat "$T/srun.args")"
+grep -qx -- "$T/state/report.txt" "$T/report.args" || fail "no report written into the state dir"
 
 echo "test-trap: ok (failed step, SIGTERM, sweep done)"
