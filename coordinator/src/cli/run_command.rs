@@ -14,7 +14,8 @@ use coordinator::server::auth::{self, READ_TOKEN_ENV, TOKEN_ENV};
 use coordinator::server::tls::ServerTlsFiles;
 use coordinator::store::state_lock::StateLockError;
 use coordinator::store::{self, TrialRecord};
-use coordinator::sweep::spec::{self, LoadOptions};
+use coordinator::sweep::data_check;
+use coordinator::sweep::spec::{self, LoadOptions, Sweep};
 use coordinator::{serve_sweep, LocalWorkers, RunnerError, Security, ServeOptions};
 
 use super::report_command::{default_axes, print_failures};
@@ -66,7 +67,9 @@ pub(crate) struct RunArgs {
     /// Relative dataset roots and weights are taken under this folder.
     #[arg(long, env = "SAL_DATA_ROOT", value_name = "DIR")]
     pub(crate) data_root: Option<PathBuf>,
-    /// Check that dataset roots exist here (always on with --local).
+    /// Every dataset root and trunk must be on this machine, and is read before the first trial
+    /// (layout, classes, each image's header, weights against their manifest). Always on with
+    /// --local; without it the coordinator checks only the roots it can see.
     #[arg(long)]
     pub(crate) check_data: bool,
     /// Also start worker processes on this machine (CPU ranks), over loopback gRPC.
@@ -133,6 +136,12 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
+    // A dry run reads the data only when asked: it is meant to answer at once.
+    if !args.dry_run || args.check_data {
+        if let Some(code) = check_data(&sweep, load.check_data) {
+            return Ok(code);
+        }
+    }
     if args.dry_run {
         out!("{}", coordinator::sweep::dry_run::summary(&sweep, args.running).trim_end());
         return Ok(ExitCode::SUCCESS);
@@ -241,4 +250,26 @@ fn security(args: &RunArgs) -> anyhow::Result<Security> {
         max_message_bytes: Some(args.max_message_mb.saturating_mul(1 << 20)),
         max_checkpoint_bytes: args.max_checkpoint_mb.map(|mb| mb.saturating_mul(1 << 20)),
     })
+}
+
+/// The data check at start (see [`coordinator::sweep::data_check`]): problems are printed one per
+/// line and refuse the run, before any worker is booked.
+fn check_data(sweep: &Sweep, required: bool) -> Option<ExitCode> {
+    let found = data_check::check_sweep_data(sweep, required);
+    for skipped in &found.not_visible {
+        tracing::info!("data check: {skipped} is not on this machine; its workers will read it");
+    }
+    let problems = found.problems();
+    if problems.is_empty() {
+        if found.checked() > 0 {
+            let (datasets, trunks) = (found.report.datasets.len(), found.report.weights.len());
+            tracing::info!("data check: ok ({datasets} datasets, {trunks} trunks read)");
+        }
+        return None;
+    }
+    for problem in &problems {
+        eprintln!("error: data: {problem}");
+    }
+    eprintln!("{}", data_check::remedy(&sweep.file));
+    Some(ExitCode::from(USAGE))
 }
