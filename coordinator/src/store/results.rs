@@ -28,7 +28,7 @@ impl Core {
         self.conn
             .prepare_cached("UPDATE leases SET deadline_ms = ?2 WHERE id = ?1")?
             .execute(params![lease.id, deadline])?;
-        let leased = self.sched.trials.get(&lease.trial_id).is_some_and(|t| t.state == TrialState::Leased);
+        let leased = self.sched.trial(&lease.trial_id).is_some_and(|t| t.state == TrialState::Leased);
         if leased {
             self.set_state(&lease.trial_id, TrialState::Running)?;
         }
@@ -49,7 +49,7 @@ impl Core {
         json: &str,
         epochs: &[(EpochReport, String)],
     ) -> Result<()> {
-        let Some(trial) = self.sched.trials.get(&lease_ref.trial_id) else {
+        let Some(trial) = self.sched.trial(&lease_ref.trial_id) else {
             // Not scheduled today (another sweep, outside `--only`): still a result to keep.
             return self.complete_outside(lease_ref, result, json, epochs);
         };

@@ -100,7 +100,7 @@ impl Core {
         tx.commit()?;
         self.sweep_ids = sweep.trials.iter().map(|t| t.id.clone()).collect();
         self.reload()?;
-        summary.already_finished = self.sched.trials.values().filter(|t| t.state.is_terminal()).count();
+        summary.already_finished = self.sched.trials().filter(|t| t.state.is_terminal()).count();
         Ok(summary)
     }
 
@@ -205,7 +205,7 @@ impl Core {
     /// Remembers a trial's measured peak device memory.
     pub(super) fn note_peak(&mut self, trial_id: &str, peak_mb: Option<f64>) {
         let Some(peak_mb) = peak_mb else { return };
-        if let Some(profile) = self.sched.trials.get(trial_id).map(|t| t.profile.clone()) {
+        if let Some(profile) = self.sched.trial(trial_id).map(|t| t.profile.clone()) {
             self.sched.memory.record(trial_id, &profile, peak_mb);
         }
     }
