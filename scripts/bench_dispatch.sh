@@ -14,8 +14,9 @@
 # - all up: the same from the moment the last worker got its first trial (the others start faster
 #   and work meanwhile), when at least a tenth of the trials were left by then: the rate once
 #   every worker is there, without the staggered start of N processes that load libtorch;
-# - total: from starting the workers to the coordinator's exit (worker start-up, which loads
-#   libtorch, and the coordinator telling every worker that the sweep is done, included).
+# - start to exit: from starting the coordinator to its exit, as a user meets it (loading and
+#   expanding the sweep, worker start-up, which loads libtorch, and the coordinator telling every
+#   worker that the sweep is done, included), and trials/s over that.
 #
 # Environment: TRIALS (default 1344, a multiple of 4), KEEP=1 keeps the run folders (under
 # target/bench-dispatch/), BIN=DIR takes the binaries from DIR instead of building
@@ -43,10 +44,15 @@ if ! command -v sqlite3 >/dev/null; then
     exit 2
 fi
 
-# One invocation for both binaries: with two, cargo's feature unification could build a worker
-# that differs from the one the tests use.
+# Built as the README builds them: the worker, then the coordinator on its own. Built in one
+# invocation, cargo's feature unification links libtorch into the coordinator too, and loading it
+# costs the coordinator about 0.4 s of CPU at every start.
 if [[ -z ${BIN:-} ]]; then
-    cargo build --release -p coordinator -p worker
+    cargo build --release -p worker
+    cargo build --release -p coordinator
+fi
+if ldd "${BIN:-target/release}/coordinator" | grep -q libtorch; then
+    echo "warning: this coordinator links libtorch (built together with the worker); users' does not" >&2
 fi
 bin=${BIN:-target/release}
 root=target/bench-dispatch
@@ -83,11 +89,12 @@ cleanup() {
 trap cleanup EXIT
 
 echo "load: $(uptime | sed 's/.*load average/load average/'), $(nproc) cores"
-printf '%8s %10s %10s %16s %22s %10s\n' workers dispatch trials/s ms/trial/worker "all up: trials/s, ms" total
+printf '%8s %8s %10s %10s %16s %22s %16s\n' trials workers dispatch trials/s ms/trial/worker "all up: trials/s, ms" 'start to exit'
 for n in "${counts[@]}"; do
     run="$root/run-$n-$$"
     rm -rf "$run"
     mkdir -p "$run"
+    started=$(now_ms)
     "$bin/coordinator" --sweep "$sweep" --state-dir "$run/state" --listen 127.0.0.1:0 \
         --addr-file "$run/addr" >"$run/coordinator.out" 2>"$run/coordinator.log" &
     coordinator=$!
@@ -102,7 +109,6 @@ for n in "${counts[@]}"; do
         sleep 0.05
     done
     url="http://$(cat "$run/addr")"
-    started=$(now_ms)
     workers=()
     for i in $(seq "$n"); do
         "$bin/worker" --coordinator "$url" --work-dir "$run/worker-$i" --worker-id "bench-$i" \
@@ -140,7 +146,7 @@ for n in "${counts[@]}"; do
         if (after * 10 >= t && up_span > 0) {
             up = sprintf("%.0f, %.2f", after / (up_span / 1000), up_span * n / after)
         }
-        printf "%8d %8.2f s %10.0f %16.2f %22s %8.2f s\n", n, span / 1000, t / (span / 1000), span * n / t, up, total / 1000
+        printf "%8d %8d %8.2f s %10.0f %16.2f %22s %7.2f s, %4.0f/s\n", t, n, span / 1000, t / (span / 1000), span * n / t, up, total / 1000, t / (total / 1000)
     }'
     if [[ ${KEEP:-0} != 1 ]]; then
         rm -rf "$run"
