@@ -328,3 +328,48 @@ fn a_dry_run_counts_trials_per_axis_and_sizes_their_checkpoints() {
         "{one}"
     );
 }
+
+#[test]
+fn a_dry_run_replays_the_scheduler_on_the_gpu_counts_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweep.yaml");
+    // 2 architectures x 2 resolutions x 2 methods x 4 seeds = 32 trials of four sizes.
+    let text = BASE
+        .replace("architectures: [noop]", "architectures: [resnet50, small_cnn]")
+        .replace("resolutions: [32]", "resolutions: [32, 64]")
+        .replace("seeds: [1]", "seeds: [1, 2, 3, 4]");
+    std::fs::write(&file, text).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_coordinator"))
+            .arg("--sweep")
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--dry-run", "--gpus-available", "4,64", "--gpus-per-node", "2"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with('│') && !l.contains("GPU busy"))
+        .map(|l| l.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(rows[0][..2], ["4", "2"], "{stdout}");
+    // 64 GPUs for 32 trials: every trial starts at once, the longest one is the makespan, and
+    // most GPUs idle most of the time.
+    assert_eq!(rows[1][..4], ["64", "32", "1.0000", "longest trial"], "{stdout}");
+    assert!(rows[1][4].trim_end_matches('%').parse::<u32>().unwrap() < 50, "{stdout}");
+    let ratio: f64 = rows[0][2].parse().unwrap();
+    assert!((1.0..=1.05).contains(&ratio), "{stdout}");
+
+    let refused = run(&["--dry-run", "--gpus-available", "8,0"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--gpus-available") && stderr.contains("not 0"), "{stderr}");
+    // Only a dry run simulates: clap names the missing flag.
+    let refused = run(&["--gpus-available", "8"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--dry-run"));
+}

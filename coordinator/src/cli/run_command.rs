@@ -104,6 +104,13 @@ pub(crate) struct RunArgs {
     /// (default: all of them).
     #[arg(long, value_name = "N", requires = "dry_run")]
     pub(crate) running: Option<usize>,
+    /// With --dry-run: replay the scheduler on these GPU counts (e.g. 8,64,512) and print the
+    /// simulated makespan against its lower bound, max(longest trial, total work / GPUs).
+    #[arg(long, value_name = "N,N", value_delimiter = ',', requires = "dry_run")]
+    pub(crate) gpus_available: Vec<u32>,
+    /// With --gpus-available: GPUs per node (worker).
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "gpus_available")]
+    pub(crate) gpus_per_node: u32,
     /// Report grouping printed at the end (default: the axes with several values, and method).
     #[arg(long, value_name = "AXES")]
     pub(crate) by: Option<String>,
@@ -144,6 +151,17 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if args.dry_run {
         out!("{}", coordinator::sweep::dry_run::summary(&sweep, args.running).trim_end());
+        if let Some(zero) =
+            args.gpus_available.iter().find(|&&n| n == 0).or((args.gpus_per_node == 0).then_some(&0))
+        {
+            eprintln!("error: --gpus-available and --gpus-per-node take counts of at least 1, not {zero}");
+            return Ok(ExitCode::from(USAGE));
+        }
+        if !args.gpus_available.is_empty() {
+            let table =
+                coordinator::sweep::dry_run::makespan_table(&sweep, &args.gpus_available, args.gpus_per_node);
+            out!("{}", table.trim_end());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !(args.lease_seconds.is_finite() && args.lease_seconds > 0.0) {

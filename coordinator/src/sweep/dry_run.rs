@@ -79,3 +79,45 @@ fn storage_line(sweep: &Sweep, running: Option<usize>) -> String {
     line.push('\n');
     line
 }
+
+/// The sweep replayed by the scheduler on each of `gpus` GPU counts, in nodes of
+/// `gpus_per_node` (see [`crate::schedule::simulate`]): makespan over the lower bound, and what
+/// sets the bound. Durations are the relative cost estimate ([`crate::sweep::spec::estimate_cost`]),
+/// so the ratios hold whatever the GPU; times in hours need a calibrated cost per trial.
+pub fn makespan_table(sweep: &Sweep, gpus: &[u32], gpus_per_node: u32) -> String {
+    use crate::schedule::simulate::{replay, SimTrial};
+    let trials: Vec<SimTrial> = sweep
+        .trials
+        .iter()
+        .map(|t| SimTrial {
+            id: t.id.clone(),
+            duration: t.cost,
+            devices: t.devices,
+            cache_key: t.cache_key(),
+        })
+        .collect();
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(["GPUs", "nodes", "makespan / lower bound", "bound set by", "GPU busy"]);
+    let mut unplaceable = 0;
+    for &count in gpus {
+        let result = replay(&trials, count, gpus_per_node);
+        unplaceable = unplaceable.max(result.unplaceable);
+        let bound_by = if result.longest >= result.work_per_gpu { "longest trial" } else { "work / GPUs" };
+        let busy = if result.makespan > 0.0 { result.work_per_gpu / result.makespan } else { 1.0 };
+        table.add_row([
+            count.to_string(),
+            result.nodes.to_string(),
+            format!("{:.4}", result.ratio()),
+            bound_by.to_string(),
+            format!("{:.0}%", 100.0 * busy),
+        ]);
+    }
+    let mut out = format!(
+        "makespan, simulated (the scheduler replayed, longest first, one trial per GPU, {gpus_per_node} GPUs per node, relative cost model):\n{table}\n"
+    );
+    if unplaceable > 0 {
+        let _ = writeln!(out, "  {unplaceable} trials want more GPUs than a node has and were left out");
+    }
+    out
+}
