@@ -18,8 +18,11 @@ use std::str::FromStr;
 
 pub mod simulate;
 pub mod slots;
+mod workers;
 
 use slots::{DeviceView, MemoryBook, Share, TrialsPerDevice};
+use workers::Stranger;
+pub use workers::WorkerSpec;
 
 /// Where a trial is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,14 +211,16 @@ pub struct Scheduler {
     /// counts and the pending index; read through [`Scheduler::trial`] and [`Scheduler::trials`].
     trials: HashMap<String, TrialEntry>,
     pending: PendingIndex,
-    pub leases: HashMap<String, Lease>,
-    pub workers: HashMap<String, WorkerEntry>,
+    leases: HashMap<String, Lease>,
+    workers: HashMap<String, WorkerEntry>,
+    /// Workers heard from that are not registered (see [`workers`]).
+    strangers: HashMap<String, Stranger>,
     /// The sweep's `trials_per_gpu`.
     pub trials_per_device: TrialsPerDevice,
     /// Measured peak device memory, for `trials_per_gpu: auto`.
     pub memory: MemoryBook,
-    /// Trials already logged as fitting no registered worker.
-    pub reported_unplaceable: HashSet<String>,
+    /// Trials already named as fitting no registered worker.
+    reported_unplaceable: HashSet<String>,
     /// Trials per state, kept as states change: progress is read after every commit.
     tally: HashMap<TrialState, u32>,
 }
@@ -354,6 +359,17 @@ impl Scheduler {
             .collect();
         found.sort();
         found
+    }
+
+    /// Why each pending trial that fits no registered worker does not, for the trials not named
+    /// before (each is named once).
+    pub fn newly_unplaceable(&mut self) -> Vec<String> {
+        let found = self.unplaceable();
+        found
+            .into_iter()
+            .filter(|(id, _)| self.reported_unplaceable.insert(id.clone()))
+            .map(|(_, why)| why)
+            .collect()
     }
 
     /// Records a granted lease.

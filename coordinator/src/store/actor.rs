@@ -2,7 +2,6 @@
 //! commit); answers leave once the sync thread ([`super::durable`]) has the commit on disk, or at
 //! commit for a lease request alone.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,7 +84,6 @@ impl Core {
             finished_at_start: 0,
             progress: Arc::new(progress_tx),
             files: PendingRemovals::default(),
-            strangers: HashMap::new(),
         };
         core.sched.trials_per_device = sweep.trials_per_device;
         let summary = core.load_sweep(sweep, retry_failed)?;

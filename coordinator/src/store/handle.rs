@@ -150,9 +150,7 @@ impl Store {
     pub async fn workers_told_done(&self) -> Result<bool> {
         self.call(|core| {
             let recent = now_ms().saturating_sub(core.lease_ttl_ms.min(2000));
-            let registered = core.sched.workers.values().map(|w| (w.last_seen_ms, w.told_done));
-            let strangers = core.strangers.values().map(|s| (s.last_seen_ms, s.told_done));
-            Ok(registered.chain(strangers).filter(|(seen, _)| *seen >= recent).all(|(_, told)| told))
+            Ok(core.sched.recent_workers_told_done(recent))
         })
         .await
     }

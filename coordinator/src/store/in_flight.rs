@@ -27,7 +27,7 @@ impl Core {
     /// The trials under a lease now, by worker then trial id. A trial whose rows cannot be read is
     /// still listed, without numbers: status must not fail because one report is odd.
     pub(super) fn in_flight(&self) -> Vec<TrialProgress> {
-        let mut leases: Vec<_> = self.sched.leases.values().collect();
+        let mut leases: Vec<_> = self.sched.leases().collect();
         leases.sort_by(|a, b| (&a.worker_id, &a.trial_id).cmp(&(&b.worker_id, &b.trial_id)));
         leases
             .into_iter()

@@ -21,7 +21,9 @@ impl Core {
         let worker = self.touch_worker(&ask.worker_id)?;
         worker.cached.extend(ask.cached.iter().cloned());
         let lost = self.extend(&ask.worker_id, &ask.held)?;
-        let worker = &self.sched.workers[&ask.worker_id];
+        let Some(worker) = self.sched.worker(&ask.worker_id) else {
+            return Err(StoreError::UnknownWorker { worker_id: ask.worker_id });
+        };
         let picked = self.sched.pick(worker, &ask.devices).map(|(trial, on)| (trial.clone(), on));
         let mut reply = LeaseReply { grant: None, lost, sweep_done: false };
         if let Some((trial, device_indices)) = picked {
@@ -76,8 +78,7 @@ impl Core {
 
     pub(super) fn held(&self, lease: &LeaseRef) -> Result<&Lease> {
         self.sched
-            .leases
-            .get(&lease.lease_id)
+            .lease(&lease.lease_id)
             .filter(|l| l.trial_id == lease.trial_id && l.worker_id == lease.holder)
             .ok_or_else(|| StoreError::LeaseLost { lease_id: lease.lease_id.clone() })
     }
@@ -89,8 +90,7 @@ impl Core {
         outcome: &str,
         error: Option<&str>,
     ) -> Result<Vec<String>> {
-        let leases: Vec<Lease> =
-            self.sched.leases.values().filter(|l| l.trial_id == trial_id).cloned().collect();
+        let leases: Vec<Lease> = self.sched.leases().filter(|l| l.trial_id == trial_id).cloned().collect();
         for lease in &leases {
             self.conn.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id])?;
             self.conn

@@ -21,7 +21,6 @@
 //! [`status`] and [`in_flight`] for `coordinator status`; [`reader`], read-only, for reports;
 //! [`state_lock`]: one coordinator per state dir.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -90,17 +89,6 @@ pub struct Core {
     progress: Arc<watch::Sender<Progress>>,
     /// Checkpoint files to remove when the open transaction commits or rolls back.
     files: PendingRemovals,
-    /// Workers heard from that are not registered (this coordinator restarted since they did):
-    /// the coordinator does not stop while one of them may still need to hear that the sweep is
-    /// done.
-    strangers: HashMap<String, Stranger>,
-}
-
-/// A worker heard from without a registration.
-#[derive(Debug, Clone, Copy, Default)]
-struct Stranger {
-    last_seen_ms: u64,
-    told_done: bool,
 }
 
 /// A made-up final result for the store's and the reports' tests (their trials are stand-ins that

@@ -35,9 +35,7 @@ impl Core {
         if leased {
             self.sched.set_state(&lease.trial_id, TrialState::Running);
         }
-        if let Some(lease) = self.sched.leases.get_mut(&lease.id) {
-            lease.deadline_ms = deadline;
-        }
+        self.sched.extend_lease(&lease.id, deadline);
         self.note_peak(&lease.trial_id, report.peak_device_mb);
         Ok(())
     }

@@ -9,16 +9,14 @@ impl Core {
         let now = now_ms();
         let mut workers: Vec<WorkerStatus> = self
             .sched
-            .workers
-            .values()
+            .workers()
             .map(|w| WorkerStatus {
                 worker_id: w.id.clone(),
                 hostname: w.hostname.clone(),
                 devices: w.devices,
                 trials: self
                     .sched
-                    .leases
-                    .values()
+                    .leases()
                     .filter(|l| l.worker_id == w.id)
                     .map(|l| l.trial_id.clone())
                     .collect(),

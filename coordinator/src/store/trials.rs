@@ -170,7 +170,7 @@ impl Core {
             }
         }
         self.sched.set_trials(trials);
-        self.sched.leases = leases;
+        self.sched.set_leases(leases);
         self.sched.memory = self.measured_memory()?;
         Ok(())
     }
@@ -212,10 +212,8 @@ impl Core {
 
     /// Logs, once each, the pending trials that no registered worker can run.
     pub(super) fn report_unplaceable(&mut self) {
-        for (trial_id, why) in self.sched.unplaceable() {
-            if self.sched.reported_unplaceable.insert(trial_id) {
-                tracing::warn!("{why}: it stays pending until a worker that large registers");
-            }
+        for why in self.sched.newly_unplaceable() {
+            tracing::warn!("{why}: it stays pending until a worker that large registers");
         }
     }
 }
