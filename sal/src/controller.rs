@@ -5,6 +5,7 @@
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use crate::arm::Arm;
 use crate::collective::Collective;
 use crate::config::StressConfig;
 use crate::error::SalError;
@@ -37,6 +38,8 @@ impl EpochSums {
 /// Stress-Aware Learning for one replica.
 pub struct SalController {
     config: StressConfig,
+    /// Which interventions the stress may decide (an ablation arm, or the full method).
+    arm: Arm,
     state: StressState,
     trial_seed: u64,
     /// The trial's number of epochs: the last one intervenes no further (SAL_SPEC.md).
@@ -48,7 +51,17 @@ impl SalController {
     /// SAL for a trial of `epochs` epochs, drawing its noise from `trial_seed`.
     pub fn new(config: StressConfig, trial_seed: u64, epochs: u32) -> Result<Self, SalError> {
         config.validate()?;
-        Ok(Self { config, state: StressState::new(), trial_seed, epochs, yield_point: None })
+        Ok(Self { config, arm: Arm::Full, state: StressState::new(), trial_seed, epochs, yield_point: None })
+    }
+
+    /// The same controller running only the parts of SAL that `arm` keeps.
+    pub fn with_arm(mut self, arm: Arm) -> Self {
+        self.arm = arm;
+        self
+    }
+
+    pub fn arm(&self) -> &Arm {
+        &self.arm
     }
 
     pub fn config(&self) -> &StressConfig {
@@ -69,7 +82,7 @@ impl SalController {
         state: &[Tensor],
     ) -> Result<EpochRecord, SalError> {
         let position = EpochPosition::of(self.state.epoch + 1, self.epochs);
-        let decision = self.state.step(&self.config, metrics, position);
+        let decision = self.state.step_arm(&self.config, &self.arm, metrics, position);
         if decision.restore {
             if let Some(snapshot) = self.yield_point.take() {
                 snapshot.restore(vs, state)?;

@@ -1,5 +1,6 @@
 //! Stress-Aware Learning (SAL) and the collectives that keep data-parallel replicas identical.
 //!
+//! - [`arm`]: the ablation arms (which interventions a trial applies, random schedules);
 //! - [`config`]: every constant of `SAL_SPEC.md`, validated;
 //! - [`stress`]: the pure state machine (Equation 1, warm-up, decisions, recovery bookkeeping);
 //! - [`intervene`]: Equation 2's noise and Equation 3's plastic deformation on a tch model;
@@ -10,6 +11,7 @@
 //! Everything that touches a tensor sits behind the default feature `torch`; without it the crate
 //! is the pure part (config, stress state machine, records) and links no libtorch.
 
+pub mod arm;
 #[cfg(feature = "torch")]
 pub mod collective;
 pub mod config;
@@ -22,6 +24,7 @@ pub mod intervene;
 pub mod snapshot;
 pub mod stress;
 
+pub use arm::{applied_deformations, random_schedule, Arm};
 #[cfg(feature = "torch")]
 pub use collective::{Collective, SingleRank, ThreadGroup, ThreadRank};
 pub use config::{StressConfig, YieldComparison};

@@ -24,6 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::arm::Arm;
 use crate::config::StressConfig;
 
 /// One epoch's training metrics, over all samples of all ranks.
@@ -215,6 +216,9 @@ pub struct StressState {
     pub epoch: u32,
     /// Set between a plastic deformation and its verdict.
     pub yield_point: Option<YieldPoint>,
+    /// Plastic deformations applied so far (a scheduled arm owes the rest of its schedule).
+    #[serde(default)]
+    pub deformations: u32,
 }
 
 impl Default for StressState {
@@ -225,7 +229,7 @@ impl Default for StressState {
 
 impl StressState {
     pub fn new() -> Self {
-        Self { stress: 0.0, prev_loss: None, prev_acc: 0.0, epoch: 0, yield_point: None }
+        Self { stress: 0.0, prev_loss: None, prev_acc: 0.0, epoch: 0, yield_point: None, deformations: 0 }
     }
 
     /// Equation 1 and Algorithm 1's decisions for the epoch that just ended; at
@@ -233,6 +237,18 @@ impl StressState {
     pub fn step(
         &mut self,
         config: &StressConfig,
+        metrics: EpochMetrics,
+        position: EpochPosition,
+    ) -> Decision {
+        self.step_arm(config, &Arm::Full, metrics, position)
+    }
+
+    /// [`StressState::step`] for an ablation arm: Equation 1 and the recovery bookkeeping as
+    /// always; noise and deformation only where `arm` lets them be decided.
+    pub fn step_arm(
+        &mut self,
+        config: &StressConfig,
+        arm: &Arm,
         metrics: EpochMetrics,
         position: EpochPosition,
     ) -> Decision {
@@ -272,14 +288,25 @@ impl StressState {
             }
         }
 
-        if epoch > config.warmup_epochs {
-            if self.stress > config.s_noise {
-                decision.noise_sigma = Some(config.noise_sigma(self.stress));
-            }
-            if config.has_yielded(self.stress) {
+        if let Arm::Scheduled(epochs) = arm {
+            // Due: a scheduled epoch has come (or one was carried over a restoring epoch).
+            let scheduled = epochs.iter().filter(|&&e| e <= epoch).count() as u32;
+            if scheduled > self.deformations {
                 decision.plastic = true;
                 if decision.applies_plastic() {
                     self.yield_point = Some(YieldPoint { epoch, loss, accuracy });
+                    self.deformations += 1;
+                }
+            }
+        } else if epoch > config.warmup_epochs {
+            if arm.noise() && self.stress > config.s_noise {
+                decision.noise_sigma = Some(config.noise_sigma(self.stress));
+            }
+            if arm.stress_plastic() && config.has_yielded(self.stress) {
+                decision.plastic = true;
+                if decision.applies_plastic() {
+                    self.yield_point = Some(YieldPoint { epoch, loss, accuracy });
+                    self.deformations += 1;
                     self.stress = 0.0;
                     decision.stress_after = 0.0;
                 }
@@ -537,5 +564,95 @@ mod tests {
         assert!(last.last_epoch);
         assert_eq!(EpochPosition::of(5, 6), EpochPosition::BeforeLast);
         assert_eq!(EpochPosition::of(6, 6), EpochPosition::Last);
+    }
+
+    /// Eight stagnant epochs through an arm: `(stress, decided, stress_after)` per epoch.
+    fn stagnant_trace(arm: &Arm) -> Vec<(f64, Action, f64)> {
+        let config = no_warmup();
+        let mut state = StressState::new();
+        (1..=8)
+            .map(|epoch| state.step_arm(&config, arm, m(1.0, 0.5), EpochPosition::of(epoch, 8)))
+            .map(|d| (d.stress, d.decided(), d.stress_after))
+            .collect()
+    }
+
+    #[test]
+    fn the_full_arm_is_the_plain_step() {
+        let config = no_warmup();
+        let (mut a, mut b) = (StressState::new(), StressState::new());
+        for epoch in 1..=8 {
+            let metrics = m(1.0 + 0.01 * f64::from(epoch % 3), 0.5);
+            let position = EpochPosition::of(epoch, 8);
+            assert_eq!(
+                a.step(&config, metrics, position),
+                b.step_arm(&config, &Arm::Full, metrics, position)
+            );
+        }
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn stress_only_logs_the_stress_and_decides_nothing() {
+        let trace = stagnant_trace(&Arm::StressOnly);
+        assert!(trace.iter().all(|&(_, action, _)| action == Action::None), "{trace:?}");
+        // Equation 1 still runs: the stress climbs by theta per stagnant epoch, never reset.
+        assert_eq!(trace[2].0, 0.01);
+        assert!(trace[7].0 > trace[6].0);
+    }
+
+    #[test]
+    fn noise_only_never_deforms_and_so_never_resets_the_stress() {
+        let trace = stagnant_trace(&Arm::NoiseOnly);
+        let actions: Vec<Action> = trace.iter().map(|t| t.1).collect();
+        assert!(actions[2..].iter().all(|&a| a == Action::Noise), "{actions:?}");
+        assert!(trace.iter().all(|&(stress, _, after)| stress == after), "{trace:?}");
+        assert!(trace[7].0 > 0.03, "{trace:?}");
+    }
+
+    #[test]
+    fn plastic_only_deforms_and_recovers_without_noise() {
+        let trace = stagnant_trace(&Arm::PlasticOnly);
+        let actions: Vec<Action> = trace.iter().map(|t| t.1).collect();
+        assert!(!actions.iter().any(|a| matches!(a, Action::Noise | Action::NoisePlastic)), "{actions:?}");
+        // The full method's trace with noise removed: deform at 3, restore at 4, deform at 5...
+        let full: Vec<Action> = stagnant_trace(&Arm::Full)
+            .iter()
+            .map(|t| if t.1 == Action::NoisePlastic { Action::Plastic } else { t.1 })
+            .collect();
+        assert_eq!(actions, full);
+        assert_eq!(actions[2], Action::Plastic);
+        assert_eq!(actions[3], Action::Recovered);
+    }
+
+    #[test]
+    fn a_schedule_deforms_at_its_epochs_and_carries_one_over_a_restore() {
+        // Epoch 3 deforms; 4 restores (stagnant loss), so the deformation scheduled at 4 moves to 5.
+        let trace = stagnant_trace(&Arm::Scheduled(vec![3, 4]));
+        let actions: Vec<Action> = trace.iter().map(|t| t.1).collect();
+        assert_eq!(
+            actions,
+            vec![
+                Action::None,
+                Action::None,
+                Action::Plastic,
+                Action::Recovered,
+                Action::Plastic,
+                Action::Recovered,
+                Action::None,
+                Action::None
+            ]
+        );
+        // The stress plays no part, and a deformation does not reset it.
+        assert!(trace.iter().all(|&(stress, _, after)| stress == after), "{trace:?}");
+        let mut state = StressState::new();
+        for epoch in 1..=8 {
+            state.step_arm(
+                &no_warmup(),
+                &Arm::Scheduled(vec![3, 4]),
+                m(1.0, 0.5),
+                EpochPosition::of(epoch, 8),
+            );
+        }
+        assert_eq!(state.deformations, 2);
     }
 }
