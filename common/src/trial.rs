@@ -9,12 +9,58 @@ use serde::{Deserialize, Serialize};
 pub use crate::dataset::DatasetSpec;
 use crate::error::SpecError;
 
-/// Baseline (the optimizer alone) or SAL (the optimizer plus the stress-aware interventions).
+/// Baseline (the optimizer alone), SAL (the optimizer plus the stress-aware interventions), or
+/// one of SAL's ablation arms (SAL_SPEC.md, "Ablation arms and flatness"): every method trains
+/// from the baseline's initialisation and data order for the seed, so method − baseline is a
+/// paired difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     Baseline,
     Sal,
+    /// Equation 1 computed and logged, nothing applied: must train exactly as the baseline.
+    SalStressOnly,
+    /// Equation 2's noise only.
+    SalNoiseOnly,
+    /// Equation 3's plastic deformation (and its failure recovery) only.
+    SalPlasticOnly,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] =
+        [Method::Baseline, Method::Sal, Method::SalStressOnly, Method::SalNoiseOnly, Method::SalPlasticOnly];
+
+    /// As sweep files and reports spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Baseline => "baseline",
+            Method::Sal => "sal",
+            Method::SalStressOnly => "sal_stress_only",
+            Method::SalNoiseOnly => "sal_noise_only",
+            Method::SalPlasticOnly => "sal_plastic_only",
+        }
+    }
+
+    /// Whether the trial keeps SAL's stress (Equation 1) and so its `sal:` settings.
+    pub fn uses_stress(self) -> bool {
+        self != Method::Baseline
+    }
+
+    /// Whether it may deform (Equation 3), and so keeps a yield-point snapshot for recovery.
+    pub fn may_deform(self) -> bool {
+        matches!(self, Method::Sal | Method::SalPlasticOnly)
+    }
+
+    /// SAL's arm for a stress-keeping method; `None` for the baseline.
+    pub fn arm(self) -> Option<sal::Arm> {
+        Some(match self {
+            Method::Baseline => return None,
+            Method::Sal => sal::Arm::Full,
+            Method::SalStressOnly => sal::Arm::StressOnly,
+            Method::SalNoiseOnly => sal::Arm::NoiseOnly,
+            Method::SalPlasticOnly => sal::Arm::PlasticOnly,
+        })
+    }
 }
 
 /// The classifier put on top of the trunk.
@@ -115,7 +161,7 @@ impl TrialSpec {
             return Err(SpecError::field("dataset.name", "must not be empty"));
         }
         crate::dataset::Format::parse(&self.dataset.format)?;
-        if self.method == Method::Sal {
+        if self.method.uses_stress() {
             self.sal.validate()?;
         }
         Ok(())

@@ -13,10 +13,7 @@ use coordinator::report::{html, pivot, pivot_grid, plots, stats, trial_view, Axi
 const TABLES_YAML: &str = include_str!("fixtures/paper_tables.yaml");
 
 fn spec(architecture: &str, dataset: &str, resolution: u32, method: Method, seed: u64) -> TrialSpec {
-    let method = match method {
-        Method::Baseline => "baseline",
-        Method::Sal => "sal",
-    };
+    let method = method.name();
     serde_json::from_value(serde_json::json!({
         "architecture": architecture,
         "optimizer": "adam",

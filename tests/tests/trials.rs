@@ -53,6 +53,7 @@ fn the_smoke_sweep_trains_baseline_and_sal_in_worker_processes() {
                     }
                 }
             }
+            other => panic!("the smoke sweep runs baseline and SAL only, not {}", other.name()),
         }
     }
     // The smoke sweep is tuned so that SAL intervenes (warm-up 2, plateauing labels).
@@ -198,4 +199,81 @@ fn the_watchdog_kills_a_silent_trial_process_and_fails_it_as_retryable() {
     // The stopped process is gone: SIGKILL reaches a stopped process group.
     let alive = Command::new("kill").args(["-0", &pid]).status().unwrap().success();
     assert!(!alive, "trial process {pid} survived its watchdog");
+}
+
+/// SAL's ablation arms as values of the sweep's `methods:` axis, through the real binaries: each
+/// arm does only its part, `sal_stress_only` ends bit for bit where the baseline of its seed does,
+/// and the report pairs every arm with the baseline.
+#[test]
+fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let smoke =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps/smoke.yaml")).unwrap();
+    let sweep = dir.path().join("ablation.yaml");
+    let text = smoke
+        .replace("name: smoke", "name: ablation")
+        .replace("epochs: 10", "epochs: 5")
+        .replace("seeds: [1, 2, 3]", "seeds: [1, 2]")
+        .replace(
+            "methods: [baseline, sal]",
+            "methods: [baseline, sal_stress_only, sal_noise_only, sal_plastic_only]",
+        )
+        // No warm-up and no epoch counted as improved: the stress climbs every epoch.
+        .replace("  warmup_epochs: 2", "  warmup_epochs: 0\n  eps_loss: 100.0");
+    assert!(
+        text.contains("eps_loss: 100.0") && text.contains("sal_plastic_only"),
+        "smoke.yaml changed shape"
+    );
+    std::fs::write(&sweep, text).unwrap();
+    let mut command = Command::new(binary("coordinator"));
+    command.arg("--sweep").arg(&sweep).arg("--state-dir").arg(&state).args(["--local", "--workers", "2"]);
+    let mut coordinator = Process::spawn(&mut command);
+    coordinator.wait_success("coordinator --local");
+    let output =
+        Command::new(binary("coordinator")).arg("report").arg("--state-dir").arg(&state).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let records = records(&state);
+    assert_eq!(records.len(), 8);
+    let by = |method: ::common::Method, seed: u64| {
+        let record = records.iter().find(|r| r.spec.method == method && r.spec.seed == seed).unwrap();
+        record.result.as_ref().unwrap_or_else(|| panic!("{}: no result", record.id))
+    };
+    use ::common::Method::*;
+    for seed in [1, 2] {
+        let (baseline, stress_only) = (by(Baseline, seed), by(SalStressOnly, seed));
+        let losses = |r: &::common::outcome::TrialResult| {
+            r.history.iter().map(|e| (e.train_loss.to_bits(), e.val_loss.to_bits())).collect::<Vec<_>>()
+        };
+        assert_eq!(losses(stress_only), losses(baseline), "seed {seed}");
+        assert_eq!(stress_only.top1.to_bits(), baseline.top1.to_bits(), "seed {seed}");
+        let applied = |r: &::common::outcome::TrialResult| {
+            r.history
+                .iter()
+                .map(|e| e.sal.as_ref().expect("a stress record per epoch").applied)
+                .collect::<Vec<_>>()
+        };
+        assert!(applied(stress_only).iter().all(|a| *a == sal::Action::None));
+        let noise = applied(by(SalNoiseOnly, seed));
+        assert!(noise.contains(&sal::Action::Noise), "{noise:?}");
+        assert!(noise.iter().all(|a| matches!(a, sal::Action::None | sal::Action::Noise)), "{noise:?}");
+        let plastic = applied(by(SalPlasticOnly, seed));
+        assert!(plastic.contains(&sal::Action::Plastic), "{plastic:?}");
+        assert!(
+            plastic
+                .iter()
+                .all(|a| matches!(a, sal::Action::None | sal::Action::Plastic | sal::Action::Recovered)),
+            "{plastic:?}"
+        );
+    }
+    // One statistics table per arm, each paired with the baseline; stress only differs by nothing.
+    for arm in ["sal_stress_only", "sal_noise_only", "sal_plastic_only"] {
+        assert!(report.contains(&format!("{arm} vs baseline, paired by seed")), "{report}");
+    }
+    let stress_only_table = report.split("sal_stress_only vs baseline").nth(1).unwrap();
+    let row = stress_only_table.lines().find(|l| l.contains("small_cnn")).unwrap();
+    assert!(row.contains("+0.00"), "{row}");
 }

@@ -177,7 +177,7 @@ fn main() -> anyhow::Result<()> {
             let run = history(&bench.spec(method, bench.epochs), &options)?;
             match method {
                 Method::Baseline => base_seconds = base_seconds.min(mean_epoch_seconds(&run)),
-                Method::Sal => {
+                _ => {
                     sal_seconds = sal_seconds.min(mean_epoch_seconds(&run));
                     interventions = run
                         .iter()

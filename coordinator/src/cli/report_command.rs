@@ -175,6 +175,10 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             text.push_str(&grids[1].text());
+            for method in stats::other_methods(records) {
+                text.push('\n');
+                text.push_str(&stats::method_grid(&stats::compare_method(records, method), method).text());
+            }
             text.push_str(&summary);
             text
         }

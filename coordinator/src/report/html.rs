@@ -113,6 +113,11 @@ pub fn render(page: &Page) -> Result<String, PlotError> {
 
     out.push_str("<h2 id=\"statistics\">Statistics</h2>");
     out.push_str(&stats::grid(&stats::compare_cells(records)).html("statistics-table"));
+    for method in stats::other_methods(records) {
+        let grid = stats::method_grid(&stats::compare_method(records, method), method);
+        out.push_str(&format!("<h3>{}</h3>", grid.title));
+        out.push_str(&grid.html(&format!("statistics-{}", method.name())));
+    }
 
     out.push_str("<h2 id=\"paper\">The paper's tables</h2>");
     if page.paper_tables.is_empty() {

@@ -241,7 +241,6 @@ pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
         .collect();
     if axes.contains(&Axis::Method) {
         let baseline = method_name(Method::Baseline);
-        let sal = method_name(Method::Sal);
         let lookup: BTreeMap<GroupKey, (Option<f64>, Option<f64>)> = rows
             .iter()
             .filter(|r| r.key.get("method").map(String::as_str) == Some(baseline))
@@ -251,7 +250,8 @@ pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
                 (key, (r.top1.map(|e| e.mean), r.top5.map(|e| e.mean)))
             })
             .collect();
-        for row in rows.iter_mut().filter(|r| r.key.get("method").map(String::as_str) == Some(sal)) {
+        // Every method against the baseline of its group: SAL and its ablation arms.
+        for row in rows.iter_mut().filter(|r| r.key.get("method").is_some_and(|m| m != baseline)) {
             let mut key = row.key.clone();
             key.remove("method");
             if let Some((base1, base5)) = lookup.get(&key) {

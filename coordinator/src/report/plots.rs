@@ -536,7 +536,7 @@ pub fn trial_plots(record: &TrialRecord) -> Vec<NamedPlot> {
         name: format!("{base}/curves"),
         plot: Plot::Curves { title: title(record), history: history.clone() },
     }];
-    if record.spec.method == Method::Sal && history.iter().any(|e| e.sal.is_some()) {
+    if record.spec.method.uses_stress() && history.iter().any(|e| e.sal.is_some()) {
         plots.push(NamedPlot {
             name: format!("{base}/stress"),
             plot: Plot::Stress {
@@ -594,7 +594,12 @@ pub fn sweep_plots(records: &[TrialRecord]) -> Vec<NamedPlot> {
         let Some(result) = record.result.as_ref().filter(|r| r.status == TrialStatus::Completed) else {
             continue;
         };
-        let side = usize::from(record.spec.method == Method::Sal);
+        // SAL's cost beside the baseline's; the ablation arms are left out of this figure.
+        let side = match record.spec.method {
+            Method::Baseline => 0,
+            Method::Sal => 1,
+            _ => continue,
+        };
         let entry = &mut by_arch.entry(record.spec.architecture.clone()).or_default()[side];
         entry.0.push(result.train_seconds);
         // Resident memory of the trial process, the paper's figure (GPU memory is not always there).

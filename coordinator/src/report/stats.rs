@@ -305,15 +305,29 @@ pub fn top1_percent(record: &TrialRecord) -> Option<f64> {
 /// cells (separately for the t-test and the signed-rank test). Cells without both methods are
 /// left out.
 pub fn compare_cells(records: &[TrialRecord]) -> Vec<CellComparison> {
+    compare_method(records, Method::Sal)
+}
+
+/// The methods other than the baseline and SAL (the ablation arms) that `records` hold, each
+/// compared with the baseline by [`compare_method`].
+pub fn other_methods(records: &[TrialRecord]) -> Vec<Method> {
+    let present: std::collections::BTreeSet<Method> = records.iter().map(|r| r.spec.method).collect();
+    present.into_iter().filter(|m| !matches!(m, Method::Baseline | Method::Sal)).collect()
+}
+
+/// `method` − baseline top-1 per cell, as [`compare_cells`] does for SAL.
+pub fn compare_method(records: &[TrialRecord], method: Method) -> Vec<CellComparison> {
     type BySeed = BTreeMap<u64, f64>;
     let mut cells: BTreeMap<Cell, (BySeed, BySeed)> = BTreeMap::new();
     for record in records {
         let Some(top1) = top1_percent(record) else { continue };
-        let entry = cells.entry(Cell::of(record)).or_default();
         let side = match record.spec.method {
-            Method::Baseline => &mut entry.0,
-            Method::Sal => &mut entry.1,
+            Method::Baseline => 0,
+            m if m == method => 1,
+            _ => continue,
         };
+        let entry = cells.entry(Cell::of(record)).or_default();
+        let side = if side == 0 { &mut entry.0 } else { &mut entry.1 };
         side.insert(record.spec.seed, top1);
     }
     let mut out: Vec<CellComparison> = cells
@@ -343,6 +357,12 @@ pub fn compare_cells(records: &[TrialRecord]) -> Vec<CellComparison> {
 
 /// The statistics as a grid: one row per cell, and what was done stated under it.
 pub fn grid(comparisons: &[CellComparison]) -> super::grid::Grid {
+    method_grid(comparisons, Method::Sal)
+}
+
+/// The statistics table of `method` − baseline (see [`compare_method`]).
+pub fn method_grid(comparisons: &[CellComparison], method: Method) -> super::grid::Grid {
+    let shown = if method == Method::Sal { "SAL" } else { method.name() };
     let header = [
         "architecture",
         "optimizer",
@@ -387,9 +407,10 @@ pub fn grid(comparisons: &[CellComparison]) -> super::grid::Grid {
     let w_family = comparisons.iter().filter(|c| c.wilcoxon_holm.is_some()).count();
     let unpaired: usize = comparisons.iter().map(|c| c.unpaired).sum();
     let mut notes = vec![
-        "Δ = SAL − baseline top-1 in percentage points, paired by seed; 95% CI of the mean difference \
-         from Student's t (n − 1 df); p-values two-sided."
-            .to_string(),
+        format!(
+            "Δ = {shown} − baseline top-1 in percentage points, paired by seed; 95% CI of the mean \
+             difference from Student's t (n − 1 df); p-values two-sided."
+        ),
         format!(
             "Holm–Bonferroni across the cells of this report: {t_family} cell(s) in the t-test family, \
              {w_family} in the Wilcoxon family."
@@ -405,7 +426,7 @@ pub fn grid(comparisons: &[CellComparison]) -> super::grid::Grid {
         ));
     }
     super::grid::Grid {
-        title: "SAL vs baseline, paired by seed (top-1)".into(),
+        title: format!("{shown} vs baseline, paired by seed (top-1)"),
         header: header.map(String::from).to_vec(),
         rows,
         numeric_from: 4,

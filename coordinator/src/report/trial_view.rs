@@ -87,7 +87,7 @@ pub fn history_grid(record: &TrialRecord) -> Grid {
         .collect();
     let interventions = rows.iter().filter(|r| !r[8].is_empty()).count();
     let mut notes = Vec::new();
-    if record.spec.method == super::model::Method::Sal {
+    if record.spec.method.uses_stress() {
         let sal = &record.spec.sal;
         notes.push(format!(
             "SAL: S_noise {}, S_yield {}, warm-up {} epochs; {interventions} epoch(s) with an action.",

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use common::{Head, Method, TrialSpec};
+use common::{Head, TrialSpec};
 
 /// Parameter and tensor counts per architecture and head, and optimizer state per parameter.
 pub const MODEL_SIZES: &str = include_str!("model_sizes.txt");
@@ -154,7 +154,7 @@ impl SizeTable {
         let (classes, _) = classes(spec);
         let payload = self.payload(&spec.architecture, spec.head, classes, &spec.optimizer)?;
         // A SAL checkpoint may carry the yield point: the model and the optimizer state again.
-        let copies = if spec.method == Method::Sal { 2 } else { 1 };
+        let copies = if spec.method.may_deform() { 2 } else { 1 };
         Some(copies * (payload.bytes + payload.tensors * HEADER_BYTES_PER_TENSOR) + meta)
     }
 }
@@ -193,6 +193,7 @@ pub fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::Method;
 
     #[test]
     fn the_committed_table_knows_every_architecture_head_and_optimizer() {

@@ -413,7 +413,7 @@ impl RawSweep {
             return Err(doc
                 .error("optimizers", format!("unknown optimizer `{o}` (known: {})", optimizers.join(", "))));
         }
-        if self.methods.contains(&Method::Sal) {
+        if self.methods.iter().any(|m| m.uses_stress()) {
             self.sal.validate().map_err(|e| doc.error("sal", e.to_string()))?;
         }
         let only_noop = self.architectures.iter().all(|a| a == NOOP);
@@ -506,7 +506,7 @@ impl RawSweep {
                                     resolution,
                                     method,
                                     // Baselines ignore SAL's settings: keep their ids independent of them.
-                                    sal: if method == Method::Sal {
+                                    sal: if method.uses_stress() {
                                         self.sal.clone()
                                     } else {
                                         StressConfig::default()
@@ -577,10 +577,7 @@ fn apply_only(filter: &str, trials: Vec<PlannedTrial>) -> Result<Vec<PlannedTria
 }
 
 pub fn method_name(method: Method) -> &'static str {
-    match method {
-        Method::Baseline => "baseline",
-        Method::Sal => "sal",
-    }
+    method.name()
 }
 
 /// Relative cost of a trial, to run the longest first: model GFLOPs at 224 px × (resolution /

@@ -18,7 +18,7 @@ use crate::data::Split;
 use crate::error::WorkerError;
 use crate::optim;
 use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
-use crate::trial::{Method, TrialSpec};
+use crate::trial::TrialSpec;
 
 /// Model construction draws from libtorch's process-wide generator: seed and build under one
 /// lock so that a trial's initial weights depend on its seed alone.
@@ -219,9 +219,10 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
     acceleration.prepare_model(&vs);
 
     let mut optimizer = optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
-    let mut sal = match spec.method {
-        Method::Sal => Some(SalController::new(spec.sal.clone(), spec.seed, spec.epochs)?),
-        Method::Baseline => None,
+    // SAL's controller for SAL and its ablation arms; none for the baseline.
+    let mut sal = match spec.method.arm() {
+        Some(arm) => Some(SalController::new(spec.sal.clone(), spec.seed, spec.epochs)?.with_arm(arm)),
+        None => None,
     };
     let (mut history, mut last_checkpoint, first_epoch) = match &options.resume_from {
         Some(path) => {
