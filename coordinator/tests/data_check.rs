@@ -111,3 +111,15 @@ fn a_coordinator_that_does_not_see_a_root_checks_the_roots_it_sees() {
     assert!(found.not_visible.is_empty());
     assert_eq!(found.problems().len(), 2, "{:?}", found.problems());
 }
+
+#[test]
+fn no_op_trials_read_no_data_and_their_roots_are_not_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    eurosat_with_a_corrupt_image(&root);
+    let sweep = dir.path().join("sweep.yaml");
+    std::fs::write(&sweep, SWEEP.replace("architectures: [small_cnn]", "architectures: [noop]")).unwrap();
+    let options = LoadOptions { data_root: Some(root), check_data: true, ..LoadOptions::default() };
+    let found = check_sweep_data(&spec::load(&sweep, &options).unwrap(), true);
+    assert!(found.problems().is_empty() && found.checked() == 0, "{:?}", found.problems());
+}

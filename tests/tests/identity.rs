@@ -180,15 +180,27 @@ fn reports_are_per_sweep_and_keep_diverged_and_failed_trials_apart() {
     let state = dir.path().join("state");
     let good = noop_sweep(dir.path(), 2, 1, 0);
     let bad = dir.path().join("bad.yaml");
-    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
-    // lr 1e30 overflows small_cnn's weights in the first epoch (diverged); the CIFAR folder is
-    // empty (failed, not retried).
+    // lr 1e30 overflows small_cnn's weights in the first epoch (diverged); one PNG of the
+    // EuroSAT-shaped folder is cut after its header (failed, not retried): the coordinator's
+    // data check at start reads headers and lets it through, the loader's full decode fails.
+    for class in ["a", "b"] {
+        for i in 0..3 {
+            let path = dir.path().join(format!("broken/{class}/{i}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let image =
+                image::RgbImage::from_fn(12, 12, |x, y| image::Rgb([x as u8 * 20, y as u8 * 20, i * 40]));
+            image.save(&path).unwrap();
+        }
+    }
+    let cut = dir.path().join("broken/b/2.png");
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     std::fs::write(
         &bad,
         "name: bad\nepochs: 2\nbatch_size: 16\nlearning_rate: 1.0e30\nseeds: [1]\nmethods: [baseline]\n\
          architectures: [small_cnn]\noptimizers: [sgd]\nresolutions: [12]\nhead: linear\nmax_attempts: 1\n\
          datasets:\n  synthetic:\n    format: synthetic\n    options: {classes: 4, train_size: 96, val_size: 32}\n\
-         \x20 broken:\n    format: cifar10_bin\n    root: empty\n",
+         \x20 broken:\n    format: eurosat\n    root: broken\n",
     )
     .unwrap();
     let mut runs = Vec::new();
@@ -262,7 +274,7 @@ fn reports_are_per_sweep_and_keep_diverged_and_failed_trials_apart() {
     );
     assert!(
         lines.iter().any(|l| l.contains("small_cnn/sgd/broken@12/baseline seed 1: failed after 1 attempts:")
-            && l.contains("data_batch_1.bin")),
+            && l.contains("2.png: cannot decode image")),
         "{out}"
     );
 }

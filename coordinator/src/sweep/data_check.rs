@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use common::names::NOOP;
 use datasets::check::{self, Depth, Plan, Report};
 
 use crate::sweep::spec::Sweep;
@@ -34,7 +35,9 @@ impl DataCheck {
 
 /// Checks what `sweep` reads; `required`: every root must be on this machine.
 pub fn check_sweep_data(sweep: &Sweep, required: bool) -> DataCheck {
-    let mut plan = Plan::from_trials(sweep.trials.iter().map(|t| &t.spec));
+    // A no-op trial reads no data and loads no weights: its roots may be anything.
+    let reading = sweep.trials.iter().map(|t| &t.spec).filter(|spec| spec.architecture != NOOP);
+    let mut plan = Plan::from_trials(reading);
     let mut not_visible = Vec::new();
     if !required {
         plan.datasets.retain(|d| match &d.root {
