@@ -7,6 +7,7 @@
 //! - [`names`]: the architectures and optimizers a worker knows;
 //! - [`devices`]: what a trial runs on;
 //! - [`error`]: why a definition was refused;
+//! - [`flatness`]: how a sweep asks for flatness to be measured, and what was measured;
 //! - [`weights_manifest`]: whether a pretrained weights file fits an architecture's trunk, from
 //!   its header;
 //! - `shutdown` (feature `signals`): ctrl-c or SIGTERM, the one shutdown trigger of both binaries.
@@ -14,6 +15,7 @@
 pub mod dataset;
 pub mod devices;
 pub mod error;
+pub mod flatness;
 pub mod names;
 pub mod outcome;
 #[cfg(feature = "signals")]

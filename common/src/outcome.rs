@@ -84,4 +84,7 @@ pub struct TrialResult {
     pub peak_device_mb: Option<f64>,
     pub inference_ms_per_batch: f64,
     pub history: Vec<EpochReport>,
+    /// Flatness of the trained model, when the trial asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flatness: Option<crate::flatness::Flatness>,
 }

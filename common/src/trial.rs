@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::dataset::DatasetSpec;
 use crate::error::SpecError;
+pub use crate::flatness::FlatnessConfig;
 
 /// Baseline (the optimizer alone), SAL (the optimizer plus the stress-aware interventions), or
 /// one of SAL's ablation arms (SAL_SPEC.md, "Ablation arms and flatness"): every method trains
@@ -123,6 +124,10 @@ pub struct TrialSpec {
     /// keeps the fastest (no effect on CPU ranks).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cudnn_benchmark: bool,
+    /// Flatness measured after the final epoch (the sweep's `flatness:`); absent: not measured,
+    /// and the trial's id is what it was before this key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flatness: Option<crate::flatness::FlatnessConfig>,
 }
 
 impl TrialSpec {
@@ -161,6 +166,9 @@ impl TrialSpec {
             return Err(SpecError::field("dataset.name", "must not be empty"));
         }
         crate::dataset::Format::parse(&self.dataset.format)?;
+        if let Some(flatness) = &self.flatness {
+            flatness.validate()?;
+        }
         if self.method.uses_stress() {
             self.sal.validate()?;
         }

@@ -90,6 +90,7 @@ fn record(
         peak_device_mb: Some(1000.0),
         inference_ms_per_batch: 2.0,
         history: history(method == Method::Sal),
+        flatness: None,
     };
     TrialRecord {
         id: id.into(),

@@ -373,3 +373,13 @@ fn a_dry_run_replays_the_scheduler_on_the_gpu_counts_asked_for() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--dry-run"));
 }
+
+#[test]
+fn a_flatness_setting_that_measures_nothing_is_refused_naming_its_key() {
+    refuses(
+        "datasets:",
+        "flatness:\n  probes: 1\ndatasets:",
+        &[],
+        ":11: `flatness.probes`: must be at least 2 (a standard error needs two)",
+    );
+}

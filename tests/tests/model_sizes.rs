@@ -176,6 +176,7 @@ fn a_real_checkpoint_file_is_within_its_estimate() {
         precision: Default::default(),
         channels_last: false,
         cudnn_benchmark: false,
+        flatness: None,
     };
     let vs = build(&spec.architecture, spec.head, classes);
     let optimizer = worker::optim::build(&spec.optimizer, &vs, spec.learning_rate).unwrap();

@@ -221,7 +221,12 @@ fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit
             "methods: [baseline, sal_stress_only, sal_noise_only, sal_plastic_only]",
         )
         // No warm-up and no epoch counted as improved: the stress climbs every epoch.
-        .replace("  warmup_epochs: 2", "  warmup_epochs: 0\n  eps_loss: 100.0");
+        .replace("  warmup_epochs: 2", "  warmup_epochs: 0\n  eps_loss: 100.0")
+        // Flatness at the end of every trial, small.
+        .replace(
+            "head: linear",
+            "head: linear\nflatness: {probes: 4, images: 32, iterations: 10, directions: 1, steps: 3}",
+        );
     assert!(
         text.contains("eps_loss: 100.0") && text.contains("sal_plastic_only"),
         "smoke.yaml changed shape"
@@ -269,6 +274,21 @@ fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit
             "{plastic:?}"
         );
     }
+    // Flatness was measured for every trial, and `show` prints it.
+    assert!(records.iter().all(|r| r
+        .result
+        .as_ref()
+        .unwrap()
+        .flatness
+        .as_ref()
+        .is_some_and(|f| f.probes == 4)));
+    let shown = Command::new(binary("coordinator"))
+        .args(["show", &records[0].id[..8], "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("flatness (32 images") && shown.contains("4 probes"), "{shown}");
     // One statistics table per arm, each paired with the baseline; stress only differs by nothing.
     for arm in ["sal_stress_only", "sal_noise_only", "sal_plastic_only"] {
         assert!(report.contains(&format!("{arm} vs baseline, paired by seed")), "{report}");

@@ -78,6 +78,7 @@ impl Bench {
             precision: self.precision,
             channels_last: self.channels_last,
             cudnn_benchmark: self.cudnn_benchmark,
+            flatness: None,
         }
     }
 }

@@ -106,3 +106,45 @@ fn noise_only_and_plastic_only_apply_their_part_alone() {
         "{plastic_actions:?}"
     );
 }
+
+/// Flatness at the end of a real trial (SAL_SPEC.md: a fixed, seeded subset, batch norm in eval
+/// mode): measured once, on rank 0, with the probes asked for, and the same on a rerun.
+#[test]
+fn flatness_is_measured_after_the_final_epoch_and_repeats_exactly() {
+    let _serial = serial();
+    let mut spec = trial(Method::Baseline, 2);
+    spec.flatness = Some(common_flatness(8));
+    let first = run(&spec, 2);
+    let again = run(&spec, 2);
+    let (a, b) = (finished(&first), finished(&again));
+    let flatness = a.flatness.as_ref().expect("the trial asked for flatness");
+    assert_eq!(flatness.probes, 8);
+    assert_eq!(flatness.images, 64, "the subset: 64 of the generated training images");
+    assert!(flatness.trace_h.is_finite() && flatness.trace_h_se > 0.0, "{flatness:?}");
+    assert!(flatness.lambda_max > 0.0 && flatness.lambda_residual.is_finite(), "{flatness:?}");
+    assert_eq!(flatness.directions.len(), 1);
+    assert_eq!(flatness.directions[0].losses.len(), 5);
+    // The loss along a direction is lowest near the trained weights (alpha 0, the middle point).
+    let losses = &flatness.directions[0].losses;
+    assert!(losses[2] <= losses[0] && losses[2] <= losses[4], "{losses:?}");
+    let again = b.flatness.as_ref().unwrap();
+    assert_eq!(
+        (flatness.trace_h.to_bits(), flatness.lambda_max.to_bits()),
+        (again.trace_h.to_bits(), again.lambda_max.to_bits())
+    );
+    // Measuring changed nothing of the trained model: the final metrics are those without it.
+    let plain = run(&trial(Method::Baseline, 2), 2);
+    assert_eq!(finished(&plain).top1.to_bits(), a.top1.to_bits());
+    assert!(finished(&plain).flatness.is_none());
+}
+
+fn common_flatness(probes: u32) -> worker::trial::FlatnessConfig {
+    worker::trial::FlatnessConfig {
+        probes,
+        images: 64,
+        iterations: 20,
+        directions: 1,
+        steps: 5,
+        ..Default::default()
+    }
+}

@@ -177,6 +177,24 @@ pub fn show(record: &TrialRecord, plots_dir: &Path) -> String {
         }
         None => out.push_str("\nno result yet: no per-class table\n"),
     }
+    if let Some(f) = record.result.as_ref().and_then(|r| r.flatness.as_ref()) {
+        let _ = writeln!(
+            out,
+            "\nflatness ({} images, {} parameters, {:?}): Tr(H) {:.6e} ± {:.2e} (SE, {} probes), \
+             λ_max {:.6e} (residual {:.1e}, {} iterations), gradient norm {:.4e}, loss {:.6}",
+            f.images,
+            f.parameters,
+            f.params,
+            f.trace_h,
+            f.trace_h_se,
+            f.probes,
+            f.lambda_max,
+            f.lambda_residual,
+            f.power_iterations,
+            f.grad_norm,
+            f.loss
+        );
+    }
     let files = plots::trial_plot_files(plots_dir, record);
     let present: Vec<_> = files.iter().filter(|p| p.is_file()).collect();
     out.push('\n');

@@ -268,6 +268,51 @@ pub fn result(result: &TrialResult, spec: Option<&TrialSpec>) -> Result<(), Stat
             ));
         }
     }
+    if let Some(flatness) = &result.flatness {
+        flatness_result(flatness, &at("flatness"))?;
+    }
+    Ok(())
+}
+
+/// Most directions, and points per direction, a flatness result may carry.
+const MAX_FLATNESS_DIRECTIONS: usize = 64;
+const MAX_FLATNESS_STEPS: usize = 1024;
+
+/// Flatness: finite numbers, a standard error >= 0, direction traces of bounded, matching sizes.
+fn flatness_result(flatness: &common::flatness::Flatness, at: &str) -> Result<(), Status> {
+    let field = |name: &str| format!("{at}.{name}");
+    for (value, name) in
+        [(flatness.loss, "loss"), (flatness.trace_h, "trace_h"), (flatness.lambda_max, "lambda_max")]
+    {
+        finite(value, &field(name))?;
+    }
+    for (value, name) in [
+        (flatness.trace_h_se, "trace_h_se"),
+        (flatness.lambda_residual, "lambda_residual"),
+        (flatness.grad_norm, "grad_norm"),
+        (flatness.seconds, "seconds"),
+    ] {
+        non_negative(value, &field(name))?;
+    }
+    if flatness.directions.len() > MAX_FLATNESS_DIRECTIONS {
+        return Err(invalid(&field("directions"), format!("more than {MAX_FLATNESS_DIRECTIONS}")));
+    }
+    for (i, trace) in flatness.directions.iter().enumerate() {
+        let name = field(&format!("directions[{i}]"));
+        if trace.alphas.len() != trace.losses.len() || trace.alphas.len() > MAX_FLATNESS_STEPS {
+            return Err(invalid(
+                &name,
+                format!(
+                    "{} steps and {} losses (at most {MAX_FLATNESS_STEPS}, equal)",
+                    trace.alphas.len(),
+                    trace.losses.len()
+                ),
+            ));
+        }
+        for value in trace.alphas.iter().chain(&trace.losses) {
+            finite(*value, &name)?;
+        }
+    }
     Ok(())
 }
 
@@ -336,6 +381,28 @@ mod tests {
             peak_device_mb: None,
             inference_ms_per_batch: 1.0,
             history: vec![report(1), report(2)],
+            flatness: None,
+        }
+    }
+
+    fn flatness(trace_h: f64, steps: usize) -> common::flatness::Flatness {
+        common::flatness::Flatness {
+            images: 8,
+            params: common::flatness::FlatnessParams::All,
+            parameters: 31,
+            loss: 0.5,
+            trace_h,
+            trace_h_se: 0.1,
+            probes: 4,
+            lambda_max: 2.0,
+            lambda_residual: 0.01,
+            power_iterations: 10,
+            grad_norm: 0.3,
+            directions: vec![common::flatness::DirectionTrace {
+                alphas: vec![0.0; steps],
+                losses: vec![0.5; steps],
+            }],
+            seconds: 0.2,
         }
     }
 
@@ -362,6 +429,8 @@ mod tests {
             ("result_json.history[1].epoch", Box::new(|r| r.history[1].epoch = 3)),
             ("result_json.history[0].val_accuracy", Box::new(|r| r.history[0].val_accuracy = 2.0)),
             ("result_json.per_class[0].label", Box::new(|r| r.per_class[0].label = "x".repeat(300))),
+            ("result_json.flatness.trace_h", Box::new(|r| r.flatness = Some(flatness(f64::NAN, 3)))),
+            ("result_json.flatness.directions[0]", Box::new(|r| r.flatness = Some(flatness(1.0, 5000)))),
         ];
         for (field, damage) in cases {
             let mut result = good();

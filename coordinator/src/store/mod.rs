@@ -111,6 +111,7 @@ pub(crate) fn stand_in_result(status: TrialStatus, top1: f64) -> TrialResult {
         peak_device_mb: None,
         inference_ms_per_batch: 1.0,
         history: Vec::new(),
+        flatness: None,
     }
 }
 

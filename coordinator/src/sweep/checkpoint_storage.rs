@@ -244,6 +244,7 @@ mod tests {
             precision: Default::default(),
             channels_last: false,
             cudnn_benchmark: false,
+            flatness: None,
         };
         let meta = META_BYTES + 10 * META_BYTES_PER_EPOCH;
         let once = payload.bytes + payload.tensors * HEADER_BYTES_PER_TENSOR;

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use common::flatness::FlatnessConfig;
 use common::names::{ARCHITECTURES, NOOP, OPTIMIZERS};
 use common::{DatasetSpec, Head, Method, Precision, TrialSpec};
 use sal::StressConfig;
@@ -46,6 +47,7 @@ pub const KEYS: &[&str] = &[
     "precision",
     "channels_last",
     "cudnn_benchmark",
+    "flatness",
 ];
 
 const REQUIRED: &[&str] = &[
@@ -198,6 +200,8 @@ struct RawSweep {
     precision: Precision,
     channels_last: bool,
     cudnn_benchmark: bool,
+    /// Flatness measured at the end of every trial (opt-in).
+    flatness: Option<FlatnessConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -354,6 +358,12 @@ impl<'a> Document<'a> {
             precision: self.typed("precision")?.unwrap_or_default(),
             channels_last: self.typed("channels_last")?.unwrap_or(false),
             cudnn_benchmark: self.typed("cudnn_benchmark")?.unwrap_or(false),
+            // `flatness: {}` (or `flatness: true`) asks for the spec's defaults.
+            flatness: match self.get("flatness") {
+                Some(serde_yaml_ng::Value::Bool(false)) | None => None,
+                Some(serde_yaml_ng::Value::Bool(true)) => Some(FlatnessConfig::default()),
+                Some(_) => self.typed("flatness")?,
+            },
         })
     }
 
@@ -415,6 +425,13 @@ impl RawSweep {
         }
         if self.methods.iter().any(|m| m.uses_stress()) {
             self.sal.validate().map_err(|e| doc.error("sal", e.to_string()))?;
+        }
+        if let Some(flatness) = &self.flatness {
+            // The error names `flatness.KEY`: point at that line when it is indexed.
+            flatness.validate().map_err(|e| {
+                let common::error::SpecError::InvalidField { field, reason } = e;
+                doc.error(&field, reason)
+            })?;
         }
         let only_noop = self.architectures.iter().all(|a| a == NOOP);
         for (name, entry) in &self.datasets {
@@ -520,6 +537,7 @@ impl RawSweep {
                                     precision: self.precision,
                                     channels_last: self.channels_last,
                                     cudnn_benchmark: self.cudnn_benchmark,
+                                    flatness: self.flatness.clone(),
                                 };
                                 let (id, identity) =
                                     identity::identify(&spec, &mut digests).map_err(|e| {

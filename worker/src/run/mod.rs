@@ -108,5 +108,6 @@ fn run_noop(
         peak_device_mb: device_mb,
         inference_ms_per_batch: 0.0,
         history,
+        flatness: None,
     })))
 }

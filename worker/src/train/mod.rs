@@ -38,6 +38,7 @@ use crate::trial::TrialSpec;
 
 mod acceleration;
 pub mod checkpoint;
+pub mod flatness;
 mod panics;
 mod rank;
 pub mod report;

@@ -406,6 +406,20 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
         .map(|row| row.iter().map(|&v| v as u64).collect())
         .collect();
     let (per_class, macro_avg, weighted_avg) = report::classification_report(&classes, &confusion);
+    // Every rank holds the same weights: rank 0 measures, on its own (no collective runs meanwhile).
+    let flatness = match (&spec.flatness, rank) {
+        (Some(config), 0) => Some(super::flatness::measure_model(
+            model.as_ref(),
+            &|x| acceleration.input(x),
+            &train_images,
+            &train_labels,
+            &trainable,
+            batch,
+            config,
+            spec.seed,
+        )),
+        _ => None,
+    };
     let result = TrialResult {
         status: TrialStatus::Completed,
         top1: test.accuracy(),
@@ -420,6 +434,7 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
         peak_device_mb,
         inference_ms_per_batch,
         history,
+        flatness,
     };
     Ok(Output { outcome: TrialOutcome::Finished(Box::new(result)), checksums })
 }
@@ -489,6 +504,7 @@ fn diverged(history: Vec<EpochReport>) -> TrialResult {
         peak_device_mb: None,
         inference_ms_per_batch: 0.0,
         history,
+        flatness: None,
     }
 }
 

@@ -62,6 +62,7 @@ pub fn synthetic_trial(architecture: &str, optimizer: &str, epochs: u32) -> Tria
         precision: Default::default(),
         channels_last: false,
         cudnn_benchmark: false,
+        flatness: None,
     }
 }
 
