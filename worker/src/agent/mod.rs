@@ -387,18 +387,17 @@ impl Session {
     }
 
     /// Gives up after `give_up_after` without an answer; when shutting down, leaves
-    /// `drain_timeout` after the shutdown began or the coordinator went away, whichever is later,
-    /// dropping what it could not send.
+    /// `drain_timeout` after the shutdown began, dropping what is still unsent (a coordinator
+    /// that got the same signal may never answer, or answer calls it already had and no more).
     fn give_up_if_away_too_long(&mut self) -> Result<(), WorkerError> {
-        let Some(away_since) = self.away_since else { return Ok(()) };
         let now = Instant::now();
         if let Some(shutdown_at) = self.shutting_down {
-            if now.duration_since(away_since.max(shutdown_at)) >= self.config.drain_timeout
+            if now.duration_since(shutdown_at) >= self.config.drain_timeout
                 && !(self.outbox.is_empty() && self.in_flight.is_empty())
             {
                 tracing::warn!(
                     unsent = self.outbox.len() + self.in_flight.len(),
-                    "coordinator away during shutdown; leaving"
+                    "the coordinator did not take everything within the drain; leaving"
                 );
                 for message in self.outbox.drain(..) {
                     message.discard();
@@ -410,6 +409,7 @@ impl Session {
             }
             return Ok(());
         }
+        let Some(away_since) = self.away_since else { return Ok(()) };
         if now.duration_since(away_since) >= self.config.give_up_after {
             self.cancel_all();
             return Err(WorkerError::CoordinatorUnreachable {
@@ -428,8 +428,11 @@ impl Session {
 
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
+        // The end of the drain, when shutting down.
+        let drained =
+            self.shutting_down.map(|since| since + self.config.drain_timeout).filter(|end| *end > now);
         if self.away_since.is_some() {
-            return self.retry_at;
+            return drained.map_or(self.retry_at, |end| end.min(self.retry_at));
         }
         if !self.registered {
             return now;
@@ -443,6 +446,9 @@ impl Session {
         }
         if !self.running.is_empty() || self.shutting_down.is_some() {
             wake = wake.min(self.next_heartbeat);
+        }
+        if let Some(end) = drained {
+            wake = wake.min(end);
         }
         if !self.running.is_empty() {
             // The watchdog and the shutdown grace period are checked at least this often.
