@@ -141,20 +141,26 @@ impl<'a> Deployment<'a> {
     /// two CPU ranks (two trials at once, so that a worker has room for a trial whose lease
     /// another lost) and two threads (one per trial, whatever runs beside it).
     fn start_workers(&mut self) {
-        let url = format!("https://{HEAD}:{PORT}");
-        for (i, host) in WORKERS.iter().enumerate() {
-            let mut command = self.lab.command(host, binary("worker"));
-            command
-                .args(["--coordinator", &url, "--worker-id", &format!("w{}", i + 1)])
-                .args(["--cpu-ranks", "2", "--cpu-threads", "2"])
-                .arg("--work-dir")
-                .arg(self.path(&format!("work-w{}", i + 1)))
-                .arg("--token-file")
-                .arg(self.path("token"))
-                .arg("--tls-ca")
-                .arg(self.path("ca.pem"));
-            self.workers.push(Process::spawn(&mut command));
+        for i in self.workers.len()..WORKERS.len() {
+            self.start_worker(i);
         }
+    }
+
+    /// Starts the worker of `WORKERS[i]` (workers start in that order).
+    fn start_worker(&mut self, i: usize) {
+        assert_eq!(i, self.workers.len(), "workers start in the order of WORKERS");
+        let url = format!("https://{HEAD}:{PORT}");
+        let mut command = self.lab.command(WORKERS[i], binary("worker"));
+        command
+            .args(["--coordinator", &url, "--worker-id", &format!("w{}", i + 1)])
+            .args(["--cpu-ranks", "2", "--cpu-threads", "2"])
+            .arg("--work-dir")
+            .arg(self.path(&format!("work-w{}", i + 1)))
+            .arg("--token-file")
+            .arg(self.path("token"))
+            .arg("--tls-ca")
+            .arg(self.path("ca.pem"));
+        self.workers.push(Process::spawn(&mut command));
     }
 
     fn start(&mut self) {
@@ -463,7 +469,13 @@ fn a_slow_lossy_link_to_one_worker_slows_the_sweep_and_loses_nothing() {
     relay.stdout.wait_for("the relay's `listening`", |l| l == "listening");
     lab.resolve_on(slow, HEAD, "127.0.0.1");
     lab.lossy(slow, LOSS_PERCENT);
-    run.start();
+    // The slow worker first, until it runs a trial: otherwise the fast ones, registered sooner,
+    // may take every trial and leave it none.
+    run.started = Instant::now();
+    run.start_coordinator();
+    run.start_worker(0);
+    run.worker(slow).stderr.wait_for("the slow worker's `trial started`", |l| l.contains("trial started"));
+    run.start_workers();
     let took = run.finish();
     lab.heal(slow);
     let records = run.records();
