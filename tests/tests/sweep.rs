@@ -168,7 +168,8 @@ fn sigterm_to_the_coordinator_and_every_worker_at_once_ends_them_all_and_the_nex
     let mut coordinator = Coordinator::start(&sweep, &state, "127.0.0.1:0", &["--lease-seconds", "5"]);
     let mut a = start_worker(&coordinator.url(), &dir.path().join("a"), "worker-a");
     let mut b = start_worker(&coordinator.url(), &dir.path().join("b"), "worker-b");
-    // Mid-sweep: both workers hold a lease with a checkpoint uploaded.
+    // Mid-sweep: a trial is done, and both workers hold a lease with a checkpoint uploaded.
+    a.stderr.wait_for("`trial completed`", |l| l.contains("trial completed"));
     for worker in [&a, &b] {
         worker.stderr.wait_for("`checkpoint uploaded ... epoch=2`", |l| {
             l.contains("checkpoint uploaded") && field(l, "epoch") == Some("2")
@@ -195,7 +196,11 @@ fn sigterm_to_the_coordinator_and_every_worker_at_once_ends_them_all_and_the_nex
     let before = records(&state);
     let done_before: Vec<(String, u32)> =
         before.iter().filter(|r| r.state == "done").map(|r| (r.id.clone(), r.attempts)).collect();
-    assert!(done_before.len() < trials, "the sweep ended before SIGTERM");
+    assert!(
+        !done_before.is_empty() && done_before.len() < trials,
+        "{} trials done at SIGTERM",
+        done_before.len()
+    );
 
     // The next run, same state dir: it finishes, and what was done stays done.
     let mut coordinator = Coordinator::start(&sweep, &state, "127.0.0.1:0", &["--lease-seconds", "5"]);
