@@ -8,11 +8,7 @@
 #      running; resubmitted, it completes and reruns no trial that had finished;
 #   3. a noop sweep submitted with --requeue and requeued mid-sweep (what preemption does): the
 #      same job runs again, completes, and reruns no trial that had finished.
-# Status: step 1 passes (measured: COMPLETED in 15 s, debug binaries, 2 cores). Step 2 fails on
-# today's worker: after SIGTERM with its coordinator gone, it loops on "coordinator away" /
-# "reachable again" until Slurm's KillWait SIGKILLs it (measured: the job ended 33 s after
-# scancel, KillWait 30 s); the fix belongs in the agent's reconnect loop (`round()` counts as
-# "reachable" even when it sent nothing). Not in .ci/run until that fix lands.
+# Run by .ci/run (as root, after `cargo test --workspace` built the binaries).
 # Needs root (the daemons run as root) and the two binaries in BIN (default target/debug, as
 # `cargo test --workspace` builds them). Without root: says SKIPPED and exits 0.
 # Every wait polls a condition with a deadline; whatever it started it stops on exit.

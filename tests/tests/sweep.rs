@@ -5,7 +5,9 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{assert_all_done_once, field, noop_sweep, records, start_worker, Coordinator};
+use std::time::Duration;
+
+use common::{assert_all_done_once, field, noop_sweep, records, start_worker, terminate_all, Coordinator};
 
 #[test]
 fn two_workers_share_a_sweep_and_every_trial_is_done_exactly_once() {
@@ -151,6 +153,73 @@ fn sigterm_hands_the_lease_back_and_the_next_worker_resumes() {
     let records = records(&state);
     assert_all_done_once(&records, 1, epochs);
     assert_eq!(records[0].attempts, 2);
+}
+
+/// What `scancel` does: SIGTERM to the coordinator and every worker at the same moment. Every
+/// process exits within the workers' drain (10 s without an answer) and well inside Slurm's
+/// KillWait (30 s); nothing is lost, and the next run finishes the sweep without rerunning what
+/// was done.
+#[test]
+fn sigterm_to_the_coordinator_and_every_worker_at_once_ends_them_all_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trials, epochs) = (6, 10);
+    let sweep = noop_sweep(dir.path(), trials, epochs, 150);
+    let state = dir.path().join("state");
+    let mut coordinator = Coordinator::start(&sweep, &state, "127.0.0.1:0", &["--lease-seconds", "5"]);
+    let mut a = start_worker(&coordinator.url(), &dir.path().join("a"), "worker-a");
+    let mut b = start_worker(&coordinator.url(), &dir.path().join("b"), "worker-b");
+    // Mid-sweep: a trial is done, and both workers hold a lease with a checkpoint uploaded.
+    a.stderr.wait_for("`trial completed`", |l| l.contains("trial completed"));
+    for worker in [&a, &b] {
+        worker.stderr.wait_for("`checkpoint uploaded ... epoch=2`", |l| {
+            l.contains("checkpoint uploaded") && field(l, "epoch") == Some("2")
+        });
+    }
+    terminate_all(&[&coordinator.process, &a, &b]);
+    // The bound: the workers' drain (10 s) and some slack, below Slurm's default KillWait (30 s).
+    let bound = Duration::from_secs(25);
+    for (name, process) in
+        [("coordinator", &mut coordinator.process), ("worker a", &mut a), ("worker b", &mut b)]
+    {
+        let status = process.wait_within(bound);
+        let output = || format!("stdout:\n{}\nstderr:\n{}", process.stdout.all(), process.stderr.all());
+        match status {
+            Some(status) => assert!(status.success(), "{name} exited with {status}\n{}", output()),
+            None => panic!("{name} did not exit within {bound:?} of SIGTERM\n{}", output()),
+        }
+    }
+    for worker in [&a, &b] {
+        let log = worker.stderr.all();
+        // The old loop: "coordinator away" / "reachable again" every 50 ms until SIGKILLed.
+        assert!(log.matches("coordinator reachable again").count() <= 1, "{log}");
+    }
+    let before = records(&state);
+    let done_before: Vec<(String, u32)> =
+        before.iter().filter(|r| r.state == "done").map(|r| (r.id.clone(), r.attempts)).collect();
+    assert!(
+        !done_before.is_empty() && done_before.len() < trials,
+        "{} trials done at SIGTERM",
+        done_before.len()
+    );
+
+    // The next run, same state dir: it finishes, and what was done stays done.
+    let mut coordinator = Coordinator::start(&sweep, &state, "127.0.0.1:0", &["--lease-seconds", "5"]);
+    let mut c = start_worker(&coordinator.url(), &dir.path().join("c"), "worker-c");
+    coordinator.process.wait_success("coordinator, second run");
+    c.wait_success("worker c");
+    let after = records(&state);
+    assert_all_done_once(&after, trials, epochs);
+    for (id, attempts) in &done_before {
+        let record = after.iter().find(|r| &r.id == id).unwrap();
+        assert_eq!(record.attempts, *attempts, "trial {id}, done before SIGTERM, ran again");
+    }
+    // What was cut short resumed from a checkpoint, not from scratch.
+    let log = c.stderr.all();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("trial started") && field(l, "resume_epoch").is_some_and(|e| e != "0")),
+        "{log}"
+    );
 }
 
 #[test]

@@ -158,6 +158,29 @@ impl Process {
         }
     }
 
+    /// Waits at most `limit` for the process to exit by itself; `None` (the process is then
+    /// killed) when it did not.
+    pub fn wait_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("process still owned");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(status) => {
+                self.stdout.finish();
+                self.stderr.finish();
+                Some(status.expect("wait works"))
+            }
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = rx.recv_timeout(PATIENCE);
+                None
+            }
+        }
+    }
+
     /// Waits for a successful exit; shows the process's output otherwise.
     pub fn wait_success(&mut self, name: &str) {
         let status = self.wait();
@@ -215,6 +238,14 @@ pub fn start_worker_with(url: &str, work_dir: &Path, id: &str, args: &[&str]) ->
     let mut command = Command::new(binary("worker"));
     command.args(["--coordinator", url, "--worker-id", id]).arg("--work-dir").arg(work_dir).args(args);
     Process::spawn(&mut command)
+}
+
+/// Sends SIGTERM to every one of `processes` with one `kill` (as Slurm's scancel does: all at the
+/// same moment).
+pub fn terminate_all(processes: &[&Process]) {
+    let pids: Vec<String> = processes.iter().map(|p| p.pid().to_string()).collect();
+    let status = Command::new("kill").arg("-TERM").args(&pids).status().expect("kill runs");
+    assert!(status.success(), "kill -TERM {pids:?}");
 }
 
 /// Sends SIGKILL to a process that is not ours to reap (a worker's trial process).

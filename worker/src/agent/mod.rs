@@ -65,7 +65,8 @@ pub struct ClientConfig {
     pub exit_when_done: bool,
     /// Give up when the coordinator cannot be reached for this long.
     pub give_up_after: Duration,
-    /// On shutdown, wait at most this long for unsent reports.
+    /// On shutdown with the coordinator away, wait at most this long for it to take the unsent
+    /// reports and handed-back leases ([`DRAIN_TIMEOUT`] by default).
     pub drain_timeout: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
@@ -96,7 +97,7 @@ impl ClientConfig {
             worker_id: default_worker_id(),
             exit_when_done: true,
             give_up_after: Duration::from_secs(600),
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: DRAIN_TIMEOUT,
             max_backoff: Duration::from_secs(5),
             worker_bin: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("worker")),
             cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -195,6 +196,26 @@ enum Interrupt {
     Fatal(WorkerError),
 }
 
+/// How long a worker that was told to stop keeps trying to hand its leases back and send its
+/// last reports while the coordinator does not answer: short enough that every process of a
+/// cancelled Slurm job (whose coordinator got the same SIGTERM) is gone well inside Slurm's
+/// default KillWait of 30 s.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first wait before calling an absent coordinator again; each failed attempt doubles it, up
+/// to `max_backoff`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long one call may take before it counts as failed, while the coordinator has not said how
+/// often to heartbeat (before the first registration).
+const FIRST_CALL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Bounds of a call's deadline, which is otherwise one heartbeat interval (a third of a lease):
+/// a call stuck on a dead connection (packets dropped, no reset) is abandoned in time for the
+/// next heartbeat, on a fresh connection, to keep the worker's leases alive.
+const MIN_CALL_DEADLINE: Duration = Duration::from_secs(1);
+const MAX_CALL_DEADLINE: Duration = Duration::from_secs(30);
+
 /// How long a trial's epoch report and checkpoint wait for what follows them (see the module
 /// documentation). Nothing on a trial's critical path waits for it: the trial's end ends it.
 const LINGER: Duration = Duration::from_millis(20);
@@ -230,9 +251,14 @@ struct Session {
     shutting_down: Option<Instant>,
     next_lease: Instant,
     next_heartbeat: Instant,
+    /// Since when no call has been answered (`None`: the last call was).
     away_since: Option<Instant>,
     backoff: Duration,
     retry_at: Instant,
+    /// How long one call may take (see [`MIN_CALL_DEADLINE`]).
+    deadline: Duration,
+    /// Why the last failed call failed.
+    last_error: String,
 }
 
 impl Session {
@@ -270,8 +296,10 @@ impl Session {
             next_lease: now,
             next_heartbeat: now,
             away_since: None,
-            backoff: Duration::from_millis(50),
+            backoff: FIRST_BACKOFF,
             retry_at: now,
+            deadline: FIRST_CALL_DEADLINE,
+            last_error: String::new(),
         })
     }
 
@@ -281,7 +309,11 @@ impl Session {
             if Instant::now() >= self.retry_at {
                 let was_registered = self.registered;
                 match self.round().await {
-                    Ok(()) => self.reachable(),
+                    Ok(true) => self.reachable(),
+                    // Nothing was answered (the round only put messages on their way): their
+                    // answers, or the next attempt after a backoff, tell whether it is back.
+                    Ok(false) if self.away_since.is_some() => self.retry_later(),
+                    Ok(false) => {}
                     // Forgotten again right after registering: not worth a tight loop.
                     Err(Interrupt::Forgotten) if !was_registered => {
                         self.registered = false;
@@ -296,6 +328,7 @@ impl Session {
                 }
             }
             self.enforce_deadlines();
+            self.give_up_if_away_too_long()?;
             if self.finished() {
                 return Ok(());
             }
@@ -315,12 +348,12 @@ impl Session {
         }
     }
 
-    /// The coordinator answered: no more backoff.
+    /// The coordinator answered a call: no more backoff.
     fn reachable(&mut self) {
         if self.away_since.take().is_some() {
             tracing::info!(coordinator = %self.config.coordinator, "coordinator reachable again");
         }
-        self.backoff = Duration::from_millis(50);
+        self.backoff = FIRST_BACKOFF;
         self.retry_at = Instant::now();
     }
 
@@ -331,40 +364,59 @@ impl Session {
         self.reachable();
     }
 
-    /// Records a failed contact; gives up after `give_up_after`, or after `drain_timeout` when
-    /// shutting down.
+    /// Records a failed call: the next attempt waits a backoff, on a fresh connection.
     fn away(&mut self, reason: String) -> Result<(), WorkerError> {
         let now = Instant::now();
-        let since = *self.away_since.get_or_insert_with(|| {
+        self.away_since.get_or_insert_with(|| {
             tracing::warn!(coordinator = %self.config.coordinator, "coordinator away, will retry: {reason}");
             now
         });
-        let limit =
-            if self.shutting_down.is_some() { self.config.drain_timeout } else { self.config.give_up_after };
-        if now.duration_since(since) >= limit {
-            if self.shutting_down.is_some() {
-                tracing::warn!(
-                    unsent = self.outbox.len() + self.in_flight.len(),
-                    "coordinator away during shutdown; leaving"
-                );
-                self.outbox.clear();
-                for (_, in_flight) in self.in_flight.drain() {
-                    in_flight.task.abort();
-                }
-                return Ok(());
-            }
-            self.cancel_all();
-            return Err(WorkerError::CoordinatorUnreachable {
-                url: self.config.coordinator.clone(),
-                seconds: limit.as_secs(),
-                last_error: reason,
-            });
-        }
-        self.retry_at = now + self.backoff;
-        self.backoff = (self.backoff * 2).min(self.config.max_backoff);
+        self.last_error = reason;
+        self.retry_later();
         // A fresh channel: the old one may be stuck on a dead connection.
         if let Ok(client) = credentials::connect(&self.config.coordinator, self.tls.as_ref(), &self.stamp) {
             self.client = client;
+        }
+        self.give_up_if_away_too_long()
+    }
+
+    /// The next attempt waits one backoff, and the one after twice as long.
+    fn retry_later(&mut self) {
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.config.max_backoff);
+    }
+
+    /// Gives up after `give_up_after` without an answer; when shutting down, leaves
+    /// `drain_timeout` after the shutdown began, dropping what is still unsent (a coordinator
+    /// that got the same signal may never answer, or answer calls it already had and no more).
+    fn give_up_if_away_too_long(&mut self) -> Result<(), WorkerError> {
+        let now = Instant::now();
+        if let Some(shutdown_at) = self.shutting_down {
+            if now.duration_since(shutdown_at) >= self.config.drain_timeout
+                && !(self.outbox.is_empty() && self.in_flight.is_empty())
+            {
+                tracing::warn!(
+                    unsent = self.outbox.len() + self.in_flight.len(),
+                    "the coordinator did not take everything within the drain; leaving"
+                );
+                for message in self.outbox.drain(..) {
+                    message.discard();
+                }
+                for (_, in_flight) in self.in_flight.drain() {
+                    in_flight.task.abort();
+                    in_flight.message.discard();
+                }
+            }
+            return Ok(());
+        }
+        let Some(away_since) = self.away_since else { return Ok(()) };
+        if now.duration_since(away_since) >= self.config.give_up_after {
+            self.cancel_all();
+            return Err(WorkerError::CoordinatorUnreachable {
+                url: self.config.coordinator.clone(),
+                seconds: self.config.give_up_after.as_secs(),
+                last_error: self.last_error.clone(),
+            });
         }
         Ok(())
     }
@@ -376,8 +428,11 @@ impl Session {
 
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
+        // The end of the drain, when shutting down.
+        let drained =
+            self.shutting_down.map(|since| since + self.config.drain_timeout).filter(|end| *end > now);
         if self.away_since.is_some() {
-            return self.retry_at;
+            return drained.map_or(self.retry_at, |end| end.min(self.retry_at));
         }
         if !self.registered {
             return now;
@@ -391,6 +446,9 @@ impl Session {
         }
         if !self.running.is_empty() || self.shutting_down.is_some() {
             wake = wake.min(self.next_heartbeat);
+        }
+        if let Some(end) = drained {
+            wake = wake.min(end);
         }
         if !self.running.is_empty() {
             // The watchdog and the shutdown grace period are checked at least this often.
@@ -408,27 +466,35 @@ impl Session {
     }
 
     /// One exchange with the coordinator: register if needed, send what waits, ask for work or
-    /// heartbeat when due.
-    async fn round(&mut self) -> Result<(), Interrupt> {
+    /// heartbeat when due. Says whether the coordinator answered a call: a round that only put
+    /// messages on their way proves nothing (their answers come through [`Session::on_sent`]).
+    async fn round(&mut self) -> Result<bool, Interrupt> {
+        let mut answered = false;
         if !self.registered {
             self.register().await?;
+            answered = true;
         }
         self.flush();
         let now = Instant::now();
         if self.wants_work() && now >= self.next_lease {
             self.ask_for_work().await?;
+            answered = true;
         } else if !self.running.is_empty() && now >= self.next_heartbeat {
             let request =
                 pb::HeartbeatRequest { worker_id: self.config.worker_id.clone(), held_leases: self.held() };
-            let reply =
-                self.client.clone().heartbeat(request).await.map_err(|s| self.interrupt(&s))?.into_inner();
+            let mut client = self.client.clone();
+            let reply = within(self.deadline, client.heartbeat(request))
+                .await
+                .map_err(|s| self.interrupt(&s))?
+                .into_inner();
+            answered = true;
             self.next_heartbeat = Instant::now() + self.heartbeat;
             self.sweep_done = reply.sweep_done;
             for lease_id in reply.lost_leases {
                 self.lose(&lease_id);
             }
         }
-        Ok(())
+        Ok(answered)
     }
 
     fn interrupt(&mut self, status: &tonic::Status) -> Interrupt {
@@ -466,10 +532,11 @@ impl Session {
                 memory_mb: self.config.device_memory_mb.clone(),
             }),
         };
-        match self.client.clone().register(request).await {
+        match within(self.deadline, self.client.clone().register(request)).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 self.heartbeat = Duration::from_millis(u64::from(reply.heartbeat_ms.max(10)));
+                self.deadline = self.heartbeat.clamp(MIN_CALL_DEADLINE, MAX_CALL_DEADLINE);
                 self.devices.set_trials_per_device(reply.trials_per_device);
                 self.stamp.set_session(&reply.session_id);
                 self.registered = true;
@@ -505,7 +572,9 @@ impl Session {
 
     async fn ask_for_work(&mut self) -> Result<(), Interrupt> {
         let request = self.lease_request();
-        let reply = self.client.clone().lease(request).await.map_err(|s| self.interrupt(&s))?.into_inner();
+        let mut client = self.client.clone();
+        let reply =
+            within(self.deadline, client.lease(request)).await.map_err(|s| self.interrupt(&s))?.into_inner();
         let now = Instant::now();
         self.next_heartbeat = now + self.heartbeat;
         self.sweep_done = reply.sweep_done;
@@ -561,7 +630,8 @@ impl Session {
                 .work_dir
                 .join("downloads")
                 .join(format!("{}-epoch-{}.ckpt", assignment.trial_id, assignment.resume_epoch));
-            match outbox::download(&mut self.client.clone(), &lease, assignment.resume_epoch, &path).await {
+            let mut client = self.client.clone();
+            match outbox::download(&mut client, &lease, assignment.resume_epoch, &path, self.deadline).await {
                 Ok(()) => Some(path),
                 Err(e) => {
                     tracing::warn!(trial = %assignment.trial_id, "cannot download checkpoint, starting afresh: {e}");
@@ -896,8 +966,15 @@ impl Session {
         let copy = message.clone();
         let mut client = self.client.clone();
         let answers = self.sent_tx.clone();
+        let deadline = copy.deadline(self.deadline);
         let task = tokio::spawn(async move {
-            let sent = copy.send(&mut client).await;
+            let sent = match tokio::time::timeout(deadline, copy.send(&mut client)).await {
+                Ok(sent) => sent,
+                Err(_) => Sent::Failed(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {} ms",
+                    deadline.as_millis()
+                ))),
+            };
             let _ = answers.send((id, sent));
         });
         self.in_flight.insert(id, InFlight { message, task: task.abort_handle() });
@@ -906,6 +983,9 @@ impl Session {
     /// What became of a message sent.
     fn on_sent(&mut self, id: u64, sent: Sent) -> Result<(), WorkerError> {
         let Some(InFlight { message, .. }) = self.in_flight.remove(&id) else { return Ok(()) };
+        if matches!(sent, Sent::Delivered | Sent::LeaseLost(_)) {
+            self.reachable();
+        }
         match sent {
             Sent::Delivered => message.delivered(),
             Sent::LeaseLost(reason) => {
@@ -933,11 +1013,11 @@ impl Session {
             Sent::Failed(status) => {
                 // First again, for when the coordinator is back.
                 self.outbox.push_front(message);
-                let backing_off = self.away_since.is_some() && Instant::now() < self.retry_at;
                 match self.interrupt(&status) {
                     Interrupt::Forgotten => self.forgotten(),
-                    // Several messages on their way fail together: one absence, one backoff.
-                    Interrupt::Away(_) if backing_off => {}
+                    // Already away, the next attempt already waits its backoff: several messages
+                    // on their way fail together, one absence, one backoff.
+                    Interrupt::Away(_) if self.away_since.is_some() => {}
                     Interrupt::Away(reason) => self.away(reason)?,
                     Interrupt::Fatal(error) => {
                         self.cancel_all();
@@ -948,6 +1028,17 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// A call that fails with `DEADLINE_EXCEEDED` when not answered within `deadline`: over a
+/// partition (packets dropped, no reset) a call would otherwise wait for TCP to give up, minutes.
+async fn within<T>(
+    deadline: Duration,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    tokio::time::timeout(deadline, call).await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(format!("no answer within {} ms", deadline.as_millis())))
+    })
 }
 
 pub use common::shutdown::shutdown_signal;

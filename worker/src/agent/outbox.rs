@@ -1,6 +1,7 @@
 //! What a worker tells the coordinator about its trials, queued in order and sent with retries.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use proto::pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,6 +13,10 @@ use crate::outcome::{EpochReport, TrialResult};
 
 /// Checkpoints travel in chunks of this size.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// The slowest link a checkpoint upload is given time for, in bytes per second: beyond the
+/// call deadline, an upload gets one second per this many bytes.
+const SLOWEST_LINK_BYTES_PER_S: u64 = 1 << 20;
 
 /// One message about one lease.
 #[derive(Debug, Clone)]
@@ -98,6 +103,17 @@ impl Outgoing {
             Outgoing::Complete { lease, .. } => tracing::info!(trial = %lease.trial_id, "trial completed"),
             Outgoing::Fail { lease, .. } => tracing::info!(trial = %lease.trial_id, "failure reported"),
             Outgoing::Release { lease } => tracing::info!(trial = %lease.trial_id, "lease handed back"),
+        }
+    }
+
+    /// How long sending this message may take: `call` for a call, more for a checkpoint's bytes.
+    pub(super) fn deadline(&self, call: Duration) -> Duration {
+        match self {
+            Outgoing::Checkpoint { file, .. } => {
+                let bytes = std::fs::metadata(file).map_or(0, |m| m.len());
+                call + Duration::from_secs(bytes / SLOWEST_LINK_BYTES_PER_S)
+            }
+            _ => call,
         }
     }
 
@@ -198,18 +214,30 @@ async fn upload(client: &mut Client, lease: &LeaseKey, epoch: u32, file: &Path) 
     outcome.map(drop).map_err(UploadError::Status)
 }
 
-/// Downloads a trial's checkpoint of `epoch` to `path`.
+/// `step` within `deadline`, or an error saying so.
+async fn within<T>(
+    deadline: Duration,
+    step: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(deadline, step).await {
+        Ok(outcome) => outcome.map_err(|s| s.message().to_string()),
+        Err(_) => Err(format!("no answer within {} ms", deadline.as_millis())),
+    }
+}
+
+/// Downloads a trial's checkpoint of `epoch` to `path`; each chunk must come within `deadline`
+/// (a dead connection is given up, however long the whole download takes).
 pub(super) async fn download(
     client: &mut Client,
     lease: &LeaseKey,
     epoch: u32,
     path: &Path,
+    deadline: Duration,
 ) -> Result<(), String> {
     let request =
         pb::CheckpointRequest { trial_id: lease.trial_id.clone(), epoch, lease: Some(lease.to_pb()) };
-    let mut stream =
-        client.download_checkpoint(request).await.map_err(|s| s.message().to_string())?.into_inner();
-    let expected = match stream.message().await.map_err(|s| s.message().to_string())? {
+    let mut stream = within(deadline, client.download_checkpoint(request)).await?.into_inner();
+    let expected = match within(deadline, stream.message()).await? {
         Some(pb::CheckpointChunk { part: Some(pb::checkpoint_chunk::Part::Header(header)) }) => {
             header.total_bytes
         }
@@ -220,7 +248,7 @@ pub(super) async fn download(
     }
     let mut file = tokio::fs::File::create(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
     let mut bytes = 0u64;
-    while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
+    while let Some(chunk) = within(deadline, stream.message()).await? {
         if let Some(pb::checkpoint_chunk::Part::Data(data)) = chunk.part {
             bytes += data.len() as u64;
             if bytes > expected {
