@@ -151,29 +151,52 @@ fn gpus_and_driver(_count: usize) -> (Vec<String>, Option<String>) {
     (names, driver_from_proc())
 }
 
+/// What a process reports the same for every trial: read once (the agent runs stand-in trials on
+/// threads of its own, thousands a minute in the dispatch benchmark).
+struct Machine {
+    version: String,
+    libtorch: String,
+    cpu: String,
+    cpu_capability: String,
+    driver: Option<String>,
+    host: String,
+}
+
+fn machine() -> &'static Machine {
+    static MACHINE: std::sync::OnceLock<Machine> = std::sync::OnceLock::new();
+    MACHINE.get_or_init(|| Machine {
+        version: version(),
+        libtorch: libtorch_version(&shim_text(sal_show_config)),
+        cpu: cpu_model(),
+        cpu_capability: shim_text(sal_cpu_capability),
+        driver: driver_from_proc(),
+        host: crate::client::hostname(),
+    })
+}
+
 /// What produces this trial's numbers in this process, read once the trial's settings are in
 /// force.
 pub fn manifest(spec: &TrialSpec, devices: &Devices) -> RunManifest {
-    let config = shim_text(sal_show_config);
+    let machine = machine();
     let cuda = matches!(devices, Devices::Cuda(_));
     let (gpus, driver) =
-        if cuda { gpus_and_driver(devices.count()) } else { (Vec::new(), driver_from_proc()) };
+        if cuda { gpus_and_driver(devices.count()) } else { (Vec::new(), machine.driver.clone()) };
     RunManifest {
-        version: version(),
-        libtorch: libtorch_version(&config),
+        version: machine.version.clone(),
+        libtorch: machine.libtorch.clone(),
         cuda: cuda.then(|| cuda_version(tch::utils::version_cudart())),
         cudnn: cuda.then(|| cudnn_version(tch::utils::version_cudnn())),
         gpus,
         driver,
-        cpu: cpu_model(),
-        cpu_capability: shim_text(sal_cpu_capability),
+        cpu: machine.cpu.clone(),
+        cpu_capability: machine.cpu_capability.clone(),
         devices: if cuda { "cuda" } else { "cpu" }.into(),
         ranks: u32::try_from(devices.count()).unwrap_or(u32::MAX),
         cpu_threads: rank_threads(spec, devices).map_or(0, |t| t.unsigned_abs()),
         // SAFETY: a read of libtorch's global context.
         deterministic: unsafe { sal_deterministic_algorithms() } != 0,
         cublas_workspace_config: std::env::var(CUBLAS_WORKSPACE_CONFIG.0).ok(),
-        host: crate::client::hostname(),
+        host: machine.host.clone(),
     }
 }
 
