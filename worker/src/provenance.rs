@@ -97,6 +97,16 @@ fn cudnn_version(v: i64) -> String {
     format!("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100)
 }
 
+/// This machine's host name (also the start of an agent's default worker id).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
 /// The CPU's model name.
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -170,7 +180,7 @@ fn machine() -> &'static Machine {
         cpu: cpu_model(),
         cpu_capability: shim_text(sal_cpu_capability),
         driver: driver_from_proc(),
-        host: crate::client::hostname(),
+        host: hostname(),
     })
 }
 
