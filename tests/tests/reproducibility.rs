@@ -19,7 +19,7 @@ const EPOCHS: u32 = 4;
 const SEEDS: [u64; 2] = [1, 2];
 /// Enough images that an epoch lasts far longer than reading a log line: the resume test kills a
 /// trial inside its second epoch.
-const DATASET: &str = "classes: 4, train_size: 512, val_size: 64";
+const DATASET: &str = "classes: 4, train_size: 2048, val_size: 64, label_noise: 0.25";
 
 fn sweep(dir: &Path) -> PathBuf {
     let text = format!(
