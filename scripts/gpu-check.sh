@@ -103,54 +103,10 @@ echo "== worker: data-parallel on GPUs $ids, replicas compared after every epoch
     --cache-dir "$work/cache" --checkpoint-dir "$work/ckptn" --out "$work/all.json"
 grep -o '"peak_device_mb": [0-9.]*' "$work/one.json" "$work/all.json" || true
 
-# Determinism: one convolutional trial run twice as it is (cuDNN picks its algorithms, some
-# backward kernels add with atomics) and twice with `deterministic: true`; the deterministic pair
-# must be bit-identical, the other pair's distance is printed.
-cat > "$work/det.yaml" <<'YAML'
-architecture: resnet18
-optimizer: adam
-head: linear
-dataset:
-  name: synthetic
-  format: synthetic
-  options: {classes: 10, train_size: 2048, val_size: 512, label_noise: 0.2}
-resolution: 32
-method: baseline
-epochs: 3
-batch_size: 64
-learning_rate: 0.001
-seed: 1
-YAML
-sed -e '$a deterministic: true' "$work/det.yaml" > "$work/det-on.yaml"
-for mode in off on; do
-    trial="$work/det.yaml"; [ "$mode" = on ] && trial="$work/det-on.yaml"
-    for run in 1 2; do
-        echo "== determinism $mode, run $run"
-        "$bin/worker" train --trial "$trial" --gpus 0 --no-progress --cache-dir "$work/cache" \
-            --checkpoint-dir "$work/ckpt-det-$mode-$run" --checkpoint-every 0 --out "$work/det-$mode-$run.json"
-    done
-done
-python3 - "$work" <<'PY'
-import json, sys
-work = sys.argv[1]
-fields = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "grad_norm"]
-def load(name):
-    return json.load(open(f"{work}/{name}.json"))
-def distance(a, b):
-    """(epochs that differ, largest relative difference) over every epoch's fields and the test loss."""
-    pairs = [(x[f], y[f]) for x, y in zip(a["history"], b["history"]) for f in fields]
-    pairs.append((a["test_loss"], b["test_loss"]))
-    differing = sum(1 for x, y in zip(a["history"], b["history"]) if any(x[f] != y[f] for f in fields))
-    worst = max((abs(x - y) / max(abs(x), abs(y), 1e-300) for x, y in pairs), default=0.0)
-    return differing, worst
-off = distance(load("det-off-1"), load("det-off-2"))
-on = distance(load("det-on-1"), load("det-on-2"))
-print(f"gpu-check: without deterministic: {off[0]} of 3 epochs differ, largest relative difference {off[1]:.3e}")
-print(f"gpu-check: with deterministic: {on[0]} of 3 epochs differ, largest relative difference {on[1]:.3e}")
-print("gpu-check: manifest with deterministic:", json.dumps(load("det-on-1").get("manifest")))
-if on != (0, 0.0):
-    sys.exit("gpu-check: two runs with deterministic: true differ")
-PY
+# Determinism: one convolutional trial run twice as it is and twice with `deterministic: true`;
+# the deterministic pair must be bit-identical, the other pair's distance is printed.
+echo "== determinism (scripts/gpu/determinism-check.sh)"
+BIN="$bin" TORCH_LIB="$site/torch/lib" scripts/gpu/determinism-check.sh
 
 # The product's own path on a GPU node: a coordinator and a node agent over loopback gRPC, each
 # trial in its own trial process on GPU 0, two at a time (sweeps/gpu.yaml: trials_per_gpu 2).

@@ -10,7 +10,8 @@
 //! - two CPU ranks per trial: `--local` with 1 and 2 workers of 2 ranks, and agents with 2 then 4
 //!   ranks (two trials at once on the second), one trial killed and resumed;
 //! - `deterministic: true`: through `worker train` and an agent's trial process, which both run
-//!   with libtorch's deterministic algorithms on and `CUBLAS_WORKSPACE_CONFIG` set.
+//!   with libtorch's deterministic algorithms on and `CUBLAS_WORKSPACE_CONFIG` set;
+//! - `scripts/gpu/determinism-check.sh --cpu`, the GPU machine's check on its CPU fallback.
 
 mod common;
 
@@ -325,4 +326,21 @@ fn deterministic_reaches_the_trial_process_through_worker_train_and_an_agent() {
     let (_, local) = through_local(&variant, dir.path(), 2);
     assert_manifests(&local, 1, true);
     assert_identical(&reference, &local, variant.epochs, "--local --workers 2, deterministic");
+}
+
+/// The GPU machine's determinism check, on its CPU fallback: both pairs of runs bit-identical,
+/// and the deterministic run's manifest showing its settings (so the script is known to run
+/// before a GPU is lent).
+#[test]
+fn the_gpu_determinism_script_runs_on_cpu_and_finds_both_pairs_identical() {
+    let worker = binary("worker");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut command = Command::new(root.join("scripts/gpu/determinism-check.sh"));
+    command.arg("--cpu").env("BIN", worker.parent().unwrap()).env("EPOCHS", "2").env("TRAIN_SIZE", "128");
+    let mut process = Process::spawn(&mut command);
+    process.wait_success("scripts/gpu/determinism-check.sh --cpu");
+    let output = process.stdout.all();
+    assert!(output.contains("without deterministic: bit-identical (2 epochs"), "{output}");
+    assert!(output.contains("with deterministic: true: bit-identical (2 epochs"), "{output}");
+    assert!(output.contains("\"deterministic\": true"), "{output}");
 }
