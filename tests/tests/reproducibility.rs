@@ -344,3 +344,61 @@ fn the_gpu_determinism_script_runs_on_cpu_and_finds_both_pairs_identical() {
     assert!(output.contains("with deterministic: true: bit-identical (2 epochs"), "{output}");
     assert!(output.contains("\"deterministic\": true"), "{output}");
 }
+
+/// The most trials an agent ran at once, from its log: `trial process started` and `trial
+/// finished` lines in the order it wrote them.
+fn most_at_once(log: &str) -> usize {
+    let (mut running, mut most) = (0usize, 0usize);
+    for line in log.lines() {
+        if line.contains("trial process started") {
+            running += 1;
+            most = most.max(running);
+        } else if line.contains("trial finished") {
+            running = running.saturating_sub(1);
+        }
+    }
+    most
+}
+
+/// An agent packs CPU trials by the threads each takes (its ranks × its `cpu_threads`), not by
+/// its free device slots: two ranks and `--cpu-threads 2` run trials of `cpu_threads: 2` one at a
+/// time, though either rank could take one; `--cpu-threads 4` runs two at once.
+#[test]
+fn an_agent_packs_cpu_trials_by_the_threads_each_takes() {
+    // A trial lasts seconds (a process start, libtorch, two epochs); the agent asks for work every
+    // 200 ms while it has room, so with room the second trial starts beside the first.
+    let variant = Variant {
+        name: "packing",
+        ranks: 1,
+        epochs: 2,
+        dataset: "classes: 4, train_size: 512, val_size: 32",
+        extra: "cpu_threads: 2\n",
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = |threads: &str| {
+        let state = dir.path().join(format!("packing-{threads}"));
+        let mut coordinator = Coordinator::start(&variant.sweep(dir.path()), &state, "127.0.0.1:0", &[]);
+        let mut agent = start_worker_with(
+            &coordinator.url(),
+            &dir.path().join(format!("agent-{threads}")),
+            "agent",
+            &["--cpu-ranks", "2", "--cpu-threads", threads],
+        );
+        coordinator.process.wait_success("coordinator");
+        agent.wait_success("agent");
+        let results = by_seed(records(&state));
+        for result in results.values() {
+            assert_eq!(
+                result.manifest.as_ref().map(|m| m.cpu_threads),
+                Some(2),
+                "each rank ran with 2 threads"
+            );
+        }
+        (most_at_once(&agent.stderr.all()), results)
+    };
+    let (one_at_a_time, alone) = run("2");
+    assert_eq!(one_at_a_time, 1, "2 threads of --cpu-threads 2 are taken by one trial");
+    let (together, side_by_side) = run("4");
+    assert_eq!(together, 2, "--cpu-threads 4 has room for two trials of 2 threads");
+    assert_identical(&alone, &side_by_side, variant.epochs, "alone and side by side");
+}
