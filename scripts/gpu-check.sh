@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: on a CUDA machine, show that our binaries see every GPU, that the NCCL
 # collectives keep replicas identical across all visible GPUs, and that the training engine runs
-# a trial on one GPU and data-parallel on all of them, that a sweep runs through a coordinator and
+# a trial on one GPU and data-parallel on all of them, that `deterministic: true` makes two runs of
+# a trial bit-identical (and how far apart they are without it), that a sweep runs through a coordinator and
 # a node agent with two trials sharing the GPU, then the speed table against PyTorch eager
 # on GPU 0 (fp32, then bf16 + channels-last + cuDNN benchmark). A few minutes in all; set
 # GPU_BENCH=0 to skip the speed table.
@@ -102,6 +103,11 @@ echo "== worker: data-parallel on GPUs $ids, replicas compared after every epoch
     --cache-dir "$work/cache" --checkpoint-dir "$work/ckptn" --out "$work/all.json"
 grep -o '"peak_device_mb": [0-9.]*' "$work/one.json" "$work/all.json" || true
 
+# Determinism: one convolutional trial run twice as it is and twice with `deterministic: true`;
+# the deterministic pair must be bit-identical, the other pair's distance is printed.
+echo "== determinism (scripts/gpu/determinism-check.sh)"
+BIN="$bin" TORCH_LIB="$site/torch/lib" scripts/gpu/determinism-check.sh
+
 # The product's own path on a GPU node: a coordinator and a node agent over loopback gRPC, each
 # trial in its own trial process on GPU 0, two at a time (sweeps/gpu.yaml: trials_per_gpu 2).
 echo "== sweeps/gpu.yaml: coordinator and worker --gpus 0 over loopback"
@@ -127,6 +133,12 @@ if [ "$status" != 0 ]; then
     exit 1
 fi
 "$bin/coordinator" report --state-dir "$work/state" --by architecture,method
+# `reproduce` reruns a trial of that store in a fresh process and compares bit for bit; the sweep
+# runs without `deterministic`, so on a GPU a difference is expected and shown, not a failure.
+first=$("$bin/coordinator" report --state-dir "$work/state" --format json 2>/dev/null \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["trials"][0]["id"])') || true
+echo "== coordinator reproduce (a trial of the GPU sweep, not deterministic)"
+"$bin/coordinator" reproduce "${first:-0}" --state-dir "$work/state" --worker-bin "$bin/worker" || true
 
 if [ "${GPU_BENCH:-1}" != "0" ]; then
     echo "== speed against PyTorch eager on GPU 0, fp32"

@@ -3,6 +3,7 @@
 //!
 //! - [`trial`]: what a trial is (sweep files, `worker train --trial FILE`, the gRPC protocol);
 //! - [`outcome`]: epoch reports and final results;
+//! - [`run_manifest`]: what produced a result (build, libraries, machine, threads);
 //! - [`dataset`]: the dataset formats and their options, checked without reading a file;
 //! - [`names`]: the architectures and optimizers a worker knows;
 //! - [`devices`]: what a trial runs on;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod flatness;
 pub mod names;
 pub mod outcome;
+pub mod run_manifest;
 #[cfg(feature = "signals")]
 pub mod shutdown;
 pub mod trial;

@@ -87,4 +87,7 @@ pub struct TrialResult {
     /// Flatness of the trained model, when the trial asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flatness: Option<crate::flatness::Flatness>,
+    /// What produced this result (absent in results stored before manifests existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<crate::run_manifest::RunManifest>,
 }

@@ -128,9 +128,30 @@ pub struct TrialSpec {
     /// and the trial's id is what it was before this key existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flatness: Option<crate::flatness::FlatnessConfig>,
+    /// libtorch intra-op threads of each CPU rank ([`DEFAULT_CPU_THREADS`] when absent): part of
+    /// what a trial computes, since another count sums reductions in another order. Left out of
+    /// the JSON when absent, so that the ids of trials without it stay what they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_threads: Option<u32>,
+    /// Deterministic algorithms on GPUs (cuDNN's deterministic convolutions, no cuDNN benchmark,
+    /// libtorch's deterministic algorithms, `CUBLAS_WORKSPACE_CONFIG`); README, "Reproducibility".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
 }
 
+/// Intra-op threads of a CPU rank when a trial does not say: one, so that trials pack onto cores
+/// one per core and the default never depends on the machine.
+pub const DEFAULT_CPU_THREADS: u32 = 1;
+
+/// The most intra-op threads a CPU rank may ask for.
+pub const MAX_CPU_THREADS: u32 = 1024;
+
 impl TrialSpec {
+    /// Intra-op threads of each CPU rank.
+    pub fn cpu_threads(&self) -> u32 {
+        self.cpu_threads.unwrap_or(DEFAULT_CPU_THREADS)
+    }
+
     /// The canonical JSON form: the same trial always gives the same bytes (map keys sorted,
     /// fields in declaration order), so a hash of it is a stable trial id.
     pub fn canonical_json(&self) -> String {
@@ -166,6 +187,20 @@ impl TrialSpec {
             return Err(SpecError::field("dataset.name", "must not be empty"));
         }
         crate::dataset::Format::parse(&self.dataset.format)?;
+        if let Some(threads) = self.cpu_threads {
+            if !(1..=MAX_CPU_THREADS).contains(&threads) {
+                return Err(SpecError::field(
+                    "cpu_threads",
+                    format!("must be in 1..={MAX_CPU_THREADS}, got {threads}"),
+                ));
+            }
+        }
+        if self.deterministic && self.cudnn_benchmark {
+            return Err(SpecError::field(
+                "cudnn_benchmark",
+                "cuDNN's benchmark picks algorithms by timing: it cannot be on with `deterministic: true`",
+            ));
+        }
         if let Some(flatness) = &self.flatness {
             flatness.validate()?;
         }

@@ -9,10 +9,12 @@
 //! - [`server`]: the gRPC layer (who may call, which worker calls, what it may send, the
 //!   transport), serving a sweep to its end, and `--local`'s worker processes;
 //! - [`client`]: a client of a running coordinator, for `status` and `report --coordinator URL`;
+//! - [`reproduce`]: `coordinator reproduce TRIAL`, a stored trial rerun here and compared bit for bit;
 //! - [`report`]: pivots, paired statistics, the paper's tables, plots, one HTML page, `status`.
 
 pub mod client;
 pub mod report;
+pub mod reproduce;
 pub mod schedule;
 pub mod server;
 pub mod store;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cli::report_command::{report_command, ReportArgs};
+use cli::reproduce_command::{reproduce_command, ReproduceArgs};
 use cli::run_command::{run, RunArgs};
 use cli::show_command::{show_command, ShowArgs};
 use cli::status_command::{status, StatusArgs};
@@ -24,6 +25,7 @@ use cli::status_command::{status, StatusArgs};
 ///   coordinator report --table 1 --paper ../shared/paper/tables.yaml --format latex
 ///   coordinator report --format html --out report.html --plots sal-state/plots
 ///   coordinator show 3fa2c1   # one trial, by the start of its id
+///   coordinator reproduce 3fa2c1   # rerun it here, compare bit for bit (exit 0 only if identical)
 #[derive(Parser, Debug)]
 #[command(name = "coordinator", version, about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -40,8 +42,13 @@ enum Command {
     /// Tables of the results: top-1, top-5, training time, memory, inference time, by any axes;
     /// paired statistics; the paper's tables; plots; one HTML page.
     Report(ReportArgs),
-    /// One trial: its spec, history with SAL's actions, per-class table, where its plots are.
+    /// One trial: its spec, what produced it, history with SAL's actions, per-class table, where
+    /// its plots are.
     Show(ShowArgs),
+    /// Reruns one trial of the store from its stored definition in a fresh `worker train` process
+    /// on this machine and compares epoch by epoch: bit-identical (exit 0), or the first epoch and
+    /// metric that differ (exit 1); the two manifests side by side.
+    Reproduce(ReproduceArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
         Some(Command::Status(args)) => status(args),
         Some(Command::Report(args)) => report_command(args),
         Some(Command::Show(args)) => show_command(args),
+        Some(Command::Reproduce(args)) => reproduce_command(args),
         None => run(cli.run),
     };
     match outcome {

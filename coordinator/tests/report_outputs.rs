@@ -91,6 +91,7 @@ fn record(
         inference_ms_per_batch: 2.0,
         history: history(method == Method::Sal),
         flatness: None,
+        manifest: None,
     };
     TrialRecord {
         id: id.into(),

@@ -109,6 +109,43 @@ fn a_missing_weights_file_is_refused_when_the_data_is_here() {
 }
 
 #[test]
+fn deterministic_beside_cudnn_benchmark_is_refused_naming_the_benchmark() {
+    refuses(
+        "resolutions: [32]\n",
+        "resolutions: [32]\ngpus_per_trial: 1\ndeterministic: true\ncudnn_benchmark: true\n",
+        &[],
+        ":12: `cudnn_benchmark`: cuDNN's benchmark picks algorithms by timing: it cannot be on with `deterministic: true`",
+    );
+}
+
+#[test]
+fn deterministic_on_all_of_a_workers_devices_is_refused() {
+    // `gpus_per_trial` absent is 0: every device of whichever worker leases the trial.
+    refuses(
+        "resolutions: [32]\n",
+        "resolutions: [32]\ndeterministic: true\n",
+        &[],
+        ":10: `deterministic`: the number of replicas would depend on the worker that runs the trial",
+    );
+}
+
+#[test]
+fn cpu_threads_out_of_range_is_refused() {
+    refuses(
+        "resolutions: [32]\n",
+        "resolutions: [32]\ncpu_threads: 0\n",
+        &[],
+        ":10: `cpu_threads`: must be in 1..=1024, got 0",
+    );
+    refuses(
+        "resolutions: [32]\n",
+        "resolutions: [32]\ncpu_threads: many\n",
+        &[],
+        ":10: `cpu_threads`: invalid type",
+    );
+}
+
+#[test]
 fn yaml_syntax_error() {
     refuses("seeds: [1]", "seeds: [1", &[], ":6: invalid YAML:");
 }

@@ -33,7 +33,23 @@ impl SmallNet {
     }
 }
 
+/// libtorch's default generator is one per process and the tests run on threads of one process:
+/// whoever draws from it holds this, so that a test's draws between `manual_seed` and its last
+/// initializer are its own.
+static GLOBAL_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn global_generator() -> std::sync::MutexGuard<'static, ()> {
+    GLOBAL_GENERATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `Tensor::randn` from the default generator, never between another test's seed and its draws.
+fn randn(shape: &[i64]) -> Tensor {
+    let _generator = global_generator();
+    Tensor::randn(shape, (Kind::Float, Device::Cpu))
+}
+
 fn model() -> (VarStore, SmallNet) {
+    let _generator = global_generator();
     tch::manual_seed(7);
     let vs = VarStore::new(Device::Cpu);
     let net = SmallNet::new(&vs);
@@ -147,14 +163,14 @@ fn same_seed_same_numbers_other_epoch_other_numbers() {
 #[test]
 fn restore_is_bit_identical_for_parameters_buffers_and_optimizer_state() {
     let (vs, net) = model();
-    let moment = Tensor::randn([17], (Kind::Float, Device::Cpu));
+    let moment = randn(&[17]);
     let checksum = model_checksum(&vs);
     let moment_before = moment.copy();
     let snapshot = Snapshot::capture(&vs, &[moment.shallow_clone()]);
 
     apply_noise(&vs, 0.5, &mut intervention_rng(1, 1, Intervention::Noise));
     apply_plastic(&vs, 3, 0.5, 0.5, &mut intervention_rng(1, 1, Intervention::Plastic)).unwrap();
-    let _ = net.forward(&Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu)), true);
+    let _ = net.forward(&randn(&[4, 3, 8, 8]), true);
     let _ = moment.shallow_clone().fill_(3.0);
     assert_ne!(model_checksum(&vs), checksum);
 

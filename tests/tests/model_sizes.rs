@@ -177,6 +177,8 @@ fn a_real_checkpoint_file_is_within_its_estimate() {
         channels_last: false,
         cudnn_benchmark: false,
         flatness: None,
+        cpu_threads: None,
+        deterministic: false,
     };
     let vs = build(&spec.architecture, spec.head, classes);
     let optimizer = worker::optim::build(&spec.optimizer, &vs, spec.learning_rate).unwrap();

@@ -45,6 +45,8 @@ struct Bench {
     precision: Precision,
     channels_last: bool,
     cudnn_benchmark: bool,
+    /// CPU ranks: each runs with the process's threads split between them.
+    ranks: usize,
 }
 
 impl Bench {
@@ -79,6 +81,11 @@ impl Bench {
             channels_last: self.channels_last,
             cudnn_benchmark: self.cudnn_benchmark,
             flatness: None,
+            // The process's threads split between its CPU ranks, as PyTorch's side runs them.
+            cpu_threads: Some(
+                u32::try_from((tch::get_num_threads() / self.ranks.max(1) as i32).max(1)).unwrap_or(1),
+            ),
+            deterministic: false,
         }
     }
 }
@@ -124,11 +131,12 @@ fn main() -> anyhow::Result<()> {
         precision,
         channels_last: flag("--channels-last"),
         cudnn_benchmark: flag("--cudnn-benchmark"),
+        ranks: number("--ranks", "1")? as usize,
     };
     if bench.epochs < 2 {
         anyhow::bail!("--epochs must be at least 2 (the first is a warm-up)");
     }
-    let ranks = number("--ranks", "1")? as usize;
+    let ranks = bench.ranks;
     let gpu = arg("--gpu", "");
     let (devices, device) = if gpu.is_empty() {
         (Devices::Cpu { ranks }, Device::Cpu)

@@ -10,6 +10,8 @@
 //! - [`data`]: datasets in their distributed layouts, decoded once into a cache;
 //! - [`models`]: the paper's architectures and heads;
 //! - [`optim`]: optimizers with Keras' semantics;
+//! - [`provenance`]: the settings that decide a trial's floating point beyond its definition
+//!   (threads, determinism) and the manifest of what produced its result;
 //! - [`trial`] and [`outcome`] (from `common`): what a trial is, its epoch reports and results;
 //! - [`error`]: the crate's error type.
 
@@ -19,6 +21,7 @@ pub mod data;
 pub mod error;
 pub mod models;
 pub mod optim;
+pub mod provenance;
 pub mod run;
 pub mod train;
 

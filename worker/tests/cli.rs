@@ -130,6 +130,13 @@ fn bad_trials_exit_2_with_one_line_naming_file_line_and_field() {
     let message = refused(d, "option.yaml", &SMALL.replace("    classes: 4", "    clases: 4"));
     assert!(message.contains("option.yaml:7:") && message.contains("clases"), "{message}");
 
+    // What cannot be deterministic, refused before anything runs (the trial file's keys).
+    let benchmark = format!("{SMALL}deterministic: true\ncudnn_benchmark: true\n");
+    let message = refused(d, "benchmark.yaml", &benchmark);
+    assert!(message.contains("benchmark.yaml:18: `cudnn_benchmark`: cuDNN's benchmark"), "{message}");
+    let message = refused(d, "threads.yaml", &format!("{SMALL}cpu_threads: 0\n"));
+    assert!(message.contains("threads.yaml:17: `cpu_threads`: must be in 1..=1024, got 0"), "{message}");
+
     let folder = |root: &Path| {
         SMALL.replace(
             "  format: synthetic\n  options:\n    classes: 4\n    train_size: 64\n    val_size: 16\n",

@@ -151,10 +151,17 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         )
     };
     // The tables of a text report: the paper's table N, or the pivot and the statistics.
-    let grids: Vec<Grid> = match args.table {
+    let mut grids: Vec<Grid> = match args.table {
         Some(n) => vec![paper_table(n).map_err(anyhow::Error::msg)?],
         None => vec![pivot_grid::grid(name, &rows, &axes, paper.as_ref()), statistics],
     };
+    // Numbers of different builds side by side are worth a warning under every table.
+    let versions = report::provenance::versions_warning(records);
+    if let Some(warning) = &versions {
+        for grid in &mut grids {
+            grid.notes.push(warning.clone());
+        }
+    }
     let text = match format {
         Format::Table if args.table.is_none() => {
             let mut text = format!("{name}\n{}\n", report::table(&rows, &axes, paper.as_ref()));
@@ -173,6 +180,9 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
                         misses.len()
                     ));
                 }
+            }
+            if let Some(warning) = &versions {
+                text.push_str(&format!("{warning}\n"));
             }
             text.push_str(&grids[1].text());
             for method in stats::other_methods(records) {
@@ -193,10 +203,16 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Csv => {
             eprintln!("{summary}");
+            if let Some(warning) = &versions {
+                eprintln!("{warning}");
+            }
             report::csv(&rows, &axes)
         }
         Format::Json => {
             eprintln!("{summary}");
+            if let Some(warning) = &versions {
+                eprintln!("{warning}");
+            }
             report::json(name, &rows, &axes, records)
         }
         Format::Html => {

@@ -104,12 +104,18 @@ pub fn render(page: &Page) -> Result<String, PlotError> {
     let states: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
     let _ = write!(out, "<p>{} trials: {}.</p>", records.len(), html_escape(&states.join(", ")));
     out.push_str(
-        "<nav><a href=\"#results\">Results</a><a href=\"#statistics\">Statistics</a>\
+        "<nav><a href=\"#results\">Results</a><a href=\"#method\">Method</a><a href=\"#statistics\">Statistics</a>\
          <a href=\"#paper\">Paper tables</a><a href=\"#plots\">Plots</a><a href=\"#trials\">Trials</a></nav>",
     );
 
     out.push_str("<h2 id=\"results\">Results</h2>");
     out.push_str(&page.pivot.html("pivot"));
+
+    out.push_str("<h2 id=\"method\">Method</h2>");
+    let _ = write!(out, "<p>{}</p>", html_escape(&super::provenance::method_line(records)));
+    if let Some(warning) = super::provenance::versions_warning(records) {
+        let _ = write!(out, "<p class=\"note\">{}</p>", html_escape(&warning));
+    }
 
     out.push_str("<h2 id=\"statistics\">Statistics</h2>");
     out.push_str(&stats::grid(&stats::compare_cells(records)).html("statistics-table"));

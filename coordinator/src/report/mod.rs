@@ -20,6 +20,7 @@ pub mod paper;
 pub mod paper_tables;
 pub mod pivot_grid;
 pub mod plots;
+pub mod provenance;
 pub mod select;
 pub mod stats;
 pub mod status_view;

@@ -168,6 +168,18 @@ pub fn show(record: &TrialRecord, plots_dir: &Path) -> String {
     for line in spec.lines() {
         let _ = writeln!(out, "  {line}");
     }
+    match record.result.as_ref().map(|r| r.manifest.as_ref()) {
+        Some(Some(manifest)) => {
+            let _ = writeln!(out, "\nproduced by:");
+            for (name, value) in manifest.rows() {
+                let _ = writeln!(out, "  {name}: {value}");
+            }
+        }
+        Some(None) => {
+            let _ = writeln!(out, "\nproduced by: not recorded (stored before results carried a manifest)");
+        }
+        None => {}
+    }
     out.push('\n');
     out.push_str(&history_grid(record).text());
     match per_class_grid(record) {

@@ -177,6 +177,13 @@ pub fn result(result: &TrialResult, spec: Option<&TrialSpec>) -> Result<(), Stat
         non_negative(device, &at("peak_device_mb"))?;
     }
     non_negative(result.inference_ms_per_batch, &at("inference_ms_per_batch"))?;
+    if let Some(field) = result.manifest.as_ref().and_then(common::run_manifest::RunManifest::oversized_field)
+    {
+        return Err(invalid(
+            &at(&format!("manifest.{field}")),
+            format!("longer than {} bytes", common::run_manifest::MAX_FIELD_BYTES),
+        ));
+    }
     class_metrics(&result.macro_avg, &at("macro_avg"))?;
     class_metrics(&result.weighted_avg, &at("weighted_avg"))?;
 
@@ -382,6 +389,7 @@ mod tests {
             inference_ms_per_batch: 1.0,
             history: vec![report(1), report(2)],
             flatness: None,
+            manifest: None,
         }
     }
 

@@ -112,6 +112,7 @@ pub(crate) fn stand_in_result(status: TrialStatus, top1: f64) -> TrialResult {
         inference_ms_per_batch: 1.0,
         history: Vec::new(),
         flatness: None,
+        manifest: None,
     }
 }
 

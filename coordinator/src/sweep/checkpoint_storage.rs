@@ -245,6 +245,8 @@ mod tests {
             channels_last: false,
             cudnn_benchmark: false,
             flatness: None,
+            cpu_threads: None,
+            deterministic: false,
         };
         let meta = META_BYTES + 10 * META_BYTES_PER_EPOCH;
         let once = payload.bytes + payload.tensors * HEADER_BYTES_PER_TENSOR;

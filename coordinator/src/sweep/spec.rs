@@ -48,6 +48,8 @@ pub const KEYS: &[&str] = &[
     "channels_last",
     "cudnn_benchmark",
     "flatness",
+    "cpu_threads",
+    "deterministic",
 ];
 
 const REQUIRED: &[&str] = &[
@@ -202,6 +204,9 @@ struct RawSweep {
     cudnn_benchmark: bool,
     /// Flatness measured at the end of every trial (opt-in).
     flatness: Option<FlatnessConfig>,
+    /// Intra-op threads of each CPU rank (see [`TrialSpec::cpu_threads`]).
+    cpu_threads: Option<u32>,
+    deterministic: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -364,6 +369,8 @@ impl<'a> Document<'a> {
                 Some(serde_yaml_ng::Value::Bool(true)) => Some(FlatnessConfig::default()),
                 Some(_) => self.typed("flatness")?,
             },
+            cpu_threads: self.typed("cpu_threads")?,
+            deterministic: self.typed("deterministic")?.unwrap_or(false),
         })
     }
 
@@ -407,6 +414,27 @@ impl RawSweep {
         // CPU ranks have no bfloat16 autocast here: such a trial would fail on every worker.
         if !self.precision.is_fp32() && self.gpus_per_trial == 0 {
             return Err(doc.error("precision", "bf16 runs on GPUs only: set `gpus_per_trial` to 1 or more"));
+        }
+        if let Some(threads) = self.cpu_threads {
+            if !(1..=common::trial::MAX_CPU_THREADS).contains(&threads) {
+                return Err(doc.error(
+                    "cpu_threads",
+                    format!("must be in 1..={}, got {threads}", common::trial::MAX_CPU_THREADS),
+                ));
+            }
+        }
+        // What cannot be deterministic is refused here, not by every worker in turn.
+        if self.deterministic && self.cudnn_benchmark {
+            return Err(doc.error(
+                "cudnn_benchmark",
+                "cuDNN's benchmark picks algorithms by timing: it cannot be on with `deterministic: true`",
+            ));
+        }
+        if self.deterministic && self.gpus_per_trial == 0 {
+            return Err(doc.error(
+                "deterministic",
+                "the number of replicas would depend on the worker that runs the trial: set `gpus_per_trial`",
+            ));
         }
         if let Some(r) = self.resolutions.iter().find(|r| **r < 8) {
             return Err(doc.error("resolutions", format!("{r} px is too small (at least 8)")));
@@ -538,6 +566,8 @@ impl RawSweep {
                                     channels_last: self.channels_last,
                                     cudnn_benchmark: self.cudnn_benchmark,
                                     flatness: self.flatness.clone(),
+                                    cpu_threads: self.cpu_threads,
+                                    deterministic: self.deterministic,
                                 };
                                 let (id, identity) =
                                     identity::identify(&spec, &mut digests).map_err(|e| {

@@ -107,14 +107,6 @@ impl DeviceTable {
             leases.retain(|(l, _)| l != lease);
         }
     }
-
-    /// How many trials share the busiest device of `lease` (itself included); under a fixed
-    /// `trials_per_gpu`, at least that many, so that trials joining later find threads left.
-    pub fn sharing(&self, lease: &str) -> usize {
-        let busiest =
-            self.on.iter().filter(|leases| leases.iter().any(|(l, _)| l == lease)).map(Vec::len).max();
-        busiest.unwrap_or(1).max(self.per_device as usize).max(1)
-    }
 }
 
 /// Memory of each CUDA device in MB, as the driver reports it (the ordinals as
@@ -166,7 +158,6 @@ mod tests {
         // The freed slot is reused: no new folder.
         let d = table.take("d", &[0, 1]).unwrap();
         assert_eq!((d.devices, d.folder.as_str()), (vec![2, 5], "2"));
-        assert_eq!(table.sharing("d"), 2);
         let loads: Vec<Vec<String>> = table.loads().into_iter().map(|l| l.leases).collect();
         assert_eq!(loads, vec![vec!["d".to_string()], vec!["b".to_string(), "d".to_string()]]);
         assert!(table.has_room(), "device #0 has a slot left");
@@ -191,6 +182,5 @@ mod tests {
         table.take("a", &[0]).unwrap();
         table.take("b", &[0]).unwrap();
         assert!(table.has_room());
-        assert_eq!(table.sharing("a"), 2);
     }
 }

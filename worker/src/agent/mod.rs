@@ -72,8 +72,9 @@ pub struct ClientConfig {
     pub max_backoff: Duration,
     /// The binary whose `trial-process` subcommand runs a trial (default: this executable).
     pub worker_bin: PathBuf,
-    /// CPU threads this agent's trials share (libtorch intra-op threads, split between the trials
-    /// that run at once in proportion to their devices).
+    /// CPU threads this agent's trials may take together: it leases another trial only while its
+    /// running CPU trials take fewer (each takes its ranks × its `cpu_threads`, whatever runs
+    /// beside it).
     pub cpu_threads: usize,
     /// On shutdown, a trial that has not stopped this long after being asked is killed.
     pub stop_grace: Duration,
@@ -109,14 +110,7 @@ impl ClientConfig {
     }
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into())
-}
+pub use crate::provenance::hostname;
 
 /// `host-pid-nonce`: unique per process, so a restarted worker is a new worker.
 pub fn default_worker_id() -> String {
@@ -147,6 +141,8 @@ struct Running {
     download: Option<PathBuf>,
     /// The coordinator no longer honours the lease: whatever the trial does is dropped.
     lost: bool,
+    /// CPU threads it takes (its ranks × its `cpu_threads`); 0 on GPUs and for stand-ins.
+    cpu_threads: usize,
 }
 
 impl Running {
@@ -458,7 +454,10 @@ impl Session {
     }
 
     fn wants_work(&self) -> bool {
-        self.shutting_down.is_none() && !self.sweep_done && self.devices.has_room()
+        self.shutting_down.is_none()
+            && !self.sweep_done
+            && self.devices.has_room()
+            && self.has_free_cpu_threads()
     }
 
     fn poll_interval(&self) -> Duration {
@@ -662,6 +661,14 @@ impl Session {
             "trial started"
         );
         let cache_key = format!("{}@{}", spec.dataset.name, spec.resolution);
+        let cpu_threads = match &options.devices {
+            Devices::Cpu { ranks } if spec.architecture != crate::run::NOOP => Some(
+                ranks
+                    * crate::provenance::rank_threads(&spec, &options.devices)
+                        .map_or(1, |t| t.unsigned_abs() as usize),
+            ),
+            _ => None,
+        };
         let progress_timeout = match assignment.progress_timeout_s {
             0 => watchdog::DEFAULT_PROGRESS_TIMEOUT,
             seconds => Duration::from_secs(u64::from(seconds)),
@@ -676,6 +683,7 @@ impl Session {
             checkpoint_epoch: assignment.resume_epoch,
             download: resume_from,
             lost: false,
+            cpu_threads: cpu_threads.unwrap_or(0),
         };
         self.running.insert(lease.lease_id.clone(), running);
         let started = if spec.architecture == crate::run::NOOP {
@@ -687,7 +695,7 @@ impl Session {
                     Devices::Cpu { ranks } => JobDevices::Cpu { ranks: *ranks },
                     Devices::Cuda(ordinals) => JobDevices::Cuda { count: ordinals.len() },
                 },
-                threads: Some(self.threads_for(&lease.lease_id, slots.len())),
+                threads: cpu_threads,
                 spec,
                 cache_dir: options.cache_dir,
                 checkpoint_dir: options.checkpoint_dir,
@@ -730,11 +738,12 @@ impl Session {
         }
     }
 
-    /// Intra-op threads for a trial on `devices` of this agent's devices: the agent's CPU
-    /// threads, split between its devices, and between the trials sharing them.
-    fn threads_for(&self, lease_id: &str, devices: usize) -> usize {
-        let total = self.config.devices.count().max(1);
-        (self.config.cpu_threads * devices / total / self.devices.sharing(lease_id)).max(1)
+    /// Whether the running trials leave a CPU thread of `--cpu-threads` free. Each CPU trial
+    /// takes its ranks × its own `cpu_threads`, whatever else runs (its numbers must not depend on
+    /// this agent's load), so the agent packs trials by that count instead of splitting its cores.
+    fn has_free_cpu_threads(&self) -> bool {
+        let used: usize = self.running.values().map(|r| r.cpu_threads).sum();
+        used < self.config.cpu_threads
     }
 
     fn on_trial_message(&mut self, message: TrialMessage) {

@@ -89,6 +89,11 @@ pub(super) fn spawn(
         // Thread pools that libtorch's own setting does not reach (OpenMP's, MKL's).
         command.env("OMP_NUM_THREADS", threads.to_string()).env("MKL_NUM_THREADS", threads.to_string());
     }
+    if job.spec.deterministic {
+        // cuBLAS reads it when CUDA starts in the process, before any of the trial's code runs.
+        let (name, value) = crate::provenance::CUBLAS_WORKSPACE_CONFIG;
+        command.env(name, value);
+    }
     match &launch.cuda_visible {
         Some(devices) => command.env("CUDA_VISIBLE_DEVICES", devices),
         // A CPU trial must not grab a GPU of another trial.

@@ -29,8 +29,10 @@ pub struct ServeArgs {
     /// Keep asking for work after the sweep is done.
     #[arg(long)]
     stay: bool,
-    /// CPU threads the trials of this worker share (libtorch intra-op threads, split between the
-    /// trials that run at once; default: every core of this machine).
+    /// CPU threads this worker's trials may take together (default: every core of this machine): it
+    /// leases another trial only while its running trials take fewer. Each CPU rank runs with its
+    /// trial's own `cpu_threads` (default 1), never with a share of these, so that a trial's
+    /// numbers do not depend on the worker that runs it.
     #[arg(long, value_name = "N")]
     cpu_threads: Option<usize>,
     /// Memory of each device in MB, for sweeps with `trials_per_gpu: auto` (default on GPUs: what

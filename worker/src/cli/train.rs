@@ -82,6 +82,8 @@ fn train(args: &TrainArgs) -> Result<ExitCode, Failure> {
         Some(ids) => Devices::Cuda(ids.clone()),
         None => Devices::Cpu { ranks: args.cpu_ranks as usize },
     };
+    // Before any other thread starts (setting the environment is only sound then) and before CUDA.
+    worker::provenance::set_cublas_environment(&spec);
     let cancel = CancelFlag::default();
     watch_ctrl_c(cancel.clone());
     let options = RunOptions {

@@ -29,7 +29,9 @@ pub struct TrialJob {
     pub trial_id: String,
     pub spec: TrialSpec,
     pub devices: JobDevices,
-    /// libtorch's intra-op threads (the agent splits the node's cores between its trials).
+    /// libtorch's intra-op threads of the whole process (its ranks × the trial's `cpu_threads`;
+    /// each rank then sets its own), also given to OpenMP's and MKL's pools through their
+    /// environment. `None` on GPUs.
     pub threads: Option<usize>,
     pub cache_dir: PathBuf,
     pub checkpoint_dir: PathBuf,

@@ -20,10 +20,20 @@ pub fn run_trial(
     options: &RunOptions,
     on_event: &mut dyn FnMut(TrialEvent<'_>),
 ) -> Result<TrialOutcome, WorkerError> {
-    if spec.architecture == NOOP {
-        return run_noop(spec, options, on_event);
-    }
-    Ok(crate::train::Engine::default().run(spec, options, on_event)?.outcome)
+    let outcome = if spec.architecture == NOOP {
+        // In the agent's own process: libtorch's settings are left as they are.
+        run_noop(spec, options, on_event)?
+    } else {
+        crate::provenance::apply(spec);
+        crate::train::Engine::default().run(spec, options, on_event)?.outcome
+    };
+    Ok(match outcome {
+        TrialOutcome::Finished(mut result) => {
+            result.manifest = Some(crate::provenance::manifest(spec, &options.devices));
+            TrialOutcome::Finished(result)
+        }
+        interrupted => interrupted,
+    })
 }
 
 /// The name of the stand-in architecture.
@@ -109,5 +119,6 @@ fn run_noop(
         inference_ms_per_batch: 0.0,
         history,
         flatness: None,
+        manifest: None,
     })))
 }

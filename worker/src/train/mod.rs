@@ -24,7 +24,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -128,7 +128,7 @@ impl Engine {
 
         let stop_at = Arc::new(AtomicU64::new(u64::MAX));
         let collectives = rank::collectives(&options.devices)?;
-        let threads = rank_threads(&options.devices);
+        let threads = crate::provenance::rank_threads(spec, &options.devices);
         let mut setups = collectives.into_iter().enumerate().map(|(index, collective)| rank::Setup {
             rank: index,
             world,
@@ -248,22 +248,6 @@ impl Engine {
                 format!("{} px does not fit `{}`: {message}", spec.resolution, spec.architecture),
             )),
         }
-    }
-}
-
-/// Intra-op threads per rank: CPU ranks split the process's threads between them, as PyTorch's
-/// launcher gives each of its CPU processes a share (`OMP_NUM_THREADS`); each rank with all of
-/// them would oversubscribe the cores. `None` (libtorch's default) for GPUs.
-fn rank_threads(devices: &Devices) -> Option<i32> {
-    // Read once per process: a rank thread's setting also becomes the default of threads that
-    // start later, this one included if it has not run an op yet.
-    static PROCESS_THREADS: OnceLock<i32> = OnceLock::new();
-    match devices {
-        Devices::Cpu { ranks } => {
-            let total = *PROCESS_THREADS.get_or_init(tch::get_num_threads);
-            Some((total / (*ranks).max(1) as i32).max(1))
-        }
-        Devices::Cuda(_) => None,
     }
 }
 

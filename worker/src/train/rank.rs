@@ -435,6 +435,8 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
         inference_ms_per_batch,
         history,
         flatness,
+        // The trial's runner adds it (`run::run_trial`): it knows the process, not the rank.
+        manifest: None,
     };
     Ok(Output { outcome: TrialOutcome::Finished(Box::new(result)), checksums })
 }
@@ -505,6 +507,7 @@ fn diverged(history: Vec<EpochReport>) -> TrialResult {
         inference_ms_per_batch: 0.0,
         history,
         flatness: None,
+        manifest: None,
     }
 }
 

@@ -63,6 +63,8 @@ pub fn synthetic_trial(architecture: &str, optimizer: &str, epochs: u32) -> Tria
         channels_last: false,
         cudnn_benchmark: false,
         flatness: None,
+        cpu_threads: None,
+        deterministic: false,
     }
 }
 
