@@ -206,6 +206,9 @@ fn sigterm_to_the_coordinator_and_every_worker_at_once_ends_them_all_and_the_nex
     let mut coordinator = Coordinator::start(&sweep, &state, "127.0.0.1:0", &["--lease-seconds", "5"]);
     let mut c = start_worker(&coordinator.url(), &dir.path().join("c"), "worker-c");
     coordinator.process.wait_success("coordinator, second run");
+    // The interrupted coordinator served the workers' hand-backs: no lease was left to expire.
+    let loaded = coordinator.process.stderr.wait_for("`sweep loaded`", |l| l.contains("sweep loaded"));
+    assert_eq!(field(&loaded, "leases_expired"), Some("0"), "{loaded}");
     c.wait_success("worker c");
     let after = records(&state);
     assert_all_done_once(&after, trials, epochs);

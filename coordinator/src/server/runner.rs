@@ -48,6 +48,11 @@ pub enum RunnerError {
 /// How long the server waits for open connections when it stops.
 const SERVER_DRAIN: Duration = Duration::from_secs(5);
 
+/// How long an interrupted coordinator keeps serving while workers still hold leases: workers
+/// signalled with it (`scancel` signals every task of the job at once) hand their leases back as
+/// they stop, so that the next run finds those trials pending instead of leased until expiry.
+const HANDBACK_GRACE: Duration = Duration::from_secs(5);
+
 /// Credentials, transport and limits of the server.
 #[derive(Clone, Default)]
 pub struct Security {
@@ -173,6 +178,20 @@ pub async fn serve_sweep(
     }
     if interrupted {
         tracing::info!("interrupted: stopping");
+    }
+    if interrupted && options.local.is_none() {
+        let deadline = tokio::time::Instant::now() + HANDBACK_GRACE.min(options.lease_ttl);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        while tokio::time::Instant::now() < deadline && store.live_leases().await? > 0 {
+            tick.tick().await;
+        }
+        let left = store.live_leases().await?;
+        if left > 0 {
+            tracing::info!(
+                leases = left,
+                "stopping with leases held; they expire and their trials resume next run"
+            );
+        }
     }
     let mut worker_error = None;
     if let Some((workers, waiter)) = workers_done {

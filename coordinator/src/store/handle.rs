@@ -155,6 +155,11 @@ impl Store {
         .await
     }
 
+    /// Leases held by workers now.
+    pub async fn live_leases(&self) -> Result<usize> {
+        self.call(|core| Ok(core.sched.leases().count())).await
+    }
+
     pub async fn status(&self) -> Result<Status> {
         self.call(|core| Ok(core.status())).await
     }
