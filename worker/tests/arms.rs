@@ -3,28 +3,13 @@
 
 mod common;
 
-use common::synthetic_trial;
+use common::{cpu_options, serial, synthetic_trial};
 use sal::Action;
 use worker::train::{Engine, TrainRun};
-use worker::{CancelFlag, Devices, Method, RunOptions, TrialOutcome, TrialResult, TrialSpec};
-
-/// libtorch's thread settings and generators are process-wide: runs compared bit for bit never
-/// train at the same time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use worker::{Method, RunOptions, TrialOutcome, TrialResult, TrialSpec};
 
 fn options(dir: &std::path::Path, ranks: usize) -> RunOptions {
-    RunOptions {
-        devices: Devices::Cpu { ranks },
-        cache_dir: dir.join("cache"),
-        checkpoint_dir: dir.join("checkpoints"),
-        resume_from: None,
-        checkpoint_every: 0,
-        cancel: CancelFlag::default(),
-    }
+    cpu_options(dir, ranks, 0)
 }
 
 fn finished(run: &TrainRun) -> &TrialResult {

@@ -5,30 +5,9 @@
 
 mod common;
 
-use common::synthetic_trial;
+use common::{cpu_options as options, serial, synthetic_trial};
 use worker::train::Engine;
-use worker::{
-    CancelFlag, Devices, EpochReport, Head, Method, RunOptions, TrialOutcome, TrialResult, TrialSpec,
-    WorkerError,
-};
-
-/// Held by each test: trials of this file never run concurrently.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn options(dir: &std::path::Path, ranks: usize, every: u32) -> RunOptions {
-    RunOptions {
-        devices: Devices::Cpu { ranks },
-        cache_dir: dir.join("cache"),
-        checkpoint_dir: dir.join("checkpoints"),
-        resume_from: None,
-        checkpoint_every: every,
-        cancel: CancelFlag::default(),
-    }
-}
+use worker::{EpochReport, Head, Method, RunOptions, TrialOutcome, TrialResult, TrialSpec, WorkerError};
 
 fn finish(spec: &TrialSpec, options: &RunOptions) -> TrialResult {
     match Engine::default().run(spec, options, &mut |_| {}).unwrap().outcome {

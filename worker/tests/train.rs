@@ -5,32 +5,16 @@ mod common;
 
 use std::sync::Arc;
 
-use common::synthetic_trial;
+use common::{cpu_options, serial, synthetic_trial};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 use worker::train::{Engine, ModelFactory, TrainRun};
 use worker::{
-    CancelFlag, Devices, Method, Precision, RunOptions, TrialEvent, TrialOutcome, TrialResult, TrialSpec,
-    TrialStatus, WorkerError,
+    Method, Precision, RunOptions, TrialEvent, TrialOutcome, TrialResult, TrialSpec, TrialStatus, WorkerError,
 };
 
-/// libtorch's thread settings and generators are process-wide: trials of this file compare runs
-/// bit for bit, so they never train at the same time (in production each trial has a process).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn options(dir: &std::path::Path, ranks: usize) -> RunOptions {
-    RunOptions {
-        devices: Devices::Cpu { ranks },
-        cache_dir: dir.join("cache"),
-        checkpoint_dir: dir.join("checkpoints"),
-        resume_from: None,
-        checkpoint_every: 0,
-        cancel: CancelFlag::default(),
-    }
+    cpu_options(dir, ranks, 0)
 }
 
 fn finished(run: TrainRun) -> TrialResult {

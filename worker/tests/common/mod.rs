@@ -4,7 +4,29 @@
 use std::path::{Path, PathBuf};
 
 use image::{ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
-use worker::{DatasetSpec, Head, Method, TrialSpec};
+use worker::{CancelFlag, DatasetSpec, Devices, Head, Method, RunOptions, TrialSpec};
+
+/// libtorch's thread settings and generators are process-wide: tests that compare runs bit for
+/// bit hold this while they train, so that no two train at once in one test binary (in
+/// production each trial has a process of its own).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Options of an engine run on `ranks` CPU ranks in `dir`, checkpointing every `every` epochs
+/// (0: never).
+pub fn cpu_options(dir: &Path, ranks: usize, every: u32) -> RunOptions {
+    RunOptions {
+        devices: Devices::Cpu { ranks },
+        cache_dir: dir.join("cache"),
+        checkpoint_dir: dir.join("checkpoints"),
+        resume_from: None,
+        checkpoint_every: every,
+        cancel: CancelFlag::default(),
+    }
+}
 
 /// A distinct colour per class, so decoded pixels tell which file they came from.
 pub fn class_colour(label: usize) -> [u8; 3] {
