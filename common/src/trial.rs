@@ -25,11 +25,20 @@ pub enum Method {
     SalNoiseOnly,
     /// Equation 3's plastic deformation (and its failure recovery) only.
     SalPlasticOnly,
+    /// Sharpness-Aware Minimization (Foret et al. 2021) around the trial's optimizer: each step
+    /// takes the gradient at `w + rho * g / ||g||` and steps from `w` (`sam_rho`, default 0.05).
+    Sam,
 }
 
 impl Method {
-    pub const ALL: [Method; 5] =
-        [Method::Baseline, Method::Sal, Method::SalStressOnly, Method::SalNoiseOnly, Method::SalPlasticOnly];
+    pub const ALL: [Method; 6] = [
+        Method::Baseline,
+        Method::Sal,
+        Method::SalStressOnly,
+        Method::SalNoiseOnly,
+        Method::SalPlasticOnly,
+        Method::Sam,
+    ];
 
     /// As sweep files and reports spell it.
     pub fn name(self) -> &'static str {
@@ -39,12 +48,13 @@ impl Method {
             Method::SalStressOnly => "sal_stress_only",
             Method::SalNoiseOnly => "sal_noise_only",
             Method::SalPlasticOnly => "sal_plastic_only",
+            Method::Sam => "sam",
         }
     }
 
     /// Whether the trial keeps SAL's stress (Equation 1) and so its `sal:` settings.
     pub fn uses_stress(self) -> bool {
-        self != Method::Baseline
+        matches!(self, Method::Sal | Method::SalStressOnly | Method::SalNoiseOnly | Method::SalPlasticOnly)
     }
 
     /// Whether it may deform (Equation 3), and so keeps a yield-point snapshot for recovery.
@@ -55,7 +65,7 @@ impl Method {
     /// SAL's arm for a stress-keeping method; `None` for the baseline.
     pub fn arm(self) -> Option<sal::Arm> {
         Some(match self {
-            Method::Baseline => return None,
+            Method::Baseline | Method::Sam => return None,
             Method::Sal => sal::Arm::Full,
             Method::SalStressOnly => sal::Arm::StressOnly,
             Method::SalNoiseOnly => sal::Arm::NoiseOnly,
@@ -137,6 +147,9 @@ pub struct TrialSpec {
     /// libtorch's deterministic algorithms, `CUBLAS_WORKSPACE_CONFIG`); README, "Reproducibility".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deterministic: bool,
+    /// SAM's ascent radius, for `method: sam` only (absent: 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sam_rho: Option<f64>,
 }
 
 /// Intra-op threads of a CPU rank when a trial does not say: one, so that trials pack onto cores
@@ -203,6 +216,14 @@ impl TrialSpec {
         }
         if let Some(flatness) = &self.flatness {
             flatness.validate()?;
+        }
+        if let Some(rho) = self.sam_rho {
+            if self.method != Method::Sam {
+                return Err(SpecError::field("sam_rho", "is for `method: sam` only"));
+            }
+            if !(rho.is_finite() && rho > 0.0) {
+                return Err(SpecError::field("sam_rho", format!("must be a finite number > 0, got {rho}")));
+            }
         }
         if self.method.uses_stress() {
             self.sal.validate()?;

@@ -420,3 +420,14 @@ fn a_flatness_setting_that_measures_nothing_is_refused_naming_its_key() {
         ":11: `flatness.probes`: must be at least 2 (a standard error needs two)",
     );
 }
+
+#[test]
+fn sam_rho_without_a_sam_method_is_refused() {
+    refuses("datasets:", "sam_rho: 0.1\ndatasets:", &[], ":10: `sam_rho`: is set but `methods` has no `sam`");
+    refuses(
+        "methods: [baseline, sal]",
+        "methods: [baseline, sam]\nsam_rho: -1.0",
+        &[],
+        ":7: `sam_rho`: must be a finite number > 0, got -1",
+    );
+}

@@ -201,7 +201,7 @@ fn the_watchdog_kills_a_silent_trial_process_and_fails_it_as_retryable() {
     assert!(!alive, "trial process {pid} survived its watchdog");
 }
 
-/// SAL's ablation arms as values of the sweep's `methods:` axis, through the real binaries: each
+/// SAL's ablation arms and SAM as values of the sweep's `methods:` axis, through the real binaries: each
 /// arm does only its part, `sal_stress_only` ends bit for bit where the baseline of its seed does,
 /// and the report pairs every arm with the baseline.
 #[test]
@@ -218,7 +218,7 @@ fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit
         .replace("seeds: [1, 2, 3]", "seeds: [1, 2]")
         .replace(
             "methods: [baseline, sal]",
-            "methods: [baseline, sal_stress_only, sal_noise_only, sal_plastic_only]",
+            "methods: [baseline, sal_stress_only, sal_noise_only, sal_plastic_only, sam]",
         )
         // No warm-up and no epoch counted as improved: the stress climbs every epoch.
         .replace("  warmup_epochs: 2", "  warmup_epochs: 0\n  eps_loss: 100.0")
@@ -242,7 +242,7 @@ fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
 
     let records = records(&state);
-    assert_eq!(records.len(), 8);
+    assert_eq!(records.len(), 10);
     let by = |method: ::common::Method, seed: u64| {
         let record = records.iter().find(|r| r.spec.method == method && r.spec.seed == seed).unwrap();
         record.result.as_ref().unwrap_or_else(|| panic!("{}: no result", record.id))
@@ -290,7 +290,13 @@ fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("flatness (32 images") && shown.contains("4 probes"), "{shown}");
     // One statistics table per arm, each paired with the baseline; stress only differs by nothing.
-    for arm in ["sal_stress_only", "sal_noise_only", "sal_plastic_only"] {
+    // SAM trained (no stress record: it is not SAL) and ended elsewhere than the baseline.
+    for seed in [1, 2] {
+        let sam = by(Sam, seed);
+        assert!(sam.history.iter().all(|e| e.sal.is_none()));
+        assert_ne!(sam.history[4].train_loss.to_bits(), by(Baseline, seed).history[4].train_loss.to_bits());
+    }
+    for arm in ["sal_stress_only", "sal_noise_only", "sal_plastic_only", "sam"] {
         assert!(report.contains(&format!("{arm} vs baseline, paired by seed")), "{report}");
     }
     let stress_only_table = report.split("sal_stress_only vs baseline").nth(1).unwrap();

@@ -86,6 +86,7 @@ impl Bench {
                 u32::try_from((tch::get_num_threads() / self.ranks.max(1) as i32).max(1)).unwrap_or(1),
             ),
             deterministic: false,
+            sam_rho: None,
         }
     }
 }

@@ -133,3 +133,19 @@ fn common_flatness(probes: u32) -> worker::trial::FlatnessConfig {
         ..Default::default()
     }
 }
+
+/// SAM through the engine on two ranks: the ascent uses the all-reduced gradient, so both
+/// replicas take the same steps; the trial trains, and differently from the baseline.
+#[test]
+fn sam_keeps_replicas_identical_and_trains_differently_from_the_baseline() {
+    let _serial = serial();
+    let baseline = run(&trial(Method::Baseline, 3), 2);
+    let mut spec = trial(Method::Sam, 3);
+    spec.sam_rho = Some(0.05);
+    let sam = run(&spec, 2);
+    assert_replicas_identical(&sam);
+    assert_ne!(sam.replica_checksums, baseline.replica_checksums);
+    let result = finished(&sam);
+    assert!(result.history.iter().all(|e| e.train_loss.is_finite() && e.sal.is_none()));
+    assert!(result.history[2].train_loss < result.history[0].train_loss, "{:?}", result.history);
+}

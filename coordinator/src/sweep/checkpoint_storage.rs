@@ -247,6 +247,7 @@ mod tests {
             flatness: None,
             cpu_threads: None,
             deterministic: false,
+            sam_rho: None,
         };
         let meta = META_BYTES + 10 * META_BYTES_PER_EPOCH;
         let once = payload.bytes + payload.tensors * HEADER_BYTES_PER_TENSOR;

@@ -48,6 +48,7 @@ pub const KEYS: &[&str] = &[
     "channels_last",
     "cudnn_benchmark",
     "flatness",
+    "sam_rho",
     "cpu_threads",
     "deterministic",
 ];
@@ -204,6 +205,8 @@ struct RawSweep {
     cudnn_benchmark: bool,
     /// Flatness measured at the end of every trial (opt-in).
     flatness: Option<FlatnessConfig>,
+    /// SAM's radius, given to the `sam` trials only.
+    sam_rho: Option<f64>,
     /// Intra-op threads of each CPU rank (see [`TrialSpec::cpu_threads`]).
     cpu_threads: Option<u32>,
     deterministic: bool,
@@ -369,6 +372,7 @@ impl<'a> Document<'a> {
                 Some(serde_yaml_ng::Value::Bool(true)) => Some(FlatnessConfig::default()),
                 Some(_) => self.typed("flatness")?,
             },
+            sam_rho: self.typed("sam_rho")?,
             cpu_threads: self.typed("cpu_threads")?,
             deterministic: self.typed("deterministic")?.unwrap_or(false),
         })
@@ -453,6 +457,14 @@ impl RawSweep {
         }
         if self.methods.iter().any(|m| m.uses_stress()) {
             self.sal.validate().map_err(|e| doc.error("sal", e.to_string()))?;
+        }
+        if let Some(rho) = self.sam_rho {
+            if !(rho.is_finite() && rho > 0.0) {
+                return Err(doc.error("sam_rho", format!("must be a finite number > 0, got {rho}")));
+            }
+            if !self.methods.contains(&Method::Sam) {
+                return Err(doc.error("sam_rho", "is set but `methods` has no `sam`"));
+            }
         }
         if let Some(flatness) = &self.flatness {
             // The error names `flatness.KEY`: point at that line when it is indexed.
@@ -566,6 +578,8 @@ impl RawSweep {
                                     channels_last: self.channels_last,
                                     cudnn_benchmark: self.cudnn_benchmark,
                                     flatness: self.flatness.clone(),
+                                    // Other methods ignore it: keep their ids independent of it.
+                                    sam_rho: if method == Method::Sam { self.sam_rho } else { None },
                                     cpu_threads: self.cpu_threads,
                                     deterministic: self.deterministic,
                                 };

@@ -19,6 +19,7 @@ mod adamax;
 mod flat;
 mod nadam;
 mod rmsprop;
+pub mod sam;
 mod sgd;
 
 pub use adam::Adam;

@@ -17,8 +17,9 @@ use crate::contract::{CancelFlag, Devices, RunOptions, TrialOutcome};
 use crate::data::Split;
 use crate::error::WorkerError;
 use crate::optim;
+use crate::optim::sam::{self, Ascent};
 use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
-use crate::trial::TrialSpec;
+use crate::trial::{Method, TrialSpec};
 
 /// Model construction draws from libtorch's process-wide generator: seed and build under one
 /// lock so that a trial's initial weights depend on its seed alone.
@@ -219,6 +220,8 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
     acceleration.prepare_model(&vs);
 
     let mut optimizer = optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
+    // SAM's radius for a SAM trial: every step then takes two forward and backward passes.
+    let sam_rho = (spec.method == Method::Sam).then(|| spec.sam_rho.unwrap_or(sam::DEFAULT_RHO));
     // SAL's controller for SAL and its ablation arms; none for the baseline.
     let mut sal = match spec.method.arm() {
         Some(arm) => Some(SalController::new(spec.sal.clone(), spec.seed, spec.epochs)?.with_arm(arm)),
@@ -286,14 +289,37 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
             (&batch_loss / len as f64).backward();
             // The gradients already lie in flat buckets (views, see `optim::FlatParameters`): one
             // collective per bucket with no packing, none with one rank, and one norm kernel.
-            let _guard = tch::no_grad_guard();
-            let gradients = optimizer.gradients();
-            if world > 1 {
-                for bucket in &gradients {
-                    collective.all_reduce_sum(bucket)?;
+            let norm = {
+                let _guard = tch::no_grad_guard();
+                let gradients = optimizer.gradients();
+                if world > 1 {
+                    for bucket in &gradients {
+                        collective.all_reduce_sum(bucket)?;
+                    }
                 }
+                global_norm(&gradients)
+            };
+            let _ = norm_sum.shallow_clone().g_add_(&norm);
+            if let Some(rho) = sam_rho {
+                // SAM: the gradient again at w + rho * g / ||g|| (every rank moves by the same,
+                // all-reduced g), then the weights back to w for the optimizer's step.
+                let ascent = Ascent::ascend(&trainable, &norm, rho);
+                optimizer.zero_grad();
+                let (_, perturbed) = acceleration.forward(|| {
+                    let logits = model.forward_t(&images, true);
+                    let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
+                    (logits, loss)
+                });
+                (&perturbed / len as f64).backward();
+                let _guard = tch::no_grad_guard();
+                if world > 1 {
+                    for bucket in &optimizer.gradients() {
+                        collective.all_reduce_sum(bucket)?;
+                    }
+                }
+                ascent.restore();
             }
-            let _ = norm_sum.shallow_clone().g_add_(&global_norm(&gradients));
+            let _guard = tch::no_grad_guard();
             optimizer.step();
 
             let _ = loss_sum.shallow_clone().g_add_(&batch_loss.detach().to_kind(Kind::Double));

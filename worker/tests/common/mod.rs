@@ -87,6 +87,7 @@ pub fn synthetic_trial(architecture: &str, optimizer: &str, epochs: u32) -> Tria
         flatness: None,
         cpu_threads: None,
         deterministic: false,
+        sam_rho: None,
     }
 }
 
