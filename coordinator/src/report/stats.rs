@@ -321,14 +321,13 @@ pub fn compare_method(records: &[TrialRecord], method: Method) -> Vec<CellCompar
     let mut cells: BTreeMap<Cell, (BySeed, BySeed)> = BTreeMap::new();
     for record in records {
         let Some(top1) = top1_percent(record) else { continue };
-        let side = match record.spec.method {
-            Method::Baseline => 0,
-            m if m == method => 1,
+        let is_method = match record.spec.method {
+            Method::Baseline => false,
+            m if m == method => true,
             _ => continue,
         };
-        let entry = cells.entry(Cell::of(record)).or_default();
-        let side = if side == 0 { &mut entry.0 } else { &mut entry.1 };
-        side.insert(record.spec.seed, top1);
+        let (baseline, other) = cells.entry(Cell::of(record)).or_default();
+        if is_method { other } else { baseline }.insert(record.spec.seed, top1);
     }
     let mut out: Vec<CellComparison> = cells
         .into_iter()
