@@ -205,8 +205,20 @@ fn assert_manifests(results: &Results, ranks: u32, deterministic: bool) {
     }
 }
 
+/// The tests of this file run one at a time. An agent packs trials so that their threads fit its
+/// `--cpu-threads`; tests running beside each other would load the cores beyond what any agent
+/// promised, and a trial of `cpu_threads: 2` then once read another grad_norm (relative 3e-5)
+/// than the same trial run alone: bit-identity with more than one thread per rank is claimed for
+/// cores that are not oversubscribed (README, "Reproducibility").
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn one_rank_deployed_six_ways_gives_the_same_bits_and_reproduce_show_and_report_say_so() {
+    let _serial = one_at_a_time();
     let variant = Variant { name: "one-rank", ranks: 1, epochs: 4, dataset: LONG_EPOCHS, extra: "" };
     let dir = tempfile::tempdir().unwrap();
     let reference = through_worker_train(&variant, dir.path());
@@ -282,6 +294,7 @@ fn one_rank_deployed_six_ways_gives_the_same_bits_and_reproduce_show_and_report_
 
 #[test]
 fn two_ranks_give_the_same_bits_through_local_workers_and_agents_resumed_or_not() {
+    let _serial = one_at_a_time();
     let variant = Variant { name: "two-ranks", ranks: 2, epochs: 3, dataset: LONG_EPOCHS, extra: "" };
     let dir = tempfile::tempdir().unwrap();
     let reference = through_worker_train(&variant, dir.path());
@@ -312,6 +325,7 @@ fn two_ranks_give_the_same_bits_through_local_workers_and_agents_resumed_or_not(
 
 #[test]
 fn deterministic_reaches_the_trial_process_through_worker_train_and_an_agent() {
+    let _serial = one_at_a_time();
     let variant = Variant {
         name: "deterministic",
         ranks: 1,
@@ -333,6 +347,7 @@ fn deterministic_reaches_the_trial_process_through_worker_train_and_an_agent() {
 /// before a GPU is lent).
 #[test]
 fn the_gpu_determinism_script_runs_on_cpu_and_finds_both_pairs_identical() {
+    let _serial = one_at_a_time();
     let worker = binary("worker");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut command = Command::new(root.join("scripts/gpu/determinism-check.sh"));
@@ -365,6 +380,7 @@ fn most_at_once(log: &str) -> usize {
 /// time, though either rank could take one; `--cpu-threads 4` runs two at once.
 #[test]
 fn an_agent_packs_cpu_trials_by_the_threads_each_takes() {
+    let _serial = one_at_a_time();
     // A trial lasts seconds (a process start, libtorch, two epochs); the agent asks for work every
     // 200 ms while it has room, so with room the second trial starts beside the first.
     let variant = Variant {
