@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{binary, field, Process, PATIENCE};
+use common::{binary, field, timeless, Process, PATIENCE};
 use coordinator::store::TrialRecord;
 use netns::Lab;
 
@@ -320,17 +320,6 @@ fn assert_same_as_reference(
     for (id, expected) in reference {
         let got = records[id].result.as_ref().unwrap_or_else(|| panic!("{id} has no result"));
         let expected = expected.result.as_ref().unwrap();
-        let timeless = |h: &[::common::EpochReport]| -> Vec<::common::EpochReport> {
-            // Wall-clock times and the throughputs measured from them differ between runs.
-            h.iter()
-                .map(|e| ::common::EpochReport {
-                    seconds: 0.0,
-                    train_images_per_s: 0.0,
-                    eval_images_per_s: 0.0,
-                    ..e.clone()
-                })
-                .collect()
-        };
         assert_eq!(timeless(&got.history), timeless(&expected.history), "history of {id}");
         assert_eq!(got.top1.to_bits(), expected.top1.to_bits(), "top-1 of {id}");
         assert_eq!(got.test_loss.to_bits(), expected.test_loss.to_bits(), "test loss of {id}");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{binary, field, kill_pid, records, start_worker_with, Coordinator, Process};
+use common::{binary, field, kill_pid, records, start_worker_with, timeless, Coordinator, Process};
 use coordinator::store::TrialRecord;
 
 /// Real trials take the machine's cores: the tests of this file run one at a time.
@@ -134,17 +134,6 @@ fn killed_trial_resumes_bit_identical(ranks: u32) {
     for (id, expected) in &undisturbed {
         let got = disturbed[id].result.as_ref().unwrap_or_else(|| panic!("{id} has no result"));
         let expected = expected.result.as_ref().unwrap();
-        let timeless = |h: &[::common::EpochReport]| -> Vec<::common::EpochReport> {
-            // Wall-clock times and the throughputs measured from them differ between runs.
-            h.iter()
-                .map(|e| ::common::EpochReport {
-                    seconds: 0.0,
-                    train_images_per_s: 0.0,
-                    eval_images_per_s: 0.0,
-                    ..e.clone()
-                })
-                .collect()
-        };
         assert_eq!(timeless(&got.history), timeless(&expected.history), "history of {id}");
         assert_eq!(got.top1, expected.top1, "{id}");
         assert_eq!(got.test_loss.to_bits(), expected.test_loss.to_bits(), "{id}");

@@ -288,3 +288,17 @@ pub fn assert_all_done_once(records: &[TrialRecord], trials: usize, epochs: u32)
         assert_eq!(reported, (1..=epochs).collect::<Vec<_>>(), "epoch reports of trial {}", record.id);
     }
 }
+
+/// An epoch history without what wall-clock time decides (seconds and the throughputs measured
+/// from them), which differs between runs that computed the same numbers.
+pub fn timeless(history: &[::common::EpochReport]) -> Vec<::common::EpochReport> {
+    history
+        .iter()
+        .map(|e| ::common::EpochReport {
+            seconds: 0.0,
+            train_images_per_s: 0.0,
+            eval_images_per_s: 0.0,
+            ..e.clone()
+        })
+        .collect()
+}
