@@ -28,16 +28,26 @@ pub enum Method {
     /// Sharpness-Aware Minimization (Foret et al. 2021) around the trial's optimizer: each step
     /// takes the gradient at `w + rho * g / ||g||` and steps from `w` (`sam_rho`, default 0.05).
     Sam,
+    /// Equation 3 (and its recovery) at epochs drawn at random with the trial's seed, as many as
+    /// the `sal` trial of the same cell and seed applied: separates stagnation as the trigger from
+    /// a periodic shrink-and-perturb. The count arrives in [`TrialSpec::deformations`].
+    ShrinkPerturbRandom,
+    /// The baseline trained for twice the sweep's epochs: SAM computes two gradients per step, so
+    /// this is the baseline at SAM's training cost.
+    #[serde(rename = "baseline_2x")]
+    Baseline2x,
 }
 
 impl Method {
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 8] = [
         Method::Baseline,
         Method::Sal,
         Method::SalStressOnly,
         Method::SalNoiseOnly,
         Method::SalPlasticOnly,
+        Method::ShrinkPerturbRandom,
         Method::Sam,
+        Method::Baseline2x,
     ];
 
     /// As sweep files and reports spell it.
@@ -49,28 +59,32 @@ impl Method {
             Method::SalNoiseOnly => "sal_noise_only",
             Method::SalPlasticOnly => "sal_plastic_only",
             Method::Sam => "sam",
+            Method::ShrinkPerturbRandom => "shrink_perturb_random",
+            Method::Baseline2x => "baseline_2x",
         }
     }
 
-    /// Whether the trial keeps SAL's stress (Equation 1) and so its `sal:` settings.
+    /// Whether the trial runs SAL's state machine and so keeps its `sal:` settings (the random
+    /// shrink-and-perturb arm reads its warm-up, recovery patience and Equation 3's constants).
     pub fn uses_stress(self) -> bool {
-        matches!(self, Method::Sal | Method::SalStressOnly | Method::SalNoiseOnly | Method::SalPlasticOnly)
+        matches!(
+            self,
+            Method::Sal
+                | Method::SalStressOnly
+                | Method::SalNoiseOnly
+                | Method::SalPlasticOnly
+                | Method::ShrinkPerturbRandom
+        )
     }
 
     /// Whether it may deform (Equation 3), and so keeps a yield-point snapshot for recovery.
     pub fn may_deform(self) -> bool {
-        matches!(self, Method::Sal | Method::SalPlasticOnly)
+        matches!(self, Method::Sal | Method::SalPlasticOnly | Method::ShrinkPerturbRandom)
     }
 
-    /// SAL's arm for a stress-keeping method; `None` for the baseline.
-    pub fn arm(self) -> Option<sal::Arm> {
-        Some(match self {
-            Method::Baseline | Method::Sam => return None,
-            Method::Sal => sal::Arm::Full,
-            Method::SalStressOnly => sal::Arm::StressOnly,
-            Method::SalNoiseOnly => sal::Arm::NoiseOnly,
-            Method::SalPlasticOnly => sal::Arm::PlasticOnly,
-        })
+    /// Trains exactly as the baseline does (only the number of epochs may differ).
+    pub fn is_baseline(self) -> bool {
+        matches!(self, Method::Baseline | Method::Baseline2x)
     }
 }
 
@@ -150,6 +164,12 @@ pub struct TrialSpec {
     /// SAM's ascent radius, for `method: sam` only (absent: 0.05).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sam_rho: Option<f64>,
+    /// For `method: shrink_perturb_random` only: how many plastic deformations the `sal` trial of
+    /// the same cell and seed applied. A sweep leaves it out (the `sal` trial has not run yet) and
+    /// the coordinator fills it in when it leases the trial; not part of the trial's identity,
+    /// which that `sal` trial already fixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deformations: Option<u32>,
 }
 
 /// Intra-op threads of a CPU rank when a trial does not say: one, so that trials pack onto cores
@@ -160,6 +180,34 @@ pub const DEFAULT_CPU_THREADS: u32 = 1;
 pub const MAX_CPU_THREADS: u32 = 1024;
 
 impl TrialSpec {
+    /// SAL's arm for a method that runs its state machine; `None` for the baseline and SAM. The
+    /// random shrink-and-perturb arm draws its epochs here from the trial's seed and
+    /// [`TrialSpec::deformations`], which it needs.
+    pub fn arm(&self) -> Result<Option<sal::Arm>, SpecError> {
+        Ok(Some(match self.method {
+            Method::Baseline | Method::Baseline2x | Method::Sam => return Ok(None),
+            Method::Sal => sal::Arm::Full,
+            Method::SalStressOnly => sal::Arm::StressOnly,
+            Method::SalNoiseOnly => sal::Arm::NoiseOnly,
+            Method::SalPlasticOnly => sal::Arm::PlasticOnly,
+            Method::ShrinkPerturbRandom => {
+                let Some(count) = self.deformations else {
+                    return Err(SpecError::field(
+                        "deformations",
+                        "`method: shrink_perturb_random` needs it: the number of deformations its `sal` \
+                         trial applied (a sweep's coordinator fills it in from that trial)",
+                    ));
+                };
+                sal::Arm::Scheduled(sal::random_schedule(
+                    self.seed,
+                    count,
+                    self.sal.warmup_epochs,
+                    self.epochs,
+                ))
+            }
+        }))
+    }
+
     /// Intra-op threads of each CPU rank.
     pub fn cpu_threads(&self) -> u32 {
         self.cpu_threads.unwrap_or(DEFAULT_CPU_THREADS)
@@ -225,9 +273,63 @@ impl TrialSpec {
                 return Err(SpecError::field("sam_rho", format!("must be a finite number > 0, got {rho}")));
             }
         }
+        if let Some(count) = self.deformations {
+            if self.method != Method::ShrinkPerturbRandom {
+                return Err(SpecError::field("deformations", "is for `method: shrink_perturb_random` only"));
+            }
+            if count > self.epochs {
+                return Err(SpecError::field(
+                    "deformations",
+                    format!("{count} is more than the trial's {} epochs", self.epochs),
+                ));
+            }
+        }
         if self.method.uses_stress() {
             self.sal.validate()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(method: &str) -> TrialSpec {
+        serde_json::from_value(serde_json::json!({
+            "architecture": "small_cnn", "optimizer": "adam", "resolution": 16, "method": method,
+            "epochs": 20, "batch_size": 8, "learning_rate": 0.001, "seed": 7,
+            "dataset": {"name": "s", "format": "synthetic"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_random_shrink_perturb_arm_draws_its_epochs_from_the_seed_and_the_count() {
+        let mut random = spec("shrink_perturb_random");
+        let error = random.arm().unwrap_err().to_string();
+        assert!(error.contains("deformations") && error.contains("sal"), "{error}");
+        random.deformations = Some(3);
+        random.sal.warmup_epochs = 5;
+        let Some(sal::Arm::Scheduled(epochs)) = random.arm().unwrap() else { panic!("not scheduled") };
+        assert_eq!(epochs, sal::random_schedule(7, 3, 5, 20));
+        assert!(epochs.len() == 3 && epochs.iter().all(|e| (6..20).contains(e)), "{epochs:?}");
+        assert!(random.validate().is_ok());
+        random.deformations = Some(21);
+        assert!(random.validate().unwrap_err().to_string().contains("more than the trial's 20 epochs"));
+    }
+
+    #[test]
+    fn deformations_belong_to_the_random_arm_only_and_methods_spell_as_sweeps_do() {
+        let mut sal_trial = spec("sal");
+        sal_trial.deformations = Some(1);
+        let error = sal_trial.validate().unwrap_err().to_string();
+        assert!(error.contains("deformations") && error.contains("shrink_perturb_random` only"), "{error}");
+        for method in Method::ALL {
+            let json = serde_json::to_value(method).unwrap();
+            assert_eq!(json.as_str(), Some(method.name()));
+        }
+        assert_eq!(spec("baseline_2x").arm().unwrap(), None);
+        assert!(Method::Baseline2x.is_baseline() && !Method::Sam.is_baseline());
     }
 }

@@ -313,6 +313,21 @@ pub struct Outcome {
     pub identical: bool,
 }
 
+/// `spec` as it was leased: a `shrink_perturb_random` trial with the deformation count of the
+/// `sal` trial of its cell and seed (the same spec but for the method), which the store keeps
+/// only in that trial's history.
+fn with_partner_deformations(spec: &TrialSpec, records: &[crate::store::TrialRecord]) -> TrialSpec {
+    let mut spec = spec.clone();
+    if spec.method == common::Method::ShrinkPerturbRandom && spec.deformations.is_none() {
+        let partner = TrialSpec { method: common::Method::Sal, ..spec.clone() };
+        spec.deformations =
+            records.iter().find(|r| r.spec == partner).and_then(|r| r.result.as_ref()).map(|result| {
+                sal::applied_deformations(result.history.iter().filter_map(|e| e.sal.as_ref()))
+            });
+    }
+    spec
+}
+
 /// Reruns the trial of the store in `state_dir` whose id starts with `prefix` and compares.
 pub fn reproduce(state_dir: &Path, prefix: &str, options: &RerunOptions) -> Result<Outcome, ReproduceError> {
     let (_, records) = crate::store::read_records(state_dir)?;
@@ -321,7 +336,8 @@ pub fn reproduce(state_dir: &Path, prefix: &str, options: &RerunOptions) -> Resu
         .result
         .as_ref()
         .ok_or_else(|| ReproduceError::NoResult { id: record.id.clone(), state: record.state.clone() })?;
-    let rerun = rerun(&record.id, &record.spec, stored.manifest.as_ref(), options)?;
+    let spec = with_partner_deformations(&record.spec, &records);
+    let rerun = rerun(&record.id, &spec, stored.manifest.as_ref(), options)?;
     let comparison = compare(stored, &rerun);
     Ok(Outcome {
         text: render(&record.id, &comparison, stored, &rerun),

@@ -180,6 +180,7 @@ fn a_real_checkpoint_file_is_within_its_estimate() {
         cpu_threads: None,
         deterministic: false,
         sam_rho: None,
+        deformations: None,
     };
     let vs = build(&spec.architecture, spec.head, classes);
     let optimizer = worker::optim::build(&spec.optimizer, &vs, spec.learning_rate).unwrap();

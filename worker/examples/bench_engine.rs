@@ -87,6 +87,7 @@ impl Bench {
             ),
             deterministic: false,
             sam_rho: None,
+            deformations: None,
         }
     }
 }

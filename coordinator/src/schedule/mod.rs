@@ -98,6 +98,9 @@ pub struct TrialEntry {
     pub max_attempts: u32,
     pub last_error: Option<String>,
     pub lease: Option<String>,
+    /// A trial that must end with a result before this one can be picked: a
+    /// `shrink_perturb_random` trial's `sal` trial, whose deformation count it repeats.
+    pub after: Option<String>,
 }
 
 /// A worker's grant on one trial, valid until `deadline_ms` (milliseconds since the Unix epoch)
@@ -223,6 +226,9 @@ pub struct Scheduler {
     reported_unplaceable: HashSet<String>,
     /// Trials per state, kept as states change: progress is read after every commit.
     tally: HashMap<TrialState, u32>,
+    /// The trials that wait for each trial ([`TrialEntry::after`]): they join the pending index
+    /// when it ends with a result.
+    waiting_on: HashMap<String, Vec<String>>,
 }
 
 impl Scheduler {
@@ -236,13 +242,48 @@ impl Scheduler {
     pub fn set_trials(&mut self, trials: HashMap<String, TrialEntry>) {
         self.tally.clear();
         self.pending = PendingIndex::default();
+        self.waiting_on.clear();
         for trial in trials.values() {
             *self.tally.entry(trial.state).or_insert(0) += 1;
-            if trial.state == TrialState::Pending {
-                self.pending.insert(trial);
+            if let Some(first) = &trial.after {
+                self.waiting_on.entry(first.clone()).or_default().push(trial.id.clone());
             }
         }
         self.trials = trials;
+        for trial in self.trials.values() {
+            if trial.state == TrialState::Pending && self.is_ready(trial) {
+                self.pending.insert(trial);
+            }
+        }
+    }
+
+    /// Whether the trial it waits for, if any, has ended with a result (a diverged trial's
+    /// history counts its deformations too).
+    fn is_ready(&self, trial: &TrialEntry) -> bool {
+        trial.after.as_ref().is_none_or(|first| {
+            self.trials.get(first).is_some_and(|t| matches!(t.state, TrialState::Done | TrialState::Diverged))
+        })
+    }
+
+    /// Pending trials that can never become ready, with why: the trial each waits for failed for
+    /// good, or is not among the sweep's trials. The store fails them.
+    pub fn orphans(&self) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = self
+            .trials
+            .values()
+            .filter(|t| t.state == TrialState::Pending)
+            .filter_map(|t| {
+                let first = t.after.as_ref()?;
+                match self.trials.get(first).map(|f| f.state) {
+                    Some(TrialState::Failed) => Some(format!("the sal trial {first} it repeats failed")),
+                    None => Some(format!("the sal trial {first} it repeats is not in the sweep")),
+                    Some(_) => None,
+                }
+                .map(|why| (t.id.clone(), why))
+            })
+            .collect();
+        found.sort();
+        found
     }
 
     pub fn trial(&self, trial_id: &str) -> Option<&TrialEntry> {
@@ -254,17 +295,34 @@ impl Scheduler {
     }
 
     pub fn set_state(&mut self, trial_id: &str, state: TrialState) {
-        if let Some(trial) = self.trials.get_mut(trial_id) {
-            if let Some(count) = self.tally.get_mut(&trial.state) {
-                *count = count.saturating_sub(1);
-            }
-            *self.tally.entry(state).or_insert(0) += 1;
-            if trial.state == TrialState::Pending && state != TrialState::Pending {
-                self.pending.remove(trial);
-            } else if trial.state != TrialState::Pending && state == TrialState::Pending {
+        let Some(trial) = self.trials.get_mut(trial_id) else { return };
+        let before = trial.state;
+        if let Some(count) = self.tally.get_mut(&before) {
+            *count = count.saturating_sub(1);
+        }
+        *self.tally.entry(state).or_insert(0) += 1;
+        trial.state = state;
+        if before == TrialState::Pending && state != TrialState::Pending {
+            self.pending.remove(&self.trials[trial_id]);
+        } else if before != TrialState::Pending && state == TrialState::Pending {
+            let trial = &self.trials[trial_id];
+            if self.is_ready(trial) {
                 self.pending.insert(trial);
             }
-            trial.state = state;
+        }
+        // The trials waiting for this one become pickable when it ends with a result (and stop
+        // being so, should it be run again).
+        if let Some(waiting) = self.waiting_on.get(trial_id) {
+            for id in waiting {
+                let Some(dependent) = self.trials.get(id).filter(|t| t.state == TrialState::Pending) else {
+                    continue;
+                };
+                if self.is_ready(dependent) {
+                    self.pending.insert(dependent);
+                } else {
+                    self.pending.remove(dependent);
+                }
+            }
         }
     }
 
@@ -419,6 +477,13 @@ impl Scheduler {
         }
     }
 
+    /// Records why a trial ended without an attempt of its own (see [`Scheduler::orphans`]).
+    pub fn set_error(&mut self, trial_id: &str, error: String) {
+        if let Some(trial) = self.trials.get_mut(trial_id) {
+            trial.last_error = Some(error);
+        }
+    }
+
     /// Counts of trials per state.
     pub fn count(&self, state: TrialState) -> u32 {
         self.tally.get(&state).copied().unwrap_or(0)
@@ -447,6 +512,7 @@ mod tests {
             max_attempts: 3,
             last_error: None,
             lease: None,
+            after: None,
         }
     }
 
@@ -558,6 +624,40 @@ mod tests {
                 assert_eq!(after, AfterLoss::Fail("worker lost (after 3 attempts)".into()));
             }
         }
+    }
+
+    #[test]
+    fn a_waiting_trial_is_picked_only_once_the_trial_it_waits_for_has_a_result() {
+        // The waiting trial is the costlier: without the wait it would go first.
+        let waiting = TrialEntry { after: Some("sal".into()), ..trial("random", 9.0, 0, "x") };
+        let mut s = scheduler(vec![trial("sal", 1.0, 0, "x"), waiting]);
+        let w = worker(1, &[]);
+        assert_eq!(s.pick(&w, &[Vec::new()]).unwrap().0.id, "sal");
+        s.grant(lease("l", "sal"));
+        assert!(s.pick(&w, &[Vec::new()]).is_none());
+        // Handed back: pending again, and still the only one to pick.
+        s.end_lease("l", TrialState::Pending, false, None);
+        assert_eq!(s.pick(&w, &[Vec::new()]).unwrap().0.id, "sal");
+        s.set_state("sal", TrialState::Done);
+        assert_eq!(s.pick(&w, &[Vec::new()]).unwrap().0.id, "random");
+        assert!(s.orphans().is_empty());
+        // Rebuilt from scratch (a restart) with the trial it waits for done: ready at once.
+        let trials: Vec<TrialEntry> = s.trials().cloned().collect();
+        let rebuilt = scheduler(trials);
+        assert_eq!(rebuilt.pick(&w, &[Vec::new()]).unwrap().0.id, "random");
+    }
+
+    #[test]
+    fn a_trial_waiting_for_a_failed_or_absent_trial_is_an_orphan() {
+        let waiting = |id: &str, on: &str| TrialEntry { after: Some(on.into()), ..trial(id, 1.0, 0, "x") };
+        let mut s = scheduler(vec![trial("sal", 1.0, 0, "x"), waiting("a", "sal"), waiting("b", "gone")]);
+        let names = |s: &Scheduler| s.orphans().into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(names(&s), ["b"]);
+        s.set_state("sal", TrialState::Failed);
+        assert_eq!(names(&s), ["a", "b"]);
+        assert!(s.orphans()[0].1.contains("sal trial sal it repeats failed"), "{:?}", s.orphans());
+        let w = worker(1, &[]);
+        assert!(s.pick(&w, &[Vec::new()]).is_none());
     }
 
     #[test]

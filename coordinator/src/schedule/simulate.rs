@@ -98,6 +98,9 @@ pub fn replay(trials: &[SimTrial], gpus: u32, gpus_per_node: u32) -> Makespan {
                 max_attempts: 1,
                 last_error: None,
                 lease: None,
+                // The replay keeps no order between trials: a `shrink_perturb_random` trial's
+                // wait for its `sal` trial is not modelled.
+                after: None,
             };
             (t.id.clone(), entry)
         })

@@ -54,10 +54,7 @@ impl Core {
                     "UPDATE trials SET state = 'leased', attempts = ?2, updated_ms = ?3 WHERE id = ?1",
                 )?
                 .execute(params![trial.id, attempt, now])?;
-            let spec_json: String = self
-                .conn
-                .prepare_cached("SELECT spec_json FROM trials WHERE id = ?1")?
-                .query_row(params![trial.id], |r| r.get(0))?;
+            let spec_json = self.leased_spec_json(&trial.id, trial.after.as_deref())?;
             let resume_epoch = self.checkpoint_of(&trial.id)?.map_or(0, |(epoch, _)| epoch);
             reply.grant = Some(Grant {
                 lease_id: lease.id.clone(),
@@ -122,6 +119,9 @@ impl Core {
             self.drop_checkpoints(&lease.trial_id)?;
         }
         self.sched.end_lease(&lease.id, state, true, Some(last_error));
+        if state == TrialState::Failed {
+            self.fail_orphans()?;
+        }
         Ok(())
     }
 

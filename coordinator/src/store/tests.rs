@@ -353,3 +353,92 @@ async fn the_next_attempt_resumes_from_the_newest_checkpoint() {
     let (epoch, path) = store.checkpoint(lease_ref(&next)).await.unwrap().unwrap();
     assert_eq!((epoch, std::fs::read(path).unwrap()), (2, b"state".to_vec()));
 }
+
+/// A `sal` trial and the `shrink_perturb_random` trial that repeats its deformation count.
+fn sal_and_random_sweep() -> Sweep {
+    let text = "name: t\nepochs: 6\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1]\n\
+                methods: [sal, shrink_perturb_random]\narchitectures: [noop]\noptimizers: [sgd]\n\
+                resolutions: [32]\nmax_attempts: 1\nsal:\n  warmup_epochs: 0\ndatasets:\n  s:\n    format: synthetic\n";
+    spec::parse(Path::new("t.yaml"), text, &LoadOptions::default()).unwrap()
+}
+
+/// A SAL epoch record that applied `applied`.
+fn epoch_with(epoch: u32, applied: sal::Action) -> EpochReport {
+    EpochReport {
+        epoch,
+        train_loss: 1.0,
+        train_accuracy: 0.5,
+        val_loss: 1.0,
+        val_accuracy: 0.5,
+        grad_norm: 1.0,
+        sal: Some(sal::EpochRecord {
+            epoch,
+            loss: 1.0,
+            accuracy: 0.5,
+            stress: 0.0,
+            stress_after: 0.0,
+            decided: applied,
+            applied,
+            noise_sigma: 0.0,
+        }),
+        seconds: 1.0,
+        peak_device_mb: None,
+        train_images_per_s: 0.0,
+        eval_images_per_s: 0.0,
+    }
+}
+
+#[tokio::test]
+async fn a_random_shrink_perturb_trial_waits_for_its_sal_trial_and_is_leased_with_its_deformation_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = sal_and_random_sweep();
+    let (sal_id, random_id) = {
+        let by = |m: common::Method| sweep.trials.iter().find(|t| t.spec.method == m).unwrap().id.clone();
+        (by(common::Method::Sal), by(common::Method::ShrinkPerturbRandom))
+    };
+    let (store, _) = Store::open(dir.path(), &sweep, Duration::from_secs(30), false).unwrap();
+    worker(&store).await;
+    // The random arm costs the same and its id may sort first: only the wait keeps it back.
+    let first = lease(&store).await.unwrap();
+    assert_eq!(first.trial_id, sal_id);
+    assert!(lease(&store).await.is_none(), "leased before its sal trial ended");
+    let mut sal_result = result();
+    use sal::Action as A;
+    sal_result.history = [A::None, A::Plastic, A::Recovered, A::NoisePlastic, A::None, A::Plastic]
+        .iter()
+        .zip(1..)
+        .map(|(action, epoch)| epoch_with(epoch, *action))
+        .collect();
+    let json = serde_json::to_string(&sal_result).unwrap();
+    store.complete(lease_ref(&first), sal_result, json, Vec::new()).await.unwrap();
+    let second = lease(&store).await.unwrap();
+    assert_eq!(second.trial_id, random_id);
+    let leased: common::TrialSpec = serde_json::from_str(&second.spec_json).unwrap();
+    // Three deformations applied (epochs 2, 4 and 6), recoveries not counted.
+    assert_eq!(leased.deformations, Some(3));
+    assert_eq!(leased.method, common::Method::ShrinkPerturbRandom);
+    // The stored spec, and so the trial's identity, stay without it.
+    let (_, records) = read_records(dir.path()).unwrap();
+    assert_eq!(records.iter().find(|r| r.id == random_id).unwrap().spec.deformations, None);
+}
+
+#[tokio::test]
+async fn a_random_shrink_perturb_trial_fails_with_its_sal_trial_and_the_sweep_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = sal_and_random_sweep();
+    let (store, _) = Store::open(dir.path(), &sweep, Duration::from_secs(30), false).unwrap();
+    worker(&store).await;
+    let first = lease(&store).await.unwrap();
+    store.fail(lease_ref(&first), "bad config".into(), false).await.unwrap();
+    assert!(lease(&store).await.is_none());
+    assert!(store.progress().borrow().is_complete(), "the sweep waits for a trial that cannot run");
+    let (_, records) = read_records(dir.path()).unwrap();
+    let random = records.iter().find(|r| r.spec.method == common::Method::ShrinkPerturbRandom).unwrap();
+    assert_eq!(random.state, "failed");
+    let error = random.last_error.as_deref().unwrap();
+    assert!(error.contains(&first.trial_id) && error.contains("failed"), "{error}");
+    // Reopened, the store keeps it failed (and does not wait for it either).
+    drop(store);
+    let (store, _) = Store::open(dir.path(), &sweep, Duration::from_secs(30), false).unwrap();
+    assert!(store.progress().borrow().is_complete());
+}

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::params;
 
 use crate::schedule::{slots, Lease, TrialEntry, TrialState};
+use crate::sweep::identity;
 use crate::sweep::spec::Sweep;
 
 use super::api::LoadSummary;
@@ -100,8 +101,50 @@ impl Core {
         tx.commit()?;
         self.sweep_ids = sweep.trials.iter().map(|t| t.id.clone()).collect();
         self.reload()?;
+        self.fail_orphans()?;
         summary.already_finished = self.sched.trials().filter(|t| t.state.is_terminal()).count();
         Ok(summary)
+    }
+
+    /// Fails the pending trials that wait for a trial that failed for good (or is not in the
+    /// sweep): they would otherwise keep the sweep from ending.
+    pub(super) fn fail_orphans(&mut self) -> Result<()> {
+        for (trial_id, why) in self.sched.orphans() {
+            tracing::warn!(trial = %trial_id, "{why}: failed without running");
+            self.conn
+                .prepare_cached(
+                    "UPDATE trials SET state = 'failed', last_error = ?2, updated_ms = ?3 WHERE id = ?1",
+                )?
+                .execute(params![trial_id, why, now_ms()])?;
+            self.sched.set_state(&trial_id, TrialState::Failed);
+            self.sched.set_error(&trial_id, why);
+        }
+        Ok(())
+    }
+
+    /// The spec a worker gets for `trial_id`: its stored spec, with the deformation count of the
+    /// `sal` trial it waits for filled in (see [`common::TrialSpec::deformations`]).
+    pub(super) fn leased_spec_json(&self, trial_id: &str, after: Option<&str>) -> Result<String> {
+        let spec_json: String = self
+            .conn
+            .prepare_cached("SELECT spec_json FROM trials WHERE id = ?1")?
+            .query_row(params![trial_id], |r| r.get(0))?;
+        let Some(first) = after else { return Ok(spec_json) };
+        let corrupt = |what: String, reason: String| StoreError::Corrupt { what, reason };
+        let result_json: String = self
+            .conn
+            .prepare_cached("SELECT result_json FROM results WHERE trial_id = ?1")?
+            .query_row(params![first], |r| r.get(0))
+            .map_err(|e| {
+                corrupt(format!("result of trial {first}, which {trial_id} repeats"), e.to_string())
+            })?;
+        let result: common::TrialResult = serde_json::from_str(&result_json)
+            .map_err(|e| corrupt(format!("result of trial {first}"), e.to_string()))?;
+        let mut spec: common::TrialSpec = serde_json::from_str(&spec_json)
+            .map_err(|e| corrupt(format!("spec of trial {trial_id}"), e.to_string()))?;
+        spec.deformations =
+            Some(sal::applied_deformations(result.history.iter().filter_map(|r| r.sal.as_ref())));
+        Ok(spec.canonical_json())
     }
 
     /// Rebuilds the scheduler's trials and leases from SQLite; workers stay.
@@ -112,7 +155,9 @@ impl Core {
             let mut statement = self.conn.prepare(
                 "SELECT id, state, cost, devices, cache_key, attempts, failures, max_attempts, last_error,
                  json_extract(spec_json, '$.architecture'), json_extract(spec_json, '$.resolution'),
-                 json_extract(spec_json, '$.batch_size') FROM trials",
+                 json_extract(spec_json, '$.batch_size'),
+                 CASE WHEN json_extract(identity_json, '$.method') = 'shrink_perturb_random' THEN identity_json END
+                 FROM trials",
             )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
@@ -142,6 +187,9 @@ impl Core {
                         max_attempts: row.get(7)?,
                         last_error: row.get(8)?,
                         lease: None,
+                        after: row
+                            .get::<_, Option<String>>(12)?
+                            .and_then(|identity| identity::sal_partner_id(&identity)),
                     },
                 );
             }

@@ -248,6 +248,7 @@ mod tests {
             cpu_threads: None,
             deterministic: false,
             sam_rho: None,
+            deformations: None,
         };
         let meta = META_BYTES + 10 * META_BYTES_PER_EPOCH;
         let once = payload.bytes + payload.tensors * HEADER_BYTES_PER_TENSOR;

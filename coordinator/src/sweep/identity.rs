@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::TrialSpec;
+use common::{Method, TrialSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -76,12 +76,27 @@ pub fn identity_json(spec: &TrialSpec, weights: Option<&str>) -> String {
             dataset.remove("root");
         }
         object.remove("pretrained");
+        // Filled in from the `sal` trial of the same cell and seed, whose identity fixes it.
+        object.remove("deformations");
         if let Some(weights) = weights {
             object.insert("pretrained".into(), Value::String(weights.to_string()));
         }
     }
     // serde_json's maps are sorted: the same trial always gives the same bytes.
     value.to_string()
+}
+
+/// The id of the `sal` trial whose applied deformations a `shrink_perturb_random` trial repeats:
+/// its identity with `method: sal`, everything else (the `sal:` settings included) the same.
+/// `None` for trials of other methods, or an identity that is not a JSON object.
+pub fn sal_partner_id(identity_json: &str) -> Option<String> {
+    let mut value: Value = serde_json::from_str(identity_json).ok()?;
+    let object = value.as_object_mut()?;
+    if object.get("method").and_then(Value::as_str) != Some(Method::ShrinkPerturbRandom.name()) {
+        return None;
+    }
+    object.insert("method".into(), Value::String(Method::Sal.name().into()));
+    Some(id_of(&value.to_string()))
 }
 
 /// The stable id of an identity form: the first 16 hex digits of its SHA-256.

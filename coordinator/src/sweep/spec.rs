@@ -171,6 +171,9 @@ pub fn parse(file: &Path, text: &str, options: &LoadOptions) -> Result<Sweep, Sp
     for filter in &options.only {
         trials = apply_only(filter, trials)?;
     }
+    if !options.only.is_empty() {
+        require_sal_partners(&trials, &options.only)?;
+    }
     Ok(Sweep {
         name: raw.name,
         file: file.to_path_buf(),
@@ -402,6 +405,15 @@ impl RawSweep {
         if self.epochs == 0 {
             return Err(doc.error("epochs", "must be at least 1"));
         }
+        if self.methods.contains(&Method::Baseline2x) && self.epochs > MAX_EPOCHS_2X {
+            return Err(doc.error(
+                "epochs",
+                format!(
+                    "{} is too many for `baseline_2x`, which trains twice as long (at most {MAX_EPOCHS_2X})",
+                    self.epochs
+                ),
+            ));
+        }
         if self.batch_size == 0 {
             return Err(doc.error("batch_size", "must be at least 1"));
         }
@@ -457,6 +469,13 @@ impl RawSweep {
         }
         if self.methods.iter().any(|m| m.uses_stress()) {
             self.sal.validate().map_err(|e| doc.error("sal", e.to_string()))?;
+        }
+        if self.methods.contains(&Method::ShrinkPerturbRandom) && !self.methods.contains(&Method::Sal) {
+            return Err(doc.error(
+                "methods",
+                "`shrink_perturb_random` repeats the deformation count of the `sal` trial of its cell and \
+                 seed: add `sal` to `methods`",
+            ));
         }
         if let Some(rho) = self.sam_rho {
             if !(rho.is_finite() && rho > 0.0) {
@@ -568,7 +587,12 @@ impl RawSweep {
                                     } else {
                                         StressConfig::default()
                                     },
-                                    epochs: self.epochs,
+                                    // The compute-matched baseline: SAM's two gradients per step.
+                                    epochs: if method == Method::Baseline2x {
+                                        2 * self.epochs
+                                    } else {
+                                        self.epochs
+                                    },
                                     batch_size: self.batch_size,
                                     learning_rate: self.learning_rate,
                                     seed,
@@ -582,6 +606,8 @@ impl RawSweep {
                                     sam_rho: if method == Method::Sam { self.sam_rho } else { None },
                                     cpu_threads: self.cpu_threads,
                                     deterministic: self.deterministic,
+                                    // Leased with the count of its `sal` trial, once that has run.
+                                    deformations: None,
                                 };
                                 let (id, identity) =
                                     identity::identify(&spec, &mut digests).map_err(|e| {
@@ -606,6 +632,31 @@ impl RawSweep {
         }
         Ok(trials)
     }
+}
+
+/// The most epochs a sweep with `baseline_2x` may ask for: its trials train twice as many.
+const MAX_EPOCHS_2X: u32 = 50_000;
+
+/// A `shrink_perturb_random` trial waits for the `sal` trial of its cell and seed: an `--only`
+/// that keeps the one without the other would leave it waiting forever.
+fn require_sal_partners(trials: &[PlannedTrial], only: &[String]) -> Result<(), SpecError> {
+    let ids: std::collections::HashSet<&str> = trials.iter().map(|t| t.id.as_str()).collect();
+    let orphans = trials
+        .iter()
+        .filter(|t| {
+            identity::sal_partner_id(&t.identity).is_some_and(|partner| !ids.contains(partner.as_str()))
+        })
+        .count();
+    if orphans == 0 {
+        return Ok(());
+    }
+    Err(SpecError::Only {
+        filter: only.join(" "),
+        message: format!(
+            "keeps {orphans} `shrink_perturb_random` trial(s) without the `sal` trial each repeats; \
+             keep `method=sal` too"
+        ),
+    })
 }
 
 /// Keeps the trials one `--only key=value[,value]` selects.
@@ -643,7 +694,7 @@ pub fn method_name(method: Method) -> &'static str {
 }
 
 /// Relative cost of a trial, to run the longest first: model GFLOPs at 224 px × (resolution /
-/// 224)² × training images × epochs. Only the order matters.
+/// 224)² × training images × epochs (× 2 for SAM's two passes per step). Only the order matters.
 pub fn estimate_cost(spec: &TrialSpec) -> f64 {
     let gflops = match spec.architecture.as_str() {
         "densenet201" => 4.3,
@@ -666,7 +717,9 @@ pub fn estimate_cost(spec: &TrialSpec) -> f64 {
         _ => 1_000.0,
     });
     let side = f64::from(spec.resolution) / 224.0;
-    gflops * side * side * images * f64::from(spec.epochs)
+    // SAM takes two forward and backward passes per step.
+    let passes = if spec.method == Method::Sam { 2.0 } else { 1.0 };
+    gflops * side * side * images * f64::from(spec.epochs) * passes
 }
 
 /// Where each key path (`datasets.cifar10.root`) starts in block-style YAML. Keys inside flow
@@ -757,6 +810,46 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<Sweep, SpecError> {
         parse(Path::new("s.yaml"), text, &LoadOptions::default())
+    }
+
+    #[test]
+    fn the_random_shrink_perturb_arm_needs_sal_and_names_its_sal_trial() {
+        let alone = NOOP.replace("methods: [baseline, sal]", "methods: [baseline, shrink_perturb_random]");
+        let error = parse_str(&alone).unwrap_err().to_string();
+        assert!(error.starts_with("s.yaml:6: `methods`") && error.contains("add `sal`"), "{error}");
+
+        let both = NOOP.replace("methods: [baseline, sal]", "methods: [sal, shrink_perturb_random]");
+        let sweep = parse_str(&both).unwrap();
+        for random in sweep.trials.iter().filter(|t| t.spec.method == Method::ShrinkPerturbRandom) {
+            let partner = identity::sal_partner_id(&random.identity).unwrap();
+            let sal = sweep.trials.iter().find(|t| t.id == partner).expect("its sal trial is in the sweep");
+            assert_eq!(sal.spec, TrialSpec { method: Method::Sal, ..random.spec.clone() });
+            assert_eq!(random.spec.deformations, None);
+        }
+        assert!(sweep
+            .trials
+            .iter()
+            .filter(|t| t.spec.method == Method::Sal)
+            .all(|t| identity::sal_partner_id(&t.identity).is_none()));
+        // --only that keeps the arm without its sal trials would leave it waiting forever.
+        let only = LoadOptions { only: vec!["method=shrink_perturb_random".into()], ..Default::default() };
+        let error = parse(Path::new("s.yaml"), &both, &only).unwrap_err().to_string();
+        assert!(error.contains("keep `method=sal` too"), "{error}");
+    }
+
+    #[test]
+    fn the_compute_matched_baseline_trains_twice_the_epochs_and_sam_costs_two_passes() {
+        let text = NOOP.replace("methods: [baseline, sal]", "methods: [baseline, baseline_2x, sam]");
+        let sweep = parse_str(&text).unwrap();
+        let of = |method: Method| {
+            sweep.trials.iter().find(|t| t.spec.method == method && t.spec.resolution == 16).unwrap()
+        };
+        let (baseline, twice, sam) = (of(Method::Baseline), of(Method::Baseline2x), of(Method::Sam));
+        assert_eq!(twice.spec, TrialSpec { method: Method::Baseline2x, epochs: 4, ..baseline.spec.clone() });
+        assert_eq!(twice.cost, 2.0 * baseline.cost);
+        assert_eq!(sam.cost, 2.0 * baseline.cost);
+        let error = parse_str(&text.replace("epochs: 2", "epochs: 60000")).unwrap_err().to_string();
+        assert!(error.contains("`epochs`") && error.contains("baseline_2x"), "{error}");
     }
 
     #[test]

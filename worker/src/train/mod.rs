@@ -101,6 +101,8 @@ impl Engine {
         on_event: &mut dyn FnMut(TrialEvent<'_>),
     ) -> Result<TrainRun, WorkerError> {
         spec.validate()?;
+        // Before any data is read: a random shrink-and-perturb trial without its count fails here.
+        spec.arm()?;
         acceleration::check(spec, &options.devices)?;
         let world = options.devices.count();
         if world == 0 {

@@ -223,7 +223,7 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
     // SAM's radius for a SAM trial: every step then takes two forward and backward passes.
     let sam_rho = (spec.method == Method::Sam).then(|| spec.sam_rho.unwrap_or(sam::DEFAULT_RHO));
     // SAL's controller for SAL and its ablation arms; none for the baseline.
-    let mut sal = match spec.method.arm() {
+    let mut sal = match spec.arm()? {
         Some(arm) => Some(SalController::new(spec.sal.clone(), spec.seed, spec.epochs)?.with_arm(arm)),
         None => None,
     };

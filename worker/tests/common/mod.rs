@@ -88,6 +88,7 @@ pub fn synthetic_trial(architecture: &str, optimizer: &str, epochs: u32) -> Tria
         cpu_threads: None,
         deterministic: false,
         sam_rho: None,
+        deformations: None,
     }
 }
 
