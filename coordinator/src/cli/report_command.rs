@@ -153,7 +153,19 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     // The tables of a text report: the paper's table N, or the pivot and the statistics.
     let mut grids: Vec<Grid> = match args.table {
         Some(n) => vec![paper_table(n).map_err(anyhow::Error::msg)?],
-        None => vec![pivot_grid::grid(name, &rows, &axes, paper.as_ref()), statistics],
+        None => {
+            let mut grids = vec![pivot_grid::grid(name, &rows, &axes, paper.as_ref()), statistics];
+            // One statistics table per method beyond SAL, then the arms side by side and the
+            // test of Equation 11 (with flatness measured).
+            for method in stats::other_methods(records) {
+                grids.push(stats::method_grid(&stats::compare_method(records, method), method));
+            }
+            if !stats::other_methods(records).is_empty() {
+                grids.extend(report::ablation::ablation_grid(records));
+            }
+            grids.extend(report::ablation::equation11_grid(records));
+            grids
+        }
     };
     // Numbers of different builds side by side are worth a warning under every table.
     let versions = report::provenance::versions_warning(records);
@@ -184,11 +196,8 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
             if let Some(warning) = &versions {
                 text.push_str(&format!("{warning}\n"));
             }
-            text.push_str(&grids[1].text());
-            for method in stats::other_methods(records) {
-                text.push('\n');
-                text.push_str(&stats::method_grid(&stats::compare_method(records, method), method).text());
-            }
+            let tables: Vec<String> = grids[1..].iter().map(Grid::text).collect();
+            text.push_str(&tables.join("\n"));
             text.push_str(&summary);
             text
         }

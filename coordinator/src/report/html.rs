@@ -124,6 +124,16 @@ pub fn render(page: &Page) -> Result<String, PlotError> {
         out.push_str(&format!("<h3>{}</h3>", grid.title));
         out.push_str(&grid.html(&format!("statistics-{}", method.name())));
     }
+    let ablation =
+        (!stats::other_methods(records).is_empty()).then(|| super::ablation::ablation_grid(records));
+    for (grid, id) in
+        [(ablation.flatten(), "ablation"), (super::ablation::equation11_grid(records), "equation-11")]
+    {
+        if let Some(grid) = grid {
+            let _ = write!(out, "<h3 id=\"{id}\">{}</h3>", html_escape(&grid.title));
+            out.push_str(&grid.html(&format!("{id}-table")));
+        }
+    }
 
     out.push_str("<h2 id=\"paper\">The paper's tables</h2>");
     if page.paper_tables.is_empty() {

@@ -13,6 +13,7 @@
 //! - [`html`]: all of it as one self-contained page;
 //! - [`status_view`]: a running sweep's workers and trials in flight, as text.
 
+pub mod ablation;
 pub mod grid;
 pub mod html;
 pub mod model;
@@ -193,6 +194,17 @@ pub struct GroupRow {
     /// SAL − baseline of the mean top-1/top-5, on SAL rows whose baseline row exists.
     pub delta_top1: Option<f64>,
     pub delta_top5: Option<f64>,
+    /// Hutchinson's `Tr(H)` and the top Hessian eigenvalue at the end of training, over the
+    /// trials that measured flatness (the sweep's `flatness:`).
+    pub trace_h: Option<Estimate>,
+    pub lambda_max: Option<Estimate>,
+}
+
+impl GroupRow {
+    /// Whether any trial of the group measured flatness.
+    pub fn has_flatness(&self) -> bool {
+        self.trace_h.is_some() || self.lambda_max.is_some()
+    }
 }
 
 /// Groups trials by `axes` and summarizes each group.
@@ -237,6 +249,18 @@ pub fn pivot(records: &[TrialRecord], axes: &[Axis]) -> Vec<GroupRow> {
                 inference_ms: metric(&|r| r.inference_ms_per_batch),
                 delta_top1: None,
                 delta_top5: None,
+                trace_h: estimate(
+                    &results
+                        .iter()
+                        .filter_map(|r| r.flatness.as_ref().map(|f| f.trace_h))
+                        .collect::<Vec<_>>(),
+                ),
+                lambda_max: estimate(
+                    &results
+                        .iter()
+                        .filter_map(|r| r.flatness.as_ref().map(|f| f.lambda_max))
+                        .collect::<Vec<_>>(),
+                ),
             }
         })
         .collect();
@@ -305,12 +329,29 @@ fn count(n: usize) -> String {
     }
 }
 
+/// A Hessian figure (from 1e-4 to 1e4 and beyond) with its CI half-width.
+fn show_figure(estimate: Option<Estimate>) -> String {
+    let figure = |v: f64| {
+        if v != 0.0 && !(1e-3..1e5).contains(&v.abs()) {
+            format!("{v:.3e}")
+        } else {
+            format!("{v:.4}")
+        }
+    };
+    match estimate {
+        None => "–".into(),
+        Some(Estimate { mean, ci95: Some(ci), .. }) => format!("{} ± {}", figure(mean), figure(ci)),
+        Some(Estimate { mean, ci95: None, .. }) => figure(mean),
+    }
+}
+
 fn show_delta(delta: Option<f64>) -> String {
     delta.map_or_else(String::new, |d| format!("{d:+.2}"))
 }
 
-/// The metric columns of the pivot, after the axes; the last only with the paper's figures.
-pub(crate) const METRICS: [&str; 13] = [
+/// The metric columns of the pivot, after the axes; the flatness columns only when a trial
+/// measured flatness ([`FLATNESS_METRICS`]), the last only with the paper's figures.
+const METRICS: [&str; 13] = [
     "done",
     "diverged",
     "failed",
@@ -326,8 +367,24 @@ pub(crate) const METRICS: [&str; 13] = [
     "paper top-1 %",
 ];
 
-/// A group's metric cells, in the order of [`METRICS`] (the table and every other format).
-pub(crate) fn row_numbers(row: &GroupRow, paper: Option<&PaperFigures>) -> Vec<String> {
+/// Flatness at the end of training, before `Δ top-1`.
+const FLATNESS_METRICS: [&str; 2] = ["Tr H", "λ_max"];
+
+/// Where the flatness columns go among [`METRICS`].
+const FLATNESS_AT: usize = 10;
+
+/// The metric columns of a pivot of `rows`.
+pub(crate) fn metric_columns(rows: &[GroupRow], paper: bool) -> Vec<&'static str> {
+    let mut columns: Vec<&str> = METRICS[..METRICS.len() - usize::from(!paper)].to_vec();
+    if rows.iter().any(GroupRow::has_flatness) {
+        columns.splice(FLATNESS_AT..FLATNESS_AT, FLATNESS_METRICS);
+    }
+    columns
+}
+
+/// A group's metric cells, in the order of [`metric_columns`] (the table and every other
+/// format); `flatness`: whether the pivot has the flatness columns.
+pub(crate) fn row_numbers(row: &GroupRow, paper: Option<&PaperFigures>, flatness: bool) -> Vec<String> {
     let mut numbers = vec![
         format!("{}/{}", row.completed, row.trials),
         count(row.diverged),
@@ -339,9 +396,11 @@ pub(crate) fn row_numbers(row: &GroupRow, paper: Option<&PaperFigures>) -> Vec<S
         show(row.peak_host_mb, 0),
         show(row.peak_device_mb, 0),
         show(row.inference_ms, 2),
-        show_delta(row.delta_top1),
-        show_delta(row.delta_top5),
     ];
+    if flatness {
+        numbers.extend([show_figure(row.trace_h), show_figure(row.lambda_max)]);
+    }
+    numbers.extend([show_delta(row.delta_top1), show_delta(row.delta_top5)]);
     if let Some(paper) = paper {
         numbers.push(paper.top1(row).map_or_else(String::new, |p| format!("{p:.2}")));
     }
@@ -352,7 +411,8 @@ pub(crate) fn row_numbers(row: &GroupRow, paper: Option<&PaperFigures>) -> Vec<S
 /// setup is one the paper published. `done` is completed/all trials of the group; the numbers
 /// are over the completed ones.
 pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> String {
-    let metrics = if paper.is_some() { &METRICS[..] } else { &METRICS[..METRICS.len() - 1] };
+    let metrics = metric_columns(rows, paper.is_some());
+    let flatness = rows.iter().any(GroupRow::has_flatness);
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled);
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
@@ -360,7 +420,7 @@ pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> 
     table.set_header(header);
     for row in rows {
         let mut cells: Vec<Cell> = axes.iter().map(|a| Cell::new(&row.key[a.name()])).collect();
-        let numbers = row_numbers(row, paper);
+        let numbers = row_numbers(row, paper, flatness);
         cells.extend(numbers.into_iter().map(|n| Cell::new(n).set_alignment(CellAlignment::Right)));
         table.add_row(cells);
     }
@@ -393,6 +453,8 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
         header.push(format!("{metric}_ci95"));
     }
     header.extend(["delta_top1", "delta_top5"].map(String::from));
+    // Last, so that readers of the columns before them are not disturbed.
+    header.extend(["trace_h_mean", "trace_h_ci95", "lambda_max_mean", "lambda_max_ci95"].map(String::from));
     let _ = writeln!(out, "{}", header.join(","));
     let number = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v}"));
     for row in rows {
@@ -415,6 +477,10 @@ pub fn csv(rows: &[GroupRow], axes: &[Axis]) -> String {
         }
         fields.push(number(row.delta_top1));
         fields.push(number(row.delta_top5));
+        for metric in [row.trace_h, row.lambda_max] {
+            fields.push(number(metric.map(|e| e.mean)));
+            fields.push(number(metric.and_then(|e| e.ci95)));
+        }
         let _ = writeln!(out, "{}", fields.join(","));
     }
     out

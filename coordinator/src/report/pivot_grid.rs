@@ -2,17 +2,18 @@
 //! reports: the same columns and cells as the terminal table.
 
 use super::grid::Grid;
-use super::{row_numbers, Axis, GroupRow, PaperFigures, METRICS};
+use super::{metric_columns, row_numbers, Axis, GroupRow, PaperFigures};
 
 pub fn grid(title: &str, rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> Grid {
-    let metrics = if paper.is_some() { &METRICS[..] } else { &METRICS[..METRICS.len() - 1] };
+    let metrics = metric_columns(rows, paper.is_some());
+    let flatness = rows.iter().any(GroupRow::has_flatness);
     let mut header: Vec<String> = axes.iter().map(|a| a.name().to_string()).collect();
     header.extend(metrics.iter().map(|m| m.to_string()));
     let body = rows
         .iter()
         .map(|row| {
             let mut cells: Vec<String> = axes.iter().map(|a| row.key[a.name()].clone()).collect();
-            cells.extend(row_numbers(row, paper));
+            cells.extend(row_numbers(row, paper, flatness));
             cells
         })
         .collect();

@@ -57,11 +57,33 @@ fn register_font() {
 /// What one plot shows; drawn on any plotters backend.
 #[derive(Debug, Clone)]
 pub enum Plot {
-    Curves { title: String, history: Vec<EpochReport> },
-    Stress { title: String, history: Vec<EpochReport>, s_noise: f64, s_yield: f64 },
-    Forest { rows: Vec<(String, MeanCi)> },
-    Heatmap { architectures: Vec<String>, datasets: Vec<String>, delta: BTreeMap<(String, String), f64> },
-    Cost { architectures: Vec<String>, seconds: [Vec<Option<f64>>; 2], memory: [Vec<Option<f64>>; 2] },
+    Curves {
+        title: String,
+        history: Vec<EpochReport>,
+    },
+    Stress {
+        title: String,
+        history: Vec<EpochReport>,
+        s_noise: f64,
+        s_yield: f64,
+    },
+    /// Means with their 95% CIs, one row each, a line at 0: Δ top-1 by cell (and by arm), or a
+    /// flatness figure by arm.
+    Forest {
+        caption: String,
+        x_label: String,
+        rows: Vec<(String, MeanCi)>,
+    },
+    Heatmap {
+        architectures: Vec<String>,
+        datasets: Vec<String>,
+        delta: BTreeMap<(String, String), f64>,
+    },
+    Cost {
+        architectures: Vec<String>,
+        seconds: [Vec<Option<f64>>; 2],
+        memory: [Vec<Option<f64>>; 2],
+    },
 }
 
 /// A plot and the file name it is written under (relative, without extension).
@@ -76,7 +98,7 @@ impl Plot {
         match self {
             Plot::Curves { .. } => (960, 360),
             Plot::Stress { .. } => (640, 360),
-            Plot::Forest { rows } => (720, (120 + 36 * rows.len() as u32).max(220)),
+            Plot::Forest { rows, .. } => (720, (120 + 36 * rows.len() as u32).max(220)),
             Plot::Heatmap { architectures, datasets, .. } => (
                 (220 + 120 * architectures.len() as u32).max(420),
                 (140 + 60 * datasets.len() as u32).max(260),
@@ -131,7 +153,7 @@ impl Plot {
             Plot::Stress { title, history, s_noise, s_yield } => {
                 draw_stress(root, title, history, *s_noise, *s_yield)
             }
-            Plot::Forest { rows } => draw_forest(root, rows),
+            Plot::Forest { caption, x_label, rows } => draw_forest(root, caption, x_label, rows),
             Plot::Heatmap { architectures, datasets, delta } => {
                 draw_heatmap(root, architectures, datasets, delta)
             }
@@ -353,6 +375,8 @@ fn category(names: &[String], value: f64) -> String {
 
 fn draw_forest<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
+    caption: &str,
+    x_label: &str,
     rows: &[(String, MeanCi)],
 ) -> Result<(), String> {
     let names: Vec<String> = rows.iter().map(|(name, _)| name.clone()).collect();
@@ -366,7 +390,7 @@ fn draw_forest<DB: DrawingBackend>(
     let n = rows.len().max(1);
     let label_width = names.iter().map(|n| n.len() as u32 * 7 + 16).max().unwrap_or(60).min(320);
     let mut chart = ChartBuilder::on(root)
-        .caption("SAL − baseline top-1 (pp), mean and 95% CI over seeds", (FAMILY, 16))
+        .caption(caption, (FAMILY, 16))
         .margin(10)
         .x_label_area_size(36)
         .y_label_area_size(label_width)
@@ -375,7 +399,7 @@ fn draw_forest<DB: DrawingBackend>(
     let label = |v: &f64| category(&names, (n - 1) as f64 - v);
     chart
         .configure_mesh()
-        .x_desc("Δ top-1 (percentage points)")
+        .x_desc(x_label)
         .y_labels(n)
         .y_label_formatter(&label)
         .disable_y_mesh()
@@ -569,7 +593,14 @@ pub fn sweep_plots(records: &[TrialRecord]) -> Vec<NamedPlot> {
     let forest: Vec<(String, MeanCi)> =
         comparisons.iter().filter_map(|c| c.comparison.mean_ci.map(|m| (c.cell.label(), m))).collect();
     if !forest.is_empty() {
-        plots.push(NamedPlot { name: "forest".into(), plot: Plot::Forest { rows: forest } });
+        plots.push(NamedPlot {
+            name: "forest".into(),
+            plot: Plot::Forest {
+                caption: "SAL − baseline top-1 (pp), mean and 95% CI over seeds".into(),
+                x_label: "Δ top-1 (percentage points)".into(),
+                rows: forest,
+            },
+        });
         let mut cells: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
         for c in &comparisons {
             if let Some(m) = c.comparison.mean_ci {
@@ -605,6 +636,7 @@ pub fn sweep_plots(records: &[TrialRecord]) -> Vec<NamedPlot> {
         // Resident memory of the trial process, the paper's figure (GPU memory is not always there).
         entry.1.push(result.peak_host_mb);
     }
+    plots.extend(super::ablation::plots(records));
     if !by_arch.is_empty() {
         let architectures: Vec<String> = by_arch.keys().cloned().collect();
         let column = |side: usize, memory: bool| -> Vec<Option<f64>> {
