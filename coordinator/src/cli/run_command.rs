@@ -296,8 +296,13 @@ fn dry_run(args: &RunArgs, sweep: &Sweep) -> anyhow::Result<ExitCode> {
         None => match table.default_device() {
             Some(device) => {
                 let others: Vec<String> = table.devices().into_keys().filter(|d| *d != device).collect();
+                let which = if device.starts_with("cpu") {
+                    "the calibration table has no GPU rows"
+                } else {
+                    "the calibration table's GPU with the most rows"
+                };
                 let reason = format!(
-                    "the default: the calibration table's GPU with the most rows{}",
+                    "the default: {which}{}",
                     if others.is_empty() {
                         String::new()
                     } else {
