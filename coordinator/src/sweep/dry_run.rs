@@ -179,7 +179,7 @@ pub fn cost_lines(sweep: &Sweep, inputs: &CostInputs<'_>, cost: &SweepCost) -> S
             hours - done_hours
         );
     }
-    if costed.len() > 0 {
+    if !costed.is_empty() {
         let _ = writeln!(
             out,
             "  assumed: epochs x (training images / train img/s + validation images / eval img/s) per trial; \
