@@ -1,7 +1,8 @@
 //! The coordinator, in folders by stage of a trial's life:
 //!
 //! - [`sweep`]: sweep files, validated and expanded into trials with stable ids; what a sweep
-//!   expands to and the disk its checkpoints need (`--dry-run`);
+//!   expands to, the disk its checkpoints need and its cost in device-hours from measured
+//!   throughput (`--dry-run`);
 //! - [`schedule`]: which trial goes to which worker, on which of its device slots; what a lost
 //!   attempt means;
 //! - [`store`]: SQLite in the state dir, group-committed by one thread and fsynced by another;

@@ -108,9 +108,18 @@ pub(crate) struct RunArgs {
     /// simulated makespan against its lower bound, max(longest trial, total work / GPUs).
     #[arg(long, value_name = "N,N", value_delimiter = ',', requires = "dry_run")]
     pub(crate) gpus_available: Vec<u32>,
-    /// With --gpus-available: GPUs per node (worker).
-    #[arg(long, value_name = "N", default_value_t = 8, requires = "gpus_available")]
+    /// With --dry-run: GPUs per node (worker), for --gpus-available and for trials that take a
+    /// whole node (`gpus_per_trial: 0`).
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "dry_run")]
     pub(crate) gpus_per_node: u32,
+    /// With --dry-run: the device whose measured throughput costs the sweep (a device of the
+    /// calibration table or of the store; default: the table's GPU with the most rows).
+    #[arg(long, value_name = "NAME", requires = "dry_run")]
+    pub(crate) calibration_device: Option<String>,
+    /// With --dry-run: the calibration table (CSV, as scripts/calibrate.sh writes it; default:
+    /// the committed coordinator/calibration/throughput.csv).
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    pub(crate) calibration: Option<PathBuf>,
     /// Report grouping printed at the end (default: the axes with several values, and method).
     #[arg(long, value_name = "AXES")]
     pub(crate) by: Option<String>,
@@ -150,19 +159,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.dry_run {
-        out!("{}", coordinator::sweep::dry_run::summary(&sweep, args.running).trim_end());
-        if let Some(zero) =
-            args.gpus_available.iter().find(|&&n| n == 0).or((args.gpus_per_node == 0).then_some(&0))
-        {
-            eprintln!("error: --gpus-available and --gpus-per-node take counts of at least 1, not {zero}");
-            return Ok(ExitCode::from(USAGE));
-        }
-        if !args.gpus_available.is_empty() {
-            let table =
-                coordinator::sweep::dry_run::makespan_table(&sweep, &args.gpus_available, args.gpus_per_node);
-            out!("{}", table.trim_end());
-        }
-        return Ok(ExitCode::SUCCESS);
+        return dry_run(&args, &sweep);
     }
     if !(args.lease_seconds.is_finite() && args.lease_seconds > 0.0) {
         eprintln!("error: --lease-seconds must be > 0");
@@ -240,6 +237,100 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let selection =
         report::select::Selection { sweep: sweep.name.clone(), records, superseded: 0, other_sweeps };
     out!("{}", report::select::summary(&selection));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--dry-run`: the expansion, the storage, the cost estimate and the makespan table.
+fn dry_run(args: &RunArgs, sweep: &Sweep) -> anyhow::Result<ExitCode> {
+    use coordinator::sweep::calibration::{self, Calibration, Learned};
+    use coordinator::sweep::dry_run::{cost_lines, cost_sweep, makespan_table, summary, CostInputs};
+    if let Some(zero) =
+        args.gpus_available.iter().find(|&&n| n == 0).or((args.gpus_per_node == 0).then_some(&0))
+    {
+        eprintln!("error: --gpus-available and --gpus-per-node take counts of at least 1, not {zero}");
+        return Ok(ExitCode::from(USAGE));
+    }
+    let (table, table_name) = match &args.calibration {
+        Some(file) => match calibration::Table::load(file) {
+            Ok(table) => (table, file.display().to_string()),
+            Err(e) => {
+                eprintln!("error: --calibration: {e}");
+                return Ok(ExitCode::from(USAGE));
+            }
+        },
+        None => match calibration::Table::parse(calibration::COMMITTED, calibration::COMMITTED_NAME) {
+            Ok(table) => (table, calibration::COMMITTED_NAME.to_string()),
+            Err(e) => anyhow::bail!("the committed calibration table is broken: {e}"),
+        },
+    };
+    // What earlier runs on this state dir measured, when it holds a store.
+    let (learned, finished, store) = if args.state_dir.join(store::DB_FILE).is_file() {
+        let (_, records) = store::read_records(&args.state_dir)
+            .with_context(|| format!("reading the store in {}", args.state_dir.display()))?;
+        let learned = Learned::from_records(&records);
+        let finished: std::collections::HashSet<String> = records
+            .iter()
+            .filter(|r| r.state == "done" || r.state == "diverged")
+            .map(|r| r.id.clone())
+            .collect();
+        let measured: usize = learned.profiles.values().map(|(_, n)| n).sum();
+        (learned, finished, Some((args.state_dir.display().to_string(), measured)))
+    } else {
+        (Learned::default(), Default::default(), None)
+    };
+    let (device, default_reason) = match &args.calibration_device {
+        Some(name) => {
+            if !table.devices().contains_key(name) && !learned.devices().contains(name) {
+                let mut known: std::collections::BTreeSet<String> = table.devices().into_keys().collect();
+                known.extend(learned.devices());
+                let known: Vec<String> = known.into_iter().collect();
+                eprintln!(
+                    "error: --calibration-device {name}: no row of {table_name}{} is for it (known: {})",
+                    if store.is_some() { " nor of the store" } else { "" },
+                    known.join(", ")
+                );
+                return Ok(ExitCode::from(USAGE));
+            }
+            (name.clone(), None)
+        }
+        None => match table.default_device() {
+            Some(device) => {
+                let others: Vec<String> = table.devices().into_keys().filter(|d| *d != device).collect();
+                let which = if device.starts_with("cpu") {
+                    "the calibration table has no GPU rows"
+                } else {
+                    "the calibration table's GPU with the most rows"
+                };
+                let reason = format!(
+                    "the default: {which}{}",
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; also there: {}", others.join(", "))
+                    }
+                );
+                (device, Some(reason))
+            }
+            None => (String::from("none"), Some(format!("{table_name} has no rows"))),
+        },
+    };
+    let calibration = Calibration::new(&table, &learned);
+    let inputs = CostInputs {
+        calibration: &calibration,
+        table_name: &table_name,
+        device: &device,
+        default_reason,
+        store,
+        finished: &finished,
+        gpus_per_node: args.gpus_per_node,
+    };
+    let cost = cost_sweep(sweep, &inputs);
+    out!("{}", summary(sweep, args.running).trim_end());
+    out!("{}", cost_lines(sweep, &inputs, &cost).trim_end());
+    if !args.gpus_available.is_empty() {
+        let table = makespan_table(sweep, &args.gpus_available, args.gpus_per_node, Some(&cost), &finished);
+        out!("{}", table.trim_end());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

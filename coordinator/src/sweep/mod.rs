@@ -3,6 +3,7 @@
 //! axis with the checkpoint storage it will need; the data it reads checked on the disk before
 //! the first trial is leased.
 
+pub mod calibration;
 pub mod checkpoint_storage;
 pub mod data_check;
 pub mod dry_run;
