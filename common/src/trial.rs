@@ -82,6 +82,15 @@ impl Method {
         matches!(self, Method::Sal | Method::SalPlasticOnly | Method::ShrinkPerturbRandom)
     }
 
+    /// Forward and backward passes per training step: SAM takes a second at the perturbed point.
+    pub fn passes_per_step(self) -> u32 {
+        if self == Method::Sam {
+            2
+        } else {
+            1
+        }
+    }
+
     /// Trains exactly as the baseline does (only the number of epochs may differ).
     pub fn is_baseline(self) -> bool {
         matches!(self, Method::Baseline | Method::Baseline2x)

@@ -249,7 +249,9 @@ impl Learned {
             }
             let replicas = f64::from(manifest.ranks.max(1));
             let n = steady.len() as f64;
-            let train = steady.iter().map(|m| m.0).sum::<f64>() / n / replicas;
+            // Per forward and backward pass, as the table is: a SAM step takes two.
+            let passes = f64::from(record.spec.method.passes_per_step());
+            let train = steady.iter().map(|m| m.0).sum::<f64>() / n / replicas * passes;
             let eval = steady.iter().map(|m| m.1).sum::<f64>() / n / replicas;
             let profile = Profile {
                 architecture: record.spec.architecture.clone(),
@@ -440,7 +442,9 @@ pub fn cost(
     };
     let images = epoch_images(spec)
         .ok_or_else(|| Uncosted::UnknownSize(format!("{} ({})", spec.dataset.name, spec.dataset.format)))?;
-    let (throughput, basis) = calibration.lookup(&profile).ok_or(Uncosted::NoRow(profile))?;
+    let (mut throughput, basis) = calibration.lookup(&profile).ok_or(Uncosted::NoRow(profile))?;
+    // The table holds one forward and backward pass per step; SAM takes two.
+    throughput.train /= f64::from(spec.method.passes_per_step());
     Ok(TrialCost { seconds: trial_seconds(spec.epochs, images, throughput, devices), devices, basis })
 }
 
@@ -531,6 +535,24 @@ mod tests {
         assert!((at_128.train - 1000.0).abs() < 1e-9, "{at_128:?}");
         assert_eq!(none.lookup(&profile("densenet121", 32, "gpu-x")), None);
         assert_eq!(none.lookup(&profile("resnet50", 32, "gpu-y")), None);
+    }
+
+    #[test]
+    fn a_sam_trial_trains_at_half_the_rate_of_a_pass_and_teaches_the_rate_of_one() {
+        let table = Table::parse(TABLE, "t.csv").unwrap();
+        let none = Calibration::new(&table, &Learned::default());
+        let spec = |method: &str| -> TrialSpec {
+            serde_json::from_str(&format!(
+                r#"{{"architecture":"resnet50","optimizer":"adam","dataset":{{"name":"d","format":"synthetic",
+                "options":{{"train_size":1000,"val_size":400}}}},"resolution":32,"method":"{method}","epochs":10,
+                "batch_size":64,"learning_rate":0.1,"seed":1}}"#
+            ))
+            .unwrap()
+        };
+        // 1000 img/s training, 4000 evaluating: 10 × (1000/1000 + 400/4000) = 11 s; SAM 10 × (2 + 0.1).
+        let baseline = cost(&none, &spec("baseline"), "gpu-x", 1).unwrap();
+        let sam = cost(&none, &spec("sam"), "gpu-x", 1).unwrap();
+        assert!((baseline.seconds - 11.0).abs() < 1e-9 && (sam.seconds - 21.0).abs() < 1e-9, "{sam:?}");
     }
 
     #[test]

@@ -717,9 +717,7 @@ pub fn estimate_cost(spec: &TrialSpec) -> f64 {
         _ => 1_000.0,
     });
     let side = f64::from(spec.resolution) / 224.0;
-    // SAM takes two forward and backward passes per step.
-    let passes = if spec.method == Method::Sam { 2.0 } else { 1.0 };
-    gflops * side * side * images * f64::from(spec.epochs) * passes
+    gflops * side * side * images * f64::from(spec.epochs) * f64::from(spec.method.passes_per_step())
 }
 
 /// Where each key path (`datasets.cifar10.root`) starts in block-style YAML. Keys inside flow
