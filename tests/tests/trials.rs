@@ -190,9 +190,11 @@ fn the_watchdog_kills_a_silent_trial_process_and_fails_it_as_retryable() {
     assert!(!alive, "trial process {pid} survived its watchdog");
 }
 
-/// SAL's ablation arms and SAM as values of the sweep's `methods:` axis, through the real binaries: each
-/// arm does only its part, `sal_stress_only` ends bit for bit where the baseline of its seed does,
-/// and the report pairs every arm with the baseline.
+/// SAL's ablation arms, SAM and the compute-matched baseline as values of the sweep's `methods:`
+/// axis, through the real binaries: each arm does only its part, `sal_stress_only` ends bit for bit
+/// where the baseline of its seed does, `shrink_perturb_random` runs after the `sal` trial of its
+/// seed and deforms at its drawn epochs, and the report pairs every arm with the baseline and
+/// tests Equation 11.
 #[test]
 fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit() {
     let _serial = one_at_a_time();
@@ -207,7 +209,8 @@ fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit
         .replace("seeds: [1, 2, 3]", "seeds: [1, 2]")
         .replace(
             "methods: [baseline, sal]",
-            "methods: [baseline, sal_stress_only, sal_noise_only, sal_plastic_only, sam]",
+            "methods: [baseline, sal, sal_stress_only, sal_noise_only, sal_plastic_only, shrink_perturb_random, \
+             sam, baseline_2x]",
         )
         // No warm-up and no epoch counted as improved: the stress climbs every epoch.
         .replace("  warmup_epochs: 2", "  warmup_epochs: 0\n  eps_loss: 100.0")
@@ -231,7 +234,7 @@ fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
 
     let records = records(&state);
-    assert_eq!(records.len(), 10);
+    assert_eq!(records.len(), 16);
     let by = |method: ::common::Method, seed: u64| {
         let record = records.iter().find(|r| r.spec.method == method && r.spec.seed == seed).unwrap();
         record.result.as_ref().unwrap_or_else(|| panic!("{}: no result", record.id))
@@ -285,8 +288,65 @@ fn ablation_arms_run_as_methods_and_stress_only_matches_the_baseline_bit_for_bit
         assert!(sam.history.iter().all(|e| e.sal.is_none()));
         assert_ne!(sam.history[4].train_loss.to_bits(), by(Baseline, seed).history[4].train_loss.to_bits());
     }
-    for arm in ["sal_stress_only", "sal_noise_only", "sal_plastic_only", "sam"] {
+    for arm in [
+        "sal_stress_only",
+        "sal_noise_only",
+        "sal_plastic_only",
+        "shrink_perturb_random",
+        "sam",
+        "baseline_2x",
+    ] {
         assert!(report.contains(&format!("{arm} vs baseline, paired by seed")), "{report}");
+    }
+    // The arms side by side, and Equation 11 tested on Tr H, one row per arm beyond the baseline.
+    let ablation =
+        report.split("Ablation: every arm against the baseline").nth(1).expect("the ablation table");
+    let equation11 = ablation.split("Equation 11: flatness").nth(1).expect("the Equation 11 table");
+    let rows = equation11.lines().filter(|l| l.contains("small_cnn")).count();
+    assert_eq!(rows, 7, "{equation11}");
+    assert!(
+        equation11.contains("no detectable difference at n=2") || equation11.contains("flatter"),
+        "{equation11}"
+    );
+
+    // The random arm repeats the sal trial's deformation count at epochs drawn from its seed, and
+    // was leased only once that trial's result was in.
+    let db = rusqlite::Connection::open(state.join("coordinator.sqlite")).unwrap();
+    let moment = |sql: &str, id: &str| -> u64 { db.query_row(sql, [id], |r| r.get(0)).unwrap() };
+    for seed in [1, 2] {
+        let plastic_epochs = |r: &::common::outcome::TrialResult| {
+            r.history
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.sal.as_ref().unwrap().applied,
+                        sal::Action::Plastic | sal::Action::NoisePlastic
+                    )
+                })
+                .map(|e| e.epoch)
+                .collect::<Vec<_>>()
+        };
+        let sal_count = plastic_epochs(by(Sal, seed)).len() as u32;
+        assert!(sal_count > 0, "seed {seed}: sal never deformed (the test's settings make it yield)");
+        let schedule = sal::random_schedule(seed, sal_count, 0, 5);
+        let random = plastic_epochs(by(ShrinkPerturbRandom, seed));
+        // The first drawn epoch is never carried (only a restore that follows a deformation is).
+        assert_eq!(random.first(), schedule.first(), "seed {seed}: {random:?} against {schedule:?}");
+        assert!(random.len() as u32 <= sal_count && !random.is_empty(), "{random:?}");
+        let id = |method: ::common::Method| {
+            records.iter().find(|r| r.spec.method == method && r.spec.seed == seed).unwrap().id.clone()
+        };
+        let sal_done = moment("SELECT completed_ms FROM results WHERE trial_id = ?1", &id(Sal));
+        let random_leased =
+            moment("SELECT MIN(started_ms) FROM attempts WHERE trial_id = ?1", &id(ShrinkPerturbRandom));
+        assert!(
+            random_leased >= sal_done,
+            "seed {seed}: leased at {random_leased}, its sal trial done at {sal_done}"
+        );
+        // The compute-matched baseline trained twice the epochs from the same start.
+        let (baseline, twice) = (by(Baseline, seed), by(Baseline2x, seed));
+        assert_eq!(twice.history.len(), 10);
+        assert_eq!(twice.history[0].train_loss.to_bits(), baseline.history[0].train_loss.to_bits());
     }
     let stress_only_table = report.split("sal_stress_only vs baseline").nth(1).unwrap();
     let row = stress_only_table.lines().find(|l| l.contains("small_cnn")).unwrap();
