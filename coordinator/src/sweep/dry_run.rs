@@ -128,7 +128,7 @@ pub fn cost_lines(sweep: &Sweep, inputs: &CostInputs<'_>, cost: &SweepCost) -> S
     };
     let costed: Vec<(usize, &TrialCost)> =
         cost.costs.iter().enumerate().filter_map(|(i, c)| c.as_ref().ok().map(|c| (i, c))).collect();
-    let hours: f64 = costed.iter().map(|(_, c)| c.device_hours()).sum();
+    let hours: f64 = costed.iter().fold(0.0, |hours, (_, c)| hours + c.device_hours());
     let _ = writeln!(
         out,
         "cost on {}{how}: {hours:.1} {unit} for {} of {} trials",
@@ -170,7 +170,7 @@ pub fn cost_lines(sweep: &Sweep, inputs: &CostInputs<'_>, cost: &SweepCost) -> S
         .map(|(_, c)| *c)
         .collect();
     if !inputs.finished.is_empty() {
-        let done_hours: f64 = finished.iter().map(|c| c.device_hours()).sum();
+        let done_hours: f64 = finished.iter().fold(0.0, |hours, c| hours + c.device_hours());
         let finished_in_sweep = sweep.trials.iter().filter(|t| inputs.finished.contains(&t.id)).count();
         let _ = writeln!(
             out,
@@ -184,7 +184,12 @@ pub fn cost_lines(sweep: &Sweep, inputs: &CostInputs<'_>, cost: &SweepCost) -> S
             out,
             "  assumed: epochs x (training images / train img/s + validation images / eval img/s) per trial; \
              published dataset sizes; a trial on G devices G times as fast (data parallel not measured); \
-             one trial per device; SAL's interventions not counted"
+             one trial per device; SAL's interventions not counted{}",
+            if sweep.trials.iter().any(|t| t.spec.flatness.is_some()) {
+                "; nor the flatness measured after the last epoch"
+            } else {
+                ""
+            }
         );
     }
     out
