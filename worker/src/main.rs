@@ -29,10 +29,14 @@ enum Command {
     /// Train one trial from a YAML file and print its results.
     ///
     /// The trial file holds a trial definition: architecture, optimizer, dataset (name, format,
-    /// root, options), resolution, method (baseline or sal), sal overrides, epochs, batch_size,
-    /// learning_rate, seed, head, pretrained. See sweeps/trials/synthetic-small.yaml.
+    /// root, options), resolution, method, sal overrides, epochs, batch_size, learning_rate,
+    /// seed, head, pretrained; optional cpu_threads, deterministic, flatness, sam_rho (method
+    /// sam) and deformations (method shrink_perturb_random, which needs it). See
+    /// sweeps/trials/synthetic-small.yaml.
     #[command(
-        after_help = "Dataset formats: synthetic, image_folder, imagenette, tiny_imagenet, eurosat, pacs, \
+        after_help = "Methods: baseline, sal, sal_stress_only, sal_noise_only, sal_plastic_only, \
+                            shrink_perturb_random, sam, baseline_2x.\n\
+                            Dataset formats: synthetic, image_folder, imagenette, tiny_imagenet, eurosat, pacs, \
                             cifar10_bin, corel1k.\n\
                             Exit codes: 0 finished (completed or diverged; see the result's status), 1 failure, \
                             2 bad trial file, dataset or checkpoint, 130 interrupted (Ctrl-C)."
