@@ -33,14 +33,12 @@ enum Command {
     /// seed, head, pretrained; optional cpu_threads, deterministic, flatness, sam_rho (method
     /// sam) and deformations (method shrink_perturb_random, which needs it). See
     /// sweeps/trials/synthetic-small.yaml.
-    #[command(
-        after_help = "Methods: baseline, sal, sal_stress_only, sal_noise_only, sal_plastic_only, \
+    #[command(after_help = "Methods: baseline, sal, sal_stress_only, sal_noise_only, sal_plastic_only, \
                             shrink_perturb_random, sam, baseline_2x.\n\
                             Dataset formats: synthetic, image_folder, imagenette, tiny_imagenet, eurosat, pacs, \
                             cifar10_bin, corel1k.\n\
                             Exit codes: 0 finished (completed or diverged; see the result's status), 1 failure, \
-                            2 bad trial file, dataset or checkpoint, 130 interrupted (Ctrl-C)."
-    )]
+                            2 bad trial file, dataset or checkpoint, 130 interrupted (Ctrl-C).")]
     Train(cli::train::TrainArgs),
     /// Runs one trial for the node agent (not meant for users): events as JSON lines on stdout,
     /// stops when stdin closes.
