@@ -38,6 +38,12 @@ pub fn total_seconds(history: &[EpochReport]) -> f64 {
 }
 
 impl TrialResult {
+    /// Plastic deformations the trial applied, from its SAL records (0 without any): what a
+    /// `shrink_perturb_random` trial of the same cell and seed repeats.
+    pub fn applied_deformations(&self) -> u32 {
+        sal::applied_deformations(self.history.iter().filter_map(|e| e.sal.as_ref()))
+    }
+
     /// Mean training throughput over the epochs that measured it, the first (warm-up) excluded
     /// when there are others; `None` for histories without the figure.
     pub fn train_images_per_s(&self) -> Option<f64> {

@@ -90,11 +90,6 @@ impl Method {
             1
         }
     }
-
-    /// Trains exactly as the baseline does (only the number of epochs may differ).
-    pub fn is_baseline(self) -> bool {
-        matches!(self, Method::Baseline | Method::Baseline2x)
-    }
 }
 
 /// The classifier put on top of the trunk.
@@ -339,6 +334,5 @@ mod tests {
             assert_eq!(json.as_str(), Some(method.name()));
         }
         assert_eq!(spec("baseline_2x").arm().unwrap(), None);
-        assert!(Method::Baseline2x.is_baseline() && !Method::Sam.is_baseline());
     }
 }

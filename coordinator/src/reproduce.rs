@@ -320,10 +320,11 @@ fn with_partner_deformations(spec: &TrialSpec, records: &[crate::store::TrialRec
     let mut spec = spec.clone();
     if spec.method == common::Method::ShrinkPerturbRandom && spec.deformations.is_none() {
         let partner = TrialSpec { method: common::Method::Sal, ..spec.clone() };
-        spec.deformations =
-            records.iter().find(|r| r.spec == partner).and_then(|r| r.result.as_ref()).map(|result| {
-                sal::applied_deformations(result.history.iter().filter_map(|e| e.sal.as_ref()))
-            });
+        spec.deformations = records
+            .iter()
+            .find(|r| r.spec == partner)
+            .and_then(|r| r.result.as_ref())
+            .map(TrialResult::applied_deformations);
     }
     spec
 }

@@ -160,9 +160,7 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
             for method in stats::other_methods(records) {
                 grids.push(stats::method_grid(&stats::compare_method(records, method), method));
             }
-            if !stats::other_methods(records).is_empty() {
-                grids.extend(report::ablation::ablation_grid(records));
-            }
+            grids.extend(report::ablation::ablation_grid(records));
             grids.extend(report::ablation::equation11_grid(records));
             grids
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::grid::Grid;
 use super::model::{Method, TrialRecord, TrialResult, TrialStatus};
-use super::stats::{compare, format_p, holm, Cell, MeanCi, PValue, PairedComparison};
+use super::stats::{compare, format_p, holm, Cell, MeanCi, PairedComparison};
 use crate::sweep::spec::method_name;
 
 /// Below this Holm-adjusted p a difference is called (two-sided 5%).
@@ -98,6 +98,11 @@ pub fn compare_arms(records: &[TrialRecord], metric: Metric) -> Vec<ArmCompariso
     out
 }
 
+/// [`compare_arms`] by (cell, arm), for the tables that read one metric beside another.
+fn by_cell_and_arm(records: &[TrialRecord], metric: Metric) -> BTreeMap<(Cell, Method), ArmComparison> {
+    compare_arms(records, metric).into_iter().map(|c| ((c.cell.clone(), c.arm), c)).collect()
+}
+
 /// What Equation 11 predicts for an arm, as the data say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -130,7 +135,7 @@ impl Verdict {
 }
 
 /// A number in a width that suits Hessian figures (from 1e-4 to 1e4 and beyond).
-fn figure(value: f64) -> String {
+pub(crate) fn figure(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude != 0.0 && !(1e-3..1e5).contains(&magnitude) {
         format!("{value:.3e}")
@@ -164,10 +169,6 @@ fn cell_columns(cell: &Cell) -> Vec<String> {
     vec![cell.architecture.clone(), cell.optimizer.clone(), cell.dataset.clone(), cell.resolution.to_string()]
 }
 
-fn p_column(p: PValue) -> String {
-    p.show()
-}
-
 /// The "Equation 11" table: per cell and arm, `Tr H` and `λ_max` of the baseline and the arm,
 /// their paired differences with CI, p and Holm p, and the verdict on `Tr H`. `None` when no
 /// trial measured flatness.
@@ -176,8 +177,7 @@ pub fn equation11_grid(records: &[TrialRecord]) -> Option<Grid> {
     if traces.is_empty() {
         return None;
     }
-    let lambdas: BTreeMap<(Cell, Method), ArmComparison> =
-        compare_arms(records, Metric::LambdaMax).into_iter().map(|c| ((c.cell.clone(), c.arm), c)).collect();
+    let lambdas = by_cell_and_arm(records, Metric::LambdaMax);
     let header = [
         "architecture",
         "optimizer",
@@ -212,7 +212,7 @@ pub fn equation11_grid(records: &[TrialRecord]) -> Option<Grid> {
                 optional(trace.arm_mean, figure),
                 delta,
                 ci,
-                p_column(trace.comparison.t_test),
+                trace.comparison.t_test.show(),
                 optional(trace.holm, format_p),
                 optional(lambda.and_then(|l| l.baseline_mean), figure),
                 optional(lambda.and_then(|l| l.arm_mean), figure),
@@ -259,16 +259,17 @@ fn train_seconds(records: &[TrialRecord]) -> BTreeMap<(Cell, Method), f64> {
 
 /// The ablation table: per cell and arm, top-1 and its paired Δ against the baseline, `Tr H`,
 /// `λ_max`, and the training time with its ratio to the baseline's. `None` when the sweep has no
-/// arm beyond the baseline.
+/// arm beyond the baseline and SAL (whose own statistics table says it all then).
 pub fn ablation_grid(records: &[TrialRecord]) -> Option<Grid> {
+    if super::stats::other_methods(records).is_empty() {
+        return None;
+    }
     let top1 = compare_arms(records, Metric::Top1);
     if top1.is_empty() {
         return None;
     }
-    let by = |metric| -> BTreeMap<(Cell, Method), ArmComparison> {
-        compare_arms(records, metric).into_iter().map(|c| ((c.cell.clone(), c.arm), c)).collect()
-    };
-    let (traces, lambdas) = (by(Metric::TraceH), by(Metric::LambdaMax));
+    let (traces, lambdas) =
+        (by_cell_and_arm(records, Metric::TraceH), by_cell_and_arm(records, Metric::LambdaMax));
     let seconds = train_seconds(records);
     let header = [
         "architecture",

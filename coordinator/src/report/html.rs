@@ -124,11 +124,10 @@ pub fn render(page: &Page) -> Result<String, PlotError> {
         out.push_str(&format!("<h3>{}</h3>", grid.title));
         out.push_str(&grid.html(&format!("statistics-{}", method.name())));
     }
-    let ablation =
-        (!stats::other_methods(records).is_empty()).then(|| super::ablation::ablation_grid(records));
-    for (grid, id) in
-        [(ablation.flatten(), "ablation"), (super::ablation::equation11_grid(records), "equation-11")]
-    {
+    for (grid, id) in [
+        (super::ablation::ablation_grid(records), "ablation"),
+        (super::ablation::equation11_grid(records), "equation-11"),
+    ] {
         if let Some(grid) = grid {
             let _ = write!(out, "<h3 id=\"{id}\">{}</h3>", html_escape(&grid.title));
             out.push_str(&grid.html(&format!("{id}-table")));

@@ -331,13 +331,7 @@ fn count(n: usize) -> String {
 
 /// A Hessian figure (from 1e-4 to 1e4 and beyond) with its CI half-width.
 fn show_figure(estimate: Option<Estimate>) -> String {
-    let figure = |v: f64| {
-        if v != 0.0 && !(1e-3..1e5).contains(&v.abs()) {
-            format!("{v:.3e}")
-        } else {
-            format!("{v:.4}")
-        }
-    };
+    let figure = ablation::figure;
     match estimate {
         None => "–".into(),
         Some(Estimate { mean, ci95: Some(ci), .. }) => format!("{} ± {}", figure(mean), figure(ci)),

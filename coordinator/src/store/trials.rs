@@ -142,8 +142,7 @@ impl Core {
             .map_err(|e| corrupt(format!("result of trial {first}"), e.to_string()))?;
         let mut spec: common::TrialSpec = serde_json::from_str(&spec_json)
             .map_err(|e| corrupt(format!("spec of trial {trial_id}"), e.to_string()))?;
-        spec.deformations =
-            Some(sal::applied_deformations(result.history.iter().filter_map(|r| r.sal.as_ref())));
+        spec.deformations = Some(result.applied_deformations());
         Ok(spec.canonical_json())
     }
 
