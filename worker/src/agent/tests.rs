@@ -5,7 +5,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::outbox::Outgoing;
-use super::{ClientConfig, LeaseKey, Session, LINGER};
+use super::sending::LINGER;
+use super::{ClientConfig, LeaseKey, Session};
 use crate::run::Devices;
 
 fn session(dir: &std::path::Path) -> Session {
