@@ -5,6 +5,7 @@
 
 pub mod calibration;
 pub mod checkpoint_storage;
+pub mod cost;
 pub mod data_check;
 pub mod dry_run;
 pub mod identity;

@@ -1,0 +1,31 @@
+//! A trial's relative cost, to schedule the longest first.
+
+use common::names::NOOP;
+use common::TrialSpec;
+
+/// Relative cost of a trial, to run the longest first: model GFLOPs at 224 px × (resolution /
+/// 224)² × training images × epochs (× 2 for SAM's two passes per step). Only the order matters.
+pub fn estimate_cost(spec: &TrialSpec) -> f64 {
+    let gflops = match spec.architecture.as_str() {
+        "densenet201" => 4.3,
+        "densenet121" => 2.9,
+        "resnet50" | "resnet50_v2" => 4.1,
+        "efficientnet_b2" => 1.0,
+        "mobilenet_v2" => 0.3,
+        "small_cnn" => 0.05,
+        NOOP => 0.001,
+        _ => 1.0,
+    };
+    let option_size = spec.dataset.options.get("train_size").and_then(serde_json::Value::as_f64);
+    let images = option_size.unwrap_or(match spec.dataset.format.as_str() {
+        "imagenette" => 9_500.0,
+        "tiny_imagenet" => 100_000.0,
+        "eurosat" => 21_600.0,
+        "pacs" => 8_000.0,
+        "cifar10_bin" => 50_000.0,
+        "corel1k" => 800.0,
+        _ => 1_000.0,
+    });
+    let side = f64::from(spec.resolution) / 224.0;
+    gflops * side * side * images * f64::from(spec.epochs) * f64::from(spec.method.passes_per_step())
+}
