@@ -162,7 +162,7 @@ fn scratch(
     factory: &ModelFactory,
 ) -> Result<(VarStore, Vec<Tensor>), WorkerError> {
     let vs = VarStore::new(Device::Cpu);
-    let _model = super::rank::build_locked(factory, &vs, spec, classes, None)?;
+    let _model = super::model::build_locked(factory, &vs, spec, classes, None)?;
     let state = optimizer_state.iter().map(|t| Tensor::zeros_like(t).to_device(Device::Cpu)).collect();
     Ok((vs, state))
 }

@@ -37,11 +37,16 @@ use crate::outcome::EpochReport;
 use crate::trial::TrialSpec;
 
 mod acceleration;
+mod batches;
 pub mod checkpoint;
+mod collectives;
+mod evaluate;
 pub mod flatness;
+mod model;
 mod panics;
 mod rank;
 pub mod report;
+mod step;
 
 /// Builds a trial's model under a VarStore path with the given number of classes.
 pub type ModelFactory = dyn Fn(&nn::Path, &TrialSpec, i64) -> Result<Model, WorkerError> + Send + Sync;
@@ -129,7 +134,7 @@ impl Engine {
         }
 
         let stop_at = Arc::new(AtomicU64::new(u64::MAX));
-        let collectives = rank::collectives(&options.devices)?;
+        let collectives = collectives::collectives(&options.devices)?;
         let threads = crate::provenance::rank_threads(spec, &options.devices);
         let mut setups = collectives.into_iter().enumerate().map(|(index, collective)| rank::Setup {
             rank: index,
@@ -228,7 +233,7 @@ impl Engine {
     /// is decoded.
     fn probe(&self, spec: &TrialSpec) -> Result<(), WorkerError> {
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = rank::build_locked(self.factory.as_ref(), &vs, spec, 2, None)?;
+        let model = model::build_locked(self.factory.as_ref(), &vs, spec, 2, None)?;
         if let Some(path) = &spec.pretrained {
             models::load_pretrained(&vs, path)?;
         }

@@ -1,112 +1,27 @@
 //! One replica's life: model, optimizer, SAL, the epochs, the final evaluation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use sal::{model_checksum, Collective, EpochSums, SalController, SingleRank, ThreadGroup};
-use tch::nn::{ModuleT, VarStore};
+use sal::{model_checksum, Collective, EpochSums, SalController};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::acceleration::Acceleration;
+use super::batches::{epoch_seed, permutation, plan_batches, shard};
+use super::collectives::CollectiveSeed;
+use super::evaluate::evaluate;
+use super::model::{build_locked, INIT};
+use super::step::{average_buffers, float_buffers, global_norm};
 use super::{checkpoint, report, request_stop, Message, ModelFactory};
-use crate::contract::{CancelFlag, Devices, RunOptions, TrialOutcome};
+use crate::contract::{CancelFlag, RunOptions, TrialOutcome};
 use crate::data::Split;
 use crate::error::WorkerError;
 use crate::optim;
 use crate::optim::sam::{self, Ascent};
 use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
 use crate::trial::{Method, TrialSpec};
-
-/// Model construction draws from libtorch's process-wide generator: seed and build under one
-/// lock so that a trial's initial weights depend on its seed alone.
-pub(super) static INIT: Mutex<()> = Mutex::new(());
-
-/// Builds a model under [`INIT`] (scratch and probe models too: their draws must not fall between
-/// another trial's seeding and its initialisation).
-pub(super) fn build_locked(
-    factory: &ModelFactory,
-    vs: &VarStore,
-    spec: &TrialSpec,
-    classes: i64,
-    seed: Option<u64>,
-) -> Result<crate::models::Model, WorkerError> {
-    let _lock = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(seed) = seed {
-        tch::manual_seed(seed as i64);
-    }
-    factory(&vs.root(), spec, classes)
-}
-
-/// A rank's collective, or what it is made from on the rank's own thread (an NCCL communicator
-/// must be created on the thread that uses it).
-pub enum CollectiveSeed {
-    Ready(Box<dyn Collective>),
-    #[cfg(feature = "nccl")]
-    Nccl {
-        id: sal::collective::NcclUniqueId,
-        rank: usize,
-        world: usize,
-        device: usize,
-    },
-}
-
-impl CollectiveSeed {
-    fn open(self) -> Result<Box<dyn Collective>, WorkerError> {
-        match self {
-            CollectiveSeed::Ready(collective) => Ok(collective),
-            #[cfg(feature = "nccl")]
-            CollectiveSeed::Nccl { id, rank, world, device } => {
-                Ok(Box::new(sal::collective::NcclRank::new(id, rank, world, device)?))
-            }
-        }
-    }
-}
-
-/// One collective per rank for `devices`.
-pub fn collectives(devices: &Devices) -> Result<Vec<CollectiveSeed>, WorkerError> {
-    match devices {
-        Devices::Cpu { ranks: 1 } => Ok(vec![CollectiveSeed::Ready(Box::new(SingleRank))]),
-        Devices::Cpu { ranks } => Ok(ThreadGroup::ranks(*ranks)
-            .into_iter()
-            .map(|rank| CollectiveSeed::Ready(Box::new(rank) as Box<dyn Collective>))
-            .collect()),
-        Devices::Cuda(ordinals) => {
-            let available = tch::Cuda::device_count().max(0) as usize;
-            if let Some(missing) = ordinals.iter().find(|&&o| o >= available) {
-                return Err(WorkerError::InvalidTrial(format!(
-                    "CUDA device {missing} requested, {available} visible"
-                )));
-            }
-            if ordinals.len() == 1 {
-                return Ok(vec![CollectiveSeed::Ready(Box::new(SingleRank))]);
-            }
-            nccl_group(ordinals)
-        }
-    }
-}
-
-#[cfg(feature = "nccl")]
-fn nccl_group(ordinals: &[usize]) -> Result<Vec<CollectiveSeed>, WorkerError> {
-    let id = sal::collective::nccl_unique_id()?;
-    let world = ordinals.len();
-    Ok(ordinals
-        .iter()
-        .enumerate()
-        .map(|(rank, &device)| CollectiveSeed::Nccl { id: id.clone(), rank, world, device })
-        .collect())
-}
-
-#[cfg(not(feature = "nccl"))]
-fn nccl_group(ordinals: &[usize]) -> Result<Vec<CollectiveSeed>, WorkerError> {
-    Err(WorkerError::InvalidTrial(format!(
-        "{} GPUs need NCCL: build the worker with `--features nccl`",
-        ordinals.len()
-    )))
-}
 
 /// Everything a rank thread owns.
 pub struct Setup {
@@ -130,40 +45,6 @@ pub struct Setup {
 pub struct Output {
     pub outcome: TrialOutcome,
     pub checksums: Vec<u64>,
-}
-
-/// The shard of the global batch `[start, start + len)` that `rank` of `world` trains on.
-fn shard(start: i64, len: i64, rank: usize, world: usize) -> (i64, i64) {
-    let (rank, world) = (rank as i64, world as i64);
-    let lo = len * rank / world;
-    let hi = len * (rank + 1) / world;
-    (start + lo, hi - lo)
-}
-
-/// The global batches of an epoch as `(offset, length)` into the permutation. A last partial
-/// batch is kept when every rank gets at least 2 of its samples (batch norm needs 2).
-fn plan_batches(samples: i64, batch: i64, world: usize) -> Vec<(i64, i64)> {
-    let mut batches: Vec<(i64, i64)> = (0..samples / batch).map(|b| (b * batch, batch)).collect();
-    let rest = samples % batch;
-    if rest >= 2 * world as i64 {
-        batches.push((samples - rest, rest));
-    }
-    batches
-}
-
-/// The epoch's order of the training samples, the same on every rank.
-fn permutation(samples: i64, seed: u64, epoch: u32) -> Tensor {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(u64::from(epoch));
-    let mut order: Vec<i64> = (0..samples).collect();
-    order.shuffle(&mut rng);
-    Tensor::from_slice(&order)
-}
-
-/// libtorch's generator (dropout) is seeded per epoch, so a resumed run draws what an
-/// uninterrupted one would have.
-fn epoch_seed(seed: u64, epoch: u32) -> i64 {
-    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(epoch)) as i64
 }
 
 fn should_stop(stop_at: &AtomicU64, cancel: &CancelFlag, step: u64) -> bool {
@@ -476,44 +357,6 @@ fn throughput(images: f64, seconds: f64) -> f64 {
     }
 }
 
-/// The L2 norm of all buckets together, in f64 (a 0-dimensional tensor on their device).
-fn global_norm(buckets: &[Tensor]) -> Tensor {
-    match buckets {
-        [] => Tensor::zeros([], (Kind::Double, Device::Cpu)),
-        [bucket] => bucket.norm().to_kind(Kind::Double),
-        _ => {
-            let norms: Vec<Tensor> = buckets.iter().map(|b| b.norm().to_kind(Kind::Double)).collect();
-            Tensor::stack(&norms, 0).norm()
-        }
-    }
-}
-
-/// The model's floating-point variables that are not trained: batch-norm running statistics.
-fn float_buffers(vs: &VarStore, trainable: &[Tensor]) -> Vec<Tensor> {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
-        .into_iter()
-        .map(|(_, t)| t)
-        .filter(|t| t.is_floating_point())
-        .filter(|t| !trainable.iter().any(|p| p.data_ptr() == t.data_ptr()))
-        .collect()
-}
-
-/// Replaces every rank's buffers by their mean over the ranks.
-fn average_buffers(buffers: &[Tensor], collective: &dyn Collective) -> Result<(), WorkerError> {
-    let world = collective.world_size();
-    if world == 1 || buffers.is_empty() {
-        return Ok(());
-    }
-    collective.all_reduce_sum_many(buffers)?;
-    let _guard = tch::no_grad_guard();
-    for buffer in buffers {
-        let _ = buffer.shallow_clone().g_div_scalar_(world as f64);
-    }
-    Ok(())
-}
-
 /// A diverged trial: its history up to the last finite epoch; final metrics are zero (a model
 /// with non-finite weights has none worth reporting, and JSON has no NaN).
 fn diverged(history: Vec<EpochReport>) -> TrialResult {
@@ -535,110 +378,4 @@ fn diverged(history: Vec<EpochReport>) -> TrialResult {
         flatness: None,
         manifest: None,
     }
-}
-
-/// Sums of one evaluation pass over a rank's shard of a split.
-struct Evaluation {
-    loss_sum: f64,
-    correct: f64,
-    top5: f64,
-    count: f64,
-    confusion: Vec<f64>,
-    batches: usize,
-    seconds: f64,
-}
-
-impl Evaluation {
-    fn reduce(mut self, collective: &dyn Collective) -> Result<Self, WorkerError> {
-        let mut values = vec![self.loss_sum, self.correct, self.top5, self.count];
-        values.extend_from_slice(&self.confusion);
-        collective.all_reduce_sum_f64(&mut values)?;
-        (self.loss_sum, self.correct, self.top5, self.count) = (values[0], values[1], values[2], values[3]);
-        self.confusion = values[4..].to_vec();
-        Ok(self)
-    }
-
-    fn loss(&self) -> f64 {
-        self.loss_sum / self.count.max(1.0)
-    }
-
-    fn accuracy(&self) -> f64 {
-        self.correct / self.count.max(1.0)
-    }
-
-    fn local_ms_per_batch(&self) -> f64 {
-        if self.batches == 0 {
-            0.0
-        } else {
-            1000.0 * self.seconds / self.batches as f64
-        }
-    }
-}
-
-/// Evaluates the model (inference mode) on `rank`'s contiguous shard of a split; with `full`,
-/// also top-5 and the confusion matrix.
-#[allow(clippy::too_many_arguments)]
-fn evaluate(
-    model: &dyn ModuleT,
-    acceleration: &Acceleration,
-    images: &Tensor,
-    labels: &Tensor,
-    rank: usize,
-    world: usize,
-    batch: i64,
-    classes: i64,
-    full: bool,
-) -> Result<Evaluation, WorkerError> {
-    let _guard = tch::no_grad_guard();
-    let device = images.device();
-    let samples = labels.size()[0];
-    let (from, count) = shard(0, samples, rank, world);
-    let loss_sum = Tensor::zeros([], (Kind::Double, device));
-    let correct = Tensor::zeros([], (Kind::Int64, device));
-    let top5 = Tensor::zeros([], (Kind::Int64, device));
-    let confusion = Tensor::zeros([classes * classes], (Kind::Int64, device));
-    let k = classes.min(5);
-    let started = Instant::now();
-    let mut batches = 0;
-    let mut start = from;
-    while start < from + count {
-        let len = batch.min(from + count - start);
-        let x = acceleration.input(images.narrow(0, start, len).to_kind(Kind::Float) / 255.0);
-        let y = labels.narrow(0, start, len);
-        // Metrics in fp32 whatever the forward precision (a no-op in fp32).
-        let logits = acceleration.forward(|| model.forward_t(&x, false)).to_kind(Kind::Float);
-        let _ = loss_sum.shallow_clone().g_add_(
-            &logits
-                .f_cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)?
-                .to_kind(Kind::Double),
-        );
-        let predicted = logits.argmax(-1, false);
-        let _ = correct.shallow_clone().g_add_(&predicted.eq_tensor(&y).sum(Kind::Int64));
-        if full {
-            let (_, best) = logits.topk(k, -1, true, false);
-            let _ = top5
-                .shallow_clone()
-                .g_add_(&best.eq_tensor(&y.unsqueeze(1)).any_dim(1, false).sum(Kind::Int64));
-            let cells = (&y * classes + &predicted).bincount::<Tensor>(None, classes * classes);
-            let _ = confusion.shallow_clone().g_add_(&cells);
-        }
-        batches += 1;
-        start += len;
-    }
-    // Reading the sums waits for the device: the time below covers the whole pass.
-    let confusion: Vec<f64> = if full {
-        Vec::<i64>::try_from(&confusion.to_device(Device::Cpu))?.into_iter().map(|v| v as f64).collect()
-    } else {
-        Vec::new()
-    };
-    let evaluation = Evaluation {
-        loss_sum: loss_sum.double_value(&[]),
-        correct: correct.int64_value(&[]) as f64,
-        top5: top5.int64_value(&[]) as f64,
-        count: count as f64,
-        confusion,
-        batches,
-        seconds: 0.0,
-    };
-    Ok(Evaluation { seconds: started.elapsed().as_secs_f64(), ..evaluation })
 }
