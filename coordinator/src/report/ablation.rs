@@ -373,34 +373,3 @@ pub fn value_rows(records: &[TrialRecord], metric: Metric) -> Vec<(String, MeanC
         })
         .collect()
 }
-
-/// The ablation's plots, when the sweep has an arm beyond the baseline: Δ top-1 by arm and cell,
-/// and `Tr H` by arm and cell (the baseline's among them) when flatness was measured.
-pub fn plots(records: &[TrialRecord]) -> Vec<super::plots::NamedPlot> {
-    use super::plots::{NamedPlot, Plot};
-    let mut plots = Vec::new();
-    // With SAL alone beside the baseline, the sweep's forest plot shows this already.
-    if !super::stats::other_methods(records).is_empty() {
-        let delta = forest_rows(records, Metric::Top1);
-        plots.push(NamedPlot {
-            name: "ablation-top1".into(),
-            plot: Plot::Forest {
-                caption: "arm − baseline top-1 (pp), mean and 95% CI over seeds".into(),
-                x_label: "Δ top-1 (percentage points)".into(),
-                rows: delta,
-            },
-        });
-    }
-    let trace = value_rows(records, Metric::TraceH);
-    if !trace.is_empty() {
-        plots.push(NamedPlot {
-            name: "ablation-trace-h".into(),
-            plot: Plot::Forest {
-                caption: "Tr H at the end of training by arm, mean and 95% CI over seeds".into(),
-                x_label: "Hutchinson's Tr(H)".into(),
-                rows: trace,
-            },
-        });
-    }
-    plots
-}
