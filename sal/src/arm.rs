@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::stress::{Action, EpochRecord};
+use crate::record::{Action, EpochRecord};
 
 /// What an arm lets the stress decide.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

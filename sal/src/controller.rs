@@ -10,8 +10,9 @@ use crate::collective::Collective;
 use crate::config::StressConfig;
 use crate::error::SalError;
 use crate::intervene::{apply_noise, apply_plastic, intervention_rng, Intervention};
+use crate::record::EpochRecord;
 use crate::snapshot::Snapshot;
-use crate::stress::{EpochMetrics, EpochPosition, EpochRecord, StressState};
+use crate::stress::{EpochMetrics, EpochPosition, StressState};
 
 /// Per-rank sums of one epoch, before they are combined across ranks.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -3,6 +3,7 @@
 //! - [`arm`]: the ablation arms (which interventions a trial applies, random schedules);
 //! - [`config`]: every constant of `SAL_SPEC.md`, validated;
 //! - [`stress`]: the pure state machine (Equation 1, warm-up, decisions, recovery bookkeeping);
+//! - [`record`]: what SAL did at an epoch, as histories keep it;
 //! - [`intervene`]: Equation 2's noise and Equation 3's plastic deformation on a tch model;
 //! - [`snapshot`]: the yield point, and model checksums;
 //! - [`controller`]: all of the above for one replica of one trial;
@@ -20,6 +21,7 @@ pub mod controller;
 pub mod error;
 #[cfg(feature = "torch")]
 pub mod intervene;
+pub mod record;
 #[cfg(feature = "torch")]
 pub mod snapshot;
 pub mod stress;
@@ -31,6 +33,7 @@ pub use config::{StressConfig, YieldComparison};
 #[cfg(feature = "torch")]
 pub use controller::{EpochSums, SalController};
 pub use error::SalError;
+pub use record::{Action, EpochRecord};
 #[cfg(feature = "torch")]
 pub use snapshot::{model_checksum, Snapshot, StateTensors};
-pub use stress::{Action, Decision, EpochMetrics, EpochPosition, EpochRecord, StressState};
+pub use stress::{Decision, EpochMetrics, EpochPosition, StressState};
