@@ -15,7 +15,7 @@ use super::api::{LoadSummary, Progress};
 use super::checkpoint_files::PendingRemovals;
 use super::durable::{AfterSync, WalSync};
 use super::error::{Result, StoreError};
-use super::schema::open_connection;
+use super::open::open_connection;
 use super::{checkpoint_files, Core};
 
 /// Most jobs committed together.

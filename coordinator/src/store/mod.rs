@@ -12,14 +12,14 @@
 //! coordinator was away go back to pending, live leases are honoured when their workers return,
 //! and a changed sweep file adds its new cells beside every earlier result.
 //!
-//! One module per part: [`schema`] (every table, in one place) and [`migrate`] (older state dirs
-//! brought up to it); [`actor`] (the thread that owns the connection, group commit) and
-//! [`durable`] (the fsync, on a thread of its own); [`handle`] ([`Store`], what the rest of the
-//! coordinator calls); one module per kind of record: [`trials`] (loading a sweep, rebuilding
-//! memory on restart), [`workers`], [`leases`], [`results`] (and [`outside`] for trials not
-//! scheduled today), [`checkpoints`] (the index; [`checkpoint_files`] the files), [`sweeps`];
-//! [`status`] and [`in_flight`] for `coordinator status`; [`reader`], read-only, for reports;
-//! [`state_lock`]: one coordinator per state dir.
+//! One module per part: [`schema`] (every table, in one place), [`migrate`] (older state dirs
+//! brought up to it) and [`open`] (settings, tables and migration at open); [`actor`] (the thread
+//! that owns the connection, group commit) and [`durable`] (the fsync, on a thread of its own);
+//! [`handle`] ([`Store`], what the rest of the coordinator calls); one module per kind of record:
+//! [`trials`] (loading a sweep, rebuilding memory on restart), [`workers`], [`leases`], [`results`]
+//! (and [`outside`] for trials not scheduled today), [`checkpoints`] (the index;
+//! [`checkpoint_files`] the files), [`sweeps`]; [`status`] and [`in_flight`] for `coordinator
+//! status`; [`reader`], read-only, for reports; [`state_lock`]: one coordinator per state dir.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +43,7 @@ mod handle;
 mod in_flight;
 mod leases;
 mod migrate;
+mod open;
 mod outside;
 mod reader;
 mod results;

@@ -1,13 +1,7 @@
 //! The store's tables, in one place; [`super::migrate`] brings older state dirs up to them.
 
-use std::path::Path;
-
-use rusqlite::Connection;
-
-use super::error::{Result, StoreError};
-use super::{migrate, DB_FILE};
-
-/// The tables every store has had since the first version; [`open_connection`] creates them.
+/// The tables every store has had since the first version; [`super::open::open_connection`]
+/// creates them.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sweep (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -104,17 +98,3 @@ CREATE TABLE IF NOT EXISTS merged_results (
     PRIMARY KEY (trial_id, old_id)
 );
 ";
-
-pub(super) fn open_connection(dir: &Path) -> Result<Connection> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let mut conn = Connection::open(dir.join(DB_FILE))?;
-    // WAL: readers (`coordinator report`) never block the writer. synchronous=NORMAL: COMMIT does
-    // not wait for the disk; the store's sync thread (`durable`) fsyncs the WAL before any answer
-    // that promises durability leaves.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-    )?;
-    conn.execute_batch(SCHEMA)?;
-    migrate::upgrade(&mut conn, dir)?;
-    Ok(conn)
-}
