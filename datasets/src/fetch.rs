@@ -119,7 +119,7 @@ pub fn fetch(entry: &Entry, options: &Options, lock: &mut Lock) -> Result<Outcom
         fetched_at: now_unix(),
     };
     if entry.is_weights() {
-        weights::convert_and_publish(entry, &archive, &target, &marker, options)?;
+        weights::convert_and_publish(entry, &archive, &target, &marker, &options.tools)?;
     } else {
         extract_and_publish(entry, &archive, &target, &marker, options)?;
     }

@@ -8,7 +8,6 @@ use std::process::Command;
 
 use crate::catalogue::{Converter, Entry};
 use crate::error::DataError;
-use crate::fetch::Options;
 use crate::publish::{self, Marker};
 
 /// The converters and the Pythons that run them.
@@ -55,7 +54,7 @@ pub fn convert_and_publish(
     source: &Path,
     target: &Path,
     marker: &Marker,
-    options: &Options,
+    tools: &Tools,
 ) -> Result<(), DataError> {
     let architecture = entry.architecture.as_deref().unwrap_or_default();
     let parent = target.parent().unwrap_or(Path::new("."));
@@ -63,7 +62,6 @@ pub fn convert_and_publish(
     // Ends in `.safetensors` (the converters insist), hidden until it is checked.
     let partial = parent.join(format!(".{architecture}.partial.safetensors"));
     let _ = std::fs::remove_file(&partial);
-    let tools = &options.tools;
     let mut command = match entry.converter {
         Some(Converter::Keras) => {
             let mut c = Command::new(&tools.keras_python);
