@@ -267,7 +267,9 @@ fn dry_run(args: &RunArgs, sweep: &Sweep) -> anyhow::Result<ExitCode> {
     let (learned, finished, store) = if args.state_dir.join(store::DB_FILE).is_file() {
         let (_, records) = store::read_records(&args.state_dir)
             .with_context(|| format!("reading the store in {}", args.state_dir.display()))?;
-        let learned = Learned::from_records(&records);
+        let learned = Learned::from_completed(
+            records.iter().filter(|r| r.state == "done").filter_map(|r| Some((&r.spec, r.result.as_ref()?))),
+        );
         let finished: std::collections::HashSet<String> = records
             .iter()
             .filter(|r| r.state == "done" || r.state == "diverged")

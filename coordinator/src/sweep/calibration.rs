@@ -29,9 +29,7 @@ use std::path::Path;
 
 use common::dataset::{parse_options, SplitOptions, SyntheticOptions};
 use common::run_manifest::RunManifest;
-use common::TrialSpec;
-
-use crate::store::TrialRecord;
+use common::{TrialResult, TrialSpec};
 
 /// The committed calibration table.
 pub const COMMITTED: &str = include_str!("../../calibration/throughput.csv");
@@ -230,11 +228,12 @@ pub struct Learned {
 }
 
 impl Learned {
-    /// From the store's completed trials that recorded their throughput and device.
-    pub fn from_records(records: &[TrialRecord]) -> Learned {
+    /// From completed trials (their spec and result) that recorded their throughput and device.
+    pub fn from_completed<'a>(
+        completed: impl IntoIterator<Item = (&'a TrialSpec, &'a TrialResult)>,
+    ) -> Learned {
         let mut sums: BTreeMap<Profile, (f64, f64, usize)> = BTreeMap::new();
-        for record in records.iter().filter(|r| r.state == "done") {
-            let Some(result) = &record.result else { continue };
+        for (spec, result) in completed {
             let Some(manifest) = &result.manifest else { continue };
             let measured: Vec<(f64, f64)> = result
                 .history
@@ -250,13 +249,13 @@ impl Learned {
             let replicas = f64::from(manifest.ranks.max(1));
             let n = steady.len() as f64;
             // Per forward and backward pass, as the table is: a SAM step takes two.
-            let passes = f64::from(record.spec.method.passes_per_step());
+            let passes = f64::from(spec.method.passes_per_step());
             let train = steady.iter().map(|m| m.0).sum::<f64>() / n / replicas * passes;
             let eval = steady.iter().map(|m| m.1).sum::<f64>() / n / replicas;
             let profile = Profile {
-                architecture: record.spec.architecture.clone(),
-                resolution: record.spec.resolution,
-                batch: record.spec.batch_size,
+                architecture: spec.architecture.clone(),
+                resolution: spec.resolution,
+                batch: spec.batch_size,
                 device: device_name(manifest),
             };
             let entry = sums.entry(profile).or_insert((0.0, 0.0, 0));
