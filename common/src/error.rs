@@ -21,13 +21,8 @@ impl SpecError {
     }
 }
 
-impl From<sal::SalError> for SpecError {
-    fn from(error: sal::SalError) -> Self {
-        match error {
-            sal::SalError::InvalidConfig { field, reason } => {
-                SpecError::InvalidField { field: format!("sal.{field}"), reason }
-            }
-            other => SpecError::InvalidField { field: "sal".into(), reason: other.to_string() },
-        }
+impl From<sal_core::ConfigError> for SpecError {
+    fn from(error: sal_core::ConfigError) -> Self {
+        SpecError::InvalidField { field: format!("sal.{}", error.field), reason: error.reason }
     }
 }

@@ -16,7 +16,7 @@ pub struct EpochReport {
     /// sharpness proxy, figure 7).
     pub grad_norm: f64,
     /// SAL's record of the epoch; `None` for baseline trials.
-    pub sal: Option<sal::EpochRecord>,
+    pub sal: Option<sal_core::EpochRecord>,
     pub seconds: f64,
     /// The trial's peak device memory so far, in MB (none on CPU): how the coordinator learns,
     /// from a trial's first epoch, how many such trials fit on a device (`trials_per_gpu: auto`).
@@ -41,7 +41,7 @@ impl TrialResult {
     /// Plastic deformations the trial applied, from its SAL records (0 without any): what a
     /// `shrink_perturb_random` trial of the same cell and seed repeats.
     pub fn applied_deformations(&self) -> u32 {
-        sal::applied_deformations(self.history.iter().filter_map(|e| e.sal.as_ref()))
+        sal_core::applied_deformations(self.history.iter().filter_map(|e| e.sal.as_ref()))
     }
 
     /// Mean training throughput over the epochs that measured it, the first (warm-up) excluded

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use sal::StressConfig;
+use sal_core::StressConfig;
 use serde::{Deserialize, Serialize};
 
 pub use crate::dataset::DatasetSpec;
@@ -187,13 +187,13 @@ impl TrialSpec {
     /// SAL's arm for a method that runs its state machine; `None` for the baseline and SAM. The
     /// random shrink-and-perturb arm draws its epochs here from the trial's seed and
     /// [`TrialSpec::deformations`], which it needs.
-    pub fn arm(&self) -> Result<Option<sal::Arm>, SpecError> {
+    pub fn arm(&self) -> Result<Option<sal_core::Arm>, SpecError> {
         Ok(Some(match self.method {
             Method::Baseline | Method::Baseline2x | Method::Sam => return Ok(None),
-            Method::Sal => sal::Arm::Full,
-            Method::SalStressOnly => sal::Arm::StressOnly,
-            Method::SalNoiseOnly => sal::Arm::NoiseOnly,
-            Method::SalPlasticOnly => sal::Arm::PlasticOnly,
+            Method::Sal => sal_core::Arm::Full,
+            Method::SalStressOnly => sal_core::Arm::StressOnly,
+            Method::SalNoiseOnly => sal_core::Arm::NoiseOnly,
+            Method::SalPlasticOnly => sal_core::Arm::PlasticOnly,
             Method::ShrinkPerturbRandom => {
                 let Some(count) = self.deformations else {
                     return Err(SpecError::field(
@@ -202,7 +202,7 @@ impl TrialSpec {
                          trial applied (a sweep's coordinator fills it in from that trial)",
                     ));
                 };
-                sal::Arm::Scheduled(sal::random_schedule(
+                sal_core::Arm::Scheduled(sal_core::random_schedule(
                     self.seed,
                     count,
                     self.sal.warmup_epochs,
@@ -315,8 +315,8 @@ mod tests {
         assert!(error.contains("deformations") && error.contains("sal"), "{error}");
         random.deformations = Some(3);
         random.sal.warmup_epochs = 5;
-        let Some(sal::Arm::Scheduled(epochs)) = random.arm().unwrap() else { panic!("not scheduled") };
-        assert_eq!(epochs, sal::random_schedule(7, 3, 5, 20));
+        let Some(sal_core::Arm::Scheduled(epochs)) = random.arm().unwrap() else { panic!("not scheduled") };
+        assert_eq!(epochs, sal_core::random_schedule(7, 3, 5, 20));
         assert!(epochs.len() == 3 && epochs.iter().all(|e| (6..20).contains(e)), "{epochs:?}");
         assert!(random.validate().is_ok());
         random.deformations = Some(21);

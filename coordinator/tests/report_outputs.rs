@@ -46,7 +46,7 @@ fn history(sal: bool) -> Vec<EpochReport> {
                 val_loss: 2.2 / e,
                 val_accuracy: 0.18 * e,
                 grad_norm: 1.0,
-                sal: sal.then(|| sal::EpochRecord {
+                sal: sal.then(|| sal_core::EpochRecord {
                     epoch,
                     loss: 2.2 / e,
                     accuracy: 0.18 * e,

@@ -67,7 +67,7 @@ fn a_real_sweep_gives_every_report_output() {
         .iter()
         .filter_map(|r| r.result.as_ref())
         .flat_map(|r| &r.history)
-        .filter(|e| e.sal.is_some_and(|s| s.applied != sal::Action::None))
+        .filter(|e| e.sal.is_some_and(|s| s.applied != sal_core::Action::None))
         .count();
     assert!(acted > 0, "SAL never acted: the comparison would be of identical runs");
 

@@ -18,20 +18,20 @@ pub enum SalError {
     #[error("collective group aborted: a peer rank failed or left")]
     Aborted,
 
-    #[cfg(feature = "torch")]
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+}
+
+impl From<sal_core::ConfigError> for SalError {
+    fn from(error: sal_core::ConfigError) -> Self {
+        SalError::InvalidConfig { field: error.field, reason: error.reason }
+    }
 }
 
 impl SalError {
     /// Whether retrying the same work elsewhere may succeed (a lost peer, a device error),
     /// as opposed to a deterministic failure (bad config, mismatched snapshot).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            SalError::Collective { .. } | SalError::Aborted => true,
-            #[cfg(feature = "torch")]
-            SalError::Torch(_) => true,
-            _ => false,
-        }
+        matches!(self, SalError::Collective { .. } | SalError::Aborted | SalError::Torch(_))
     }
 }

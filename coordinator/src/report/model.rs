@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 pub use crate::store::{StoredEpoch, TrialRecord};
 use crate::sweep::spec::method_name;
 pub use common::{ClassMetrics, EpochReport, Method, TrialResult, TrialSpec, TrialStatus};
-pub use sal::{Action, StressConfig};
+pub use sal_core::{Action, StressConfig};
 
 /// A short name of the trial: `architecture/optimizer/dataset@resolution method seed N`.
 pub fn title(record: &TrialRecord) -> String {

@@ -363,7 +363,7 @@ fn sal_and_random_sweep() -> Sweep {
 }
 
 /// A SAL epoch record that applied `applied`.
-fn epoch_with(epoch: u32, applied: sal::Action) -> EpochReport {
+fn epoch_with(epoch: u32, applied: sal_core::Action) -> EpochReport {
     EpochReport {
         epoch,
         train_loss: 1.0,
@@ -371,7 +371,7 @@ fn epoch_with(epoch: u32, applied: sal::Action) -> EpochReport {
         val_loss: 1.0,
         val_accuracy: 0.5,
         grad_norm: 1.0,
-        sal: Some(sal::EpochRecord {
+        sal: Some(sal_core::EpochRecord {
             epoch,
             loss: 1.0,
             accuracy: 0.5,
@@ -403,7 +403,7 @@ async fn a_random_shrink_perturb_trial_waits_for_its_sal_trial_and_is_leased_wit
     assert_eq!(first.trial_id, sal_id);
     assert!(lease(&store).await.is_none(), "leased before its sal trial ended");
     let mut sal_result = result();
-    use sal::Action as A;
+    use sal_core::Action as A;
     sal_result.history = [A::None, A::Plastic, A::Recovered, A::NoisePlastic, A::None, A::Plastic]
         .iter()
         .zip(1..)

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use common::{DatasetSpec, Method, TrialSpec};
-use sal::StressConfig;
+use sal_core::StressConfig;
 
 use super::document::Document;
 use super::keys::RawSweep;

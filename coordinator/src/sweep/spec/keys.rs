@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use common::flatness::FlatnessConfig;
 use common::{Head, Method, Precision};
-use sal::StressConfig;
+use sal_core::StressConfig;
 use serde::Deserialize;
 
 use crate::schedule::slots::TrialsPerDevice;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::SalError;
+use crate::error::ConfigError;
 
 /// How the stress is compared with the yield threshold before a plastic deformation.
 ///
@@ -78,7 +78,7 @@ impl Default for StressConfig {
 
 impl StressConfig {
     /// Refuses values for which the algorithm is meaningless; the error names the field.
-    pub fn validate(&self) -> Result<(), SalError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let finite_non_negative = [
             ("rho", self.rho),
             ("theta", self.theta),
@@ -149,8 +149,8 @@ impl StressConfig {
     }
 }
 
-fn invalid(field: &'static str, reason: String) -> SalError {
-    SalError::InvalidConfig { field, reason }
+fn invalid(field: &'static str, reason: String) -> ConfigError {
+    ConfigError { field, reason }
 }
 
 #[cfg(test)]
