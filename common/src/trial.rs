@@ -212,6 +212,24 @@ impl TrialSpec {
         }))
     }
 
+    /// The (dataset, resolution) whose decoded cache the trial needs: `name@resolution`. Part of
+    /// the protocol: a worker tells the coordinator the keys it holds, and the scheduler prefers
+    /// giving it trials of those.
+    pub fn cache_key(&self) -> String {
+        format!("{}@{}", self.dataset.name, self.resolution)
+    }
+
+    /// The trial's cell without its method and seed: `architecture/optimizer/dataset@resolution`.
+    pub fn cell_label(&self) -> String {
+        format!("{}/{}/{}", self.architecture, self.optimizer, self.cache_key())
+    }
+
+    /// How reports and `status` name a trial: `architecture/optimizer/dataset@resolution method
+    /// seed N`.
+    pub fn label(&self) -> String {
+        format!("{} {} seed {}", self.cell_label(), self.method.name(), self.seed)
+    }
+
     /// Intra-op threads of each CPU rank.
     pub fn cpu_threads(&self) -> u32 {
         self.cpu_threads.unwrap_or(DEFAULT_CPU_THREADS)

@@ -4,22 +4,12 @@
 use std::collections::BTreeMap;
 
 pub use crate::store::{StoredEpoch, TrialRecord};
-use crate::sweep::spec::method_name;
 pub use common::{ClassMetrics, EpochReport, Method, TrialResult, TrialSpec, TrialStatus};
 pub use sal_core::{Action, StressConfig};
 
 /// A short name of the trial: `architecture/optimizer/dataset@resolution method seed N`.
 pub fn title(record: &TrialRecord) -> String {
-    let spec = &record.spec;
-    format!(
-        "{}/{}/{}@{} {} seed {}",
-        spec.architecture,
-        spec.optimizer,
-        spec.dataset.name,
-        spec.resolution,
-        method_name(spec.method),
-        spec.seed
-    )
+    record.spec.label()
 }
 
 /// The epochs of the trial: the result's history when it finished, otherwise the stored reports

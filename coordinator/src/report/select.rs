@@ -219,13 +219,10 @@ pub fn failures(records: &[TrialRecord]) -> Vec<String> {
             };
             let spec = &record.spec;
             Some(format!(
-                "{} {}/{}/{}@{}/{} seed {}: {why}",
+                "{} {}/{} seed {}: {why}",
                 record.id,
-                spec.architecture,
-                spec.optimizer,
-                spec.dataset.name,
-                spec.resolution,
-                crate::sweep::spec::method_name(spec.method),
+                spec.cell_label(),
+                spec.method.name(),
                 spec.seed
             ))
         })

@@ -45,15 +45,7 @@ impl Core {
                 match self.read_progress(&lease.trial_id, lease.attempt) {
                     Ok((spec, report)) => {
                         if let Some(spec) = spec {
-                            progress.label = format!(
-                                "{}/{}/{}@{} {} seed {}",
-                                spec.architecture,
-                                spec.optimizer,
-                                spec.dataset.name,
-                                spec.resolution,
-                                crate::sweep::spec::method_name(spec.method),
-                                spec.seed
-                            );
+                            progress.label = spec.label();
                             progress.epochs = spec.epochs;
                         }
                         if let Some(report) = report {

@@ -40,7 +40,7 @@ impl Core {
                     trial.identity,
                     trial.cost,
                     trial.devices,
-                    trial.cache_key(),
+                    trial.spec.cache_key(),
                     trial.max_attempts,
                     now
                 ],

@@ -227,7 +227,7 @@ pub fn makespan_table(
                 },
                 None => t.cost,
             };
-            Some(SimTrial { id: t.id.clone(), duration, devices: t.devices, cache_key: t.cache_key() })
+            Some(SimTrial { id: t.id.clone(), duration, devices: t.devices, cache_key: t.spec.cache_key() })
         })
         .collect();
     let mut table = comfy_table::Table::new();

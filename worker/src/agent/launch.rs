@@ -83,7 +83,7 @@ impl Session {
             resume_epoch = assignment.resume_epoch,
             "trial started"
         );
-        let cache_key = format!("{}@{}", spec.dataset.name, spec.resolution);
+        let cache_key = spec.cache_key();
         let cpu_threads = match &options.devices {
             Devices::Cpu { ranks } if spec.architecture != crate::run::NOOP => Some(
                 ranks

@@ -86,17 +86,6 @@ pub struct PlannedTrial {
     pub max_attempts: u32,
 }
 
-impl PlannedTrial {
-    /// The (dataset, resolution) whose decoded cache the trial needs: `name@resolution`.
-    pub fn cache_key(&self) -> String {
-        cache_key(&self.spec)
-    }
-}
-
-pub fn cache_key(spec: &TrialSpec) -> String {
-    format!("{}@{}", spec.dataset.name, spec.resolution)
-}
-
 /// A validated, expanded sweep.
 #[derive(Debug, Clone)]
 pub struct Sweep {
