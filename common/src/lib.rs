@@ -5,6 +5,8 @@
 //! - [`outcome`]: epoch reports and final results;
 //! - [`run_manifest`]: what produced a result (build, libraries, machine, threads);
 //! - [`dataset`]: the dataset formats and their options, checked without reading a file;
+//! - [`layout`]: each format's files on disk, split and labelled (the loader's and `sal-data check`'s);
+//! - [`sizes`]: how many images each published dataset holds;
 //! - [`names`]: the architectures and optimizers a worker knows;
 //! - [`devices`]: what a trial runs on;
 //! - [`error`]: why a definition was refused;
@@ -17,11 +19,13 @@ pub mod dataset;
 pub mod devices;
 pub mod error;
 pub mod flatness;
+pub mod layout;
 pub mod names;
 pub mod outcome;
 pub mod run_manifest;
 #[cfg(feature = "signals")]
 pub mod shutdown;
+pub mod sizes;
 pub mod trial;
 pub mod weights_manifest;
 

@@ -73,6 +73,12 @@ pub struct Entry {
     pub root: Option<String>,
     #[serde(default)]
     pub members: Vec<String>,
+    /// Datasets: how many images the publisher says it holds, and where that is said; checked
+    /// against `common::sizes`, the table the cost estimates read.
+    #[serde(default)]
+    pub images: Option<u64>,
+    #[serde(default)]
+    pub images_source: Option<String>,
     /// Trunks: the architecture, the converter and the `.safetensors` file under the data root.
     #[serde(default)]
     pub architecture: Option<String>,
@@ -223,6 +229,25 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_dataset_s_published_size_is_the_one_the_cost_estimates_read() {
+        let mut checked = 0;
+        for entry in Catalogue::built_in().entries() {
+            let Some(format) = &entry.format else { continue };
+            let spec = common::trial::DatasetSpec {
+                name: entry.name.clone(),
+                format: format.clone(),
+                root: entry.root.as_ref().map(std::path::PathBuf::from),
+                options: Default::default(),
+            };
+            let published = common::sizes::published(&spec).map(|p| p.total());
+            assert_eq!(published, entry.images, "{}: common::sizes against the catalogue", entry.name);
+            assert!(entry.images_source.is_some(), "{}: where its size is published", entry.name);
+            checked += 1;
+        }
+        assert_eq!(checked, 7);
+    }
 
     #[test]
     fn the_built_in_catalogue_covers_every_dataset_and_trunk_of_the_paper_sweep() {

@@ -66,6 +66,16 @@ impl From<common::SpecError> for WorkerError {
     }
 }
 
+impl From<common::layout::LayoutError> for WorkerError {
+    fn from(error: common::layout::LayoutError) -> Self {
+        match error {
+            common::layout::LayoutError::Invalid { path, reason } => WorkerError::Dataset { path, reason },
+            common::layout::LayoutError::Io { path, source } => WorkerError::Io { path, source },
+            common::layout::LayoutError::Spec(spec) => spec.into(),
+        }
+    }
+}
+
 impl From<crate::weights_manifest::WeightsError> for WorkerError {
     fn from(e: crate::weights_manifest::WeightsError) -> Self {
         WorkerError::Pretrained { path: e.path, reason: e.reason }

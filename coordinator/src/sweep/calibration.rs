@@ -27,7 +27,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use common::dataset::{parse_options, SplitOptions, SyntheticOptions};
 use common::run_manifest::RunManifest;
 use common::{TrialResult, TrialSpec};
 
@@ -349,51 +348,9 @@ impl Calibration {
     }
 }
 
-/// Training and validation images of one epoch of a trial, and how they were found; `None` when
-/// the dataset's size cannot be known without reading it (`image_folder`).
+/// Training and validation images of one epoch of a trial (the dataset sizes are `common`'s).
 pub fn epoch_images(spec: &TrialSpec) -> Option<(f64, f64)> {
-    let dataset = &spec.dataset;
-    // Sizes of the datasets the catalogue fetches, as published (datasets/catalogue.yaml).
-    let split = |total: f64| -> Option<(f64, f64)> {
-        let options: SplitOptions = parse_options(dataset).ok()?;
-        let val = (total * options.val_fraction).round();
-        Some((total - val, val))
-    };
-    let named = |needle: &str| {
-        dataset.name.contains(needle)
-            || dataset.root.as_ref().is_some_and(|r| r.to_string_lossy().contains(needle))
-    };
-    match dataset.format.as_str() {
-        "synthetic" => {
-            let options: SyntheticOptions = parse_options(dataset).ok()?;
-            Some((options.train_size as f64, options.val_size as f64))
-        }
-        // imagewoof2: 9,025 + 3,929; imagenette2: 9,469 + 3,925 (fastai's README).
-        "imagenette" if named("woof") => Some((9_025.0, 3_929.0)),
-        "imagenette" => Some((9_469.0, 3_925.0)),
-        "tiny_imagenet" => Some((100_000.0, 10_000.0)),
-        "cifar10_bin" => Some((50_000.0, 10_000.0)),
-        "eurosat" => split(27_000.0),
-        "corel1k" => split(1_000.0),
-        "pacs" => {
-            let options: SplitOptions = parse_options(dataset).ok()?;
-            // PACS: photo 1,670, art_painting 2,048, cartoon 2,344, sketch 3,929 (9,991).
-            match options.holdout_domain.as_deref() {
-                Some(domain) => {
-                    let held = match domain {
-                        "photo" => 1_670.0,
-                        "art_painting" => 2_048.0,
-                        "cartoon" => 2_344.0,
-                        "sketch" => 3_929.0,
-                        _ => return None,
-                    };
-                    Some((9_991.0 - held, held))
-                }
-                None => split(9_991.0),
-            }
-        }
-        _ => None,
-    }
+    common::sizes::epoch_images(&spec.dataset)
 }
 
 /// A trial's cost: seconds from its first epoch to its last on its devices, and device-seconds.

@@ -4,7 +4,7 @@ use common::names::NOOP;
 use common::TrialSpec;
 
 /// Relative cost of a trial, to run the longest first: model GFLOPs at 224 px × (resolution /
-/// 224)² × training images × epochs (× 2 for SAM's two passes per step). Only the order matters.
+/// 224)² × training images (`common::sizes`) × epochs (× 2 for SAM's two passes per step). Only the order matters.
 pub fn estimate_cost(spec: &TrialSpec) -> f64 {
     let gflops = match spec.architecture.as_str() {
         "densenet201" => 4.3,
@@ -16,16 +16,8 @@ pub fn estimate_cost(spec: &TrialSpec) -> f64 {
         NOOP => 0.001,
         _ => 1.0,
     };
-    let option_size = spec.dataset.options.get("train_size").and_then(serde_json::Value::as_f64);
-    let images = option_size.unwrap_or(match spec.dataset.format.as_str() {
-        "imagenette" => 9_500.0,
-        "tiny_imagenet" => 100_000.0,
-        "eurosat" => 21_600.0,
-        "pacs" => 8_000.0,
-        "cifar10_bin" => 50_000.0,
-        "corel1k" => 800.0,
-        _ => 1_000.0,
-    });
+    // Datasets of unknown size (an `image_folder`, a stand-in's) count as 1,000 images.
+    let images = common::sizes::epoch_images(&spec.dataset).map_or(1_000.0, |(train, _)| train);
     let side = f64::from(spec.resolution) / 224.0;
     gflops * side * side * images * f64::from(spec.epochs) * f64::from(spec.method.passes_per_step())
 }

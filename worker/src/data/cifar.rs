@@ -2,7 +2,9 @@
 //! (validation) and `batches.meta.txt` (class names, one a line). A record is one label byte and
 //! 3072 bytes of 32x32 red, green and blue planes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use common::layout::CifarFiles;
 
 use fast_image_resize::Resizer;
 
@@ -12,45 +14,11 @@ use crate::error::WorkerError;
 
 const SIDE: u32 = 32;
 const PIXELS: usize = (SIDE * SIDE) as usize;
-const RECORD: usize = 1 + 3 * PIXELS;
-
-/// The files of a CIFAR-10 binary folder.
-#[derive(Debug, Clone)]
-pub struct Files {
-    pub train: Vec<PathBuf>,
-    pub test: PathBuf,
-    pub meta: PathBuf,
-}
-
-impl Files {
-    pub fn all(&self) -> Vec<PathBuf> {
-        self.train.iter().cloned().chain([self.test.clone(), self.meta.clone()]).collect()
-    }
-}
-
-/// Checks that every file of the layout is there.
-pub fn list(root: &Path) -> Result<Files, WorkerError> {
-    let files = Files {
-        train: (1..=5).map(|i| root.join(format!("data_batch_{i}.bin"))).collect(),
-        test: root.join("test_batch.bin"),
-        meta: root.join("batches.meta.txt"),
-    };
-    for path in files.all() {
-        if !path.is_file() {
-            return Err(WorkerError::dataset(path, "missing (CIFAR-10 binary layout)"));
-        }
-    }
-    Ok(files)
-}
+const RECORD: usize = common::layout::CIFAR_RECORD as usize;
 
 /// Reads every record, resized to `resolution` when it is not 32.
-pub fn decode(files: &Files, resolution: u32) -> Result<HostData, WorkerError> {
-    let text = std::fs::read_to_string(&files.meta).map_err(|e| WorkerError::io(&files.meta, e))?;
-    let classes: Vec<String> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-    if classes.is_empty() {
-        return Err(WorkerError::dataset(&files.meta, "lists no classes"));
-    }
+pub fn decode(files: &CifarFiles, resolution: u32) -> Result<HostData, WorkerError> {
+    let classes = common::layout::cifar_classes(&files.meta)?;
     let mut resizer = Resizer::new();
     let (mut train_images, mut train_labels) = (Vec::new(), Vec::new());
     for path in &files.train {

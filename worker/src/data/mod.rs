@@ -141,7 +141,7 @@ pub fn load(
     let source = match format {
         Format::Cifar10Bin => {
             parse_options::<NoOptions>(spec)?;
-            Source::Cifar(cifar::list(root)?)
+            Source::Cifar(common::layout::cifar_files(root)?)
         }
         _ => Source::Files(layout::list(format, root, spec)?),
     };
@@ -181,7 +181,7 @@ pub fn load(
 /// What a dataset is decoded from.
 enum Source {
     Files(layout::Listing),
-    Cifar(cifar::Files),
+    Cifar(common::layout::CifarFiles),
 }
 
 impl Source {
@@ -196,12 +196,7 @@ impl Source {
     }
 }
 
-/// One image file and its class index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub path: PathBuf,
-    pub label: i64,
-}
+pub use layout::Item;
 
 pub(crate) use common::dataset::NoOptions;
 
