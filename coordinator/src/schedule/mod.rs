@@ -106,6 +106,19 @@ impl Scheduler {
         found
     }
 
+    /// A trial's result applied `deformations` plastic deformations.
+    pub fn set_deformations(&mut self, trial_id: &str, deformations: u32) {
+        if let Some(trial) = self.trials.get_mut(trial_id) {
+            trial.deformations = Some(deformations);
+        }
+    }
+
+    /// The deformation count `trial` repeats, when it waits on a trial ([`TrialEntry::after`]):
+    /// that trial's. A trial is picked only once it is known ([`Scheduler::is_ready`]).
+    pub fn repeated_deformations(&self, trial: &TrialEntry) -> Option<u32> {
+        self.trials.get(trial.after.as_ref()?)?.deformations
+    }
+
     pub fn trial(&self, trial_id: &str) -> Option<&TrialEntry> {
         self.trials.get(trial_id)
     }

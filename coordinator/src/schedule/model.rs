@@ -81,6 +81,9 @@ pub struct TrialEntry {
     /// A trial that must end with a result before this one can be picked: a
     /// `shrink_perturb_random` trial's `sal` trial, whose deformation count it repeats.
     pub after: Option<String>,
+    /// The plastic deformations its result applied, once it has one (known for the trials others
+    /// wait on): what a trial that waits on it repeats.
+    pub deformations: Option<u32>,
 }
 
 /// A worker's grant on one trial, valid until `deadline_ms` (milliseconds since the Unix epoch)

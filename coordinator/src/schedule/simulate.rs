@@ -101,6 +101,7 @@ pub fn replay(trials: &[SimTrial], gpus: u32, gpus_per_node: u32) -> Makespan {
                 // The replay keeps no order between trials: a `shrink_perturb_random` trial's
                 // wait for its `sal` trial is not modelled.
                 after: None,
+                deformations: None,
             };
             (t.id.clone(), entry)
         })

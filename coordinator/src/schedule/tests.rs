@@ -14,6 +14,7 @@ fn trial(id: &str, cost: f64, devices: u32, cache_key: &str) -> TrialEntry {
         last_error: None,
         lease: None,
         after: None,
+        deformations: None,
     }
 }
 

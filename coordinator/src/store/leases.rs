@@ -54,7 +54,7 @@ impl Core {
                     "UPDATE trials SET state = 'leased', attempts = ?2, updated_ms = ?3 WHERE id = ?1",
                 )?
                 .execute(params![trial.id, attempt, now])?;
-            let spec_json = self.leased_spec_json(&trial.id, trial.after.as_deref())?;
+            let spec_json = self.leased_spec_json(&trial)?;
             let resume_epoch = self.checkpoint_of(&trial.id)?.map_or(0, |(epoch, _)| epoch);
             reply.grant = Some(Grant {
                 lease_id: lease.id.clone(),

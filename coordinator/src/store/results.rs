@@ -102,6 +102,7 @@ impl Core {
         for lease_id in ended {
             self.sched.end_lease(&lease_id, state, false, None);
         }
+        self.sched.set_deformations(&lease_ref.trial_id, result.applied_deformations());
         self.sched.set_state(&lease_ref.trial_id, state);
         Ok(())
     }

@@ -423,6 +423,27 @@ async fn a_random_shrink_perturb_trial_waits_for_its_sal_trial_and_is_leased_wit
 }
 
 #[tokio::test]
+async fn after_a_restart_the_random_arm_still_gets_its_sal_trial_s_deformation_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = sal_and_random_sweep();
+    let (store, _) = Store::open(dir.path(), &sweep, Duration::from_secs(30), false).unwrap();
+    worker(&store).await;
+    let first = lease(&store).await.unwrap();
+    let mut sal_result = result();
+    sal_result.history = (1..=4).map(|epoch| epoch_with(epoch, sal_core::Action::Plastic)).collect();
+    let json = serde_json::to_string(&sal_result).unwrap();
+    store.complete(lease_ref(&first), sal_result, json, Vec::new()).await.unwrap();
+    // Reopened: the count comes back from the stored result, not from the first store's memory.
+    drop(store);
+    let (store, _) = Store::open(dir.path(), &sweep, Duration::from_secs(30), false).unwrap();
+    worker(&store).await;
+    let second = lease(&store).await.unwrap();
+    assert_ne!(second.trial_id, first.trial_id);
+    let leased: common::TrialSpec = serde_json::from_str(&second.spec_json).unwrap();
+    assert_eq!((leased.method, leased.deformations), (common::Method::ShrinkPerturbRandom, Some(4)));
+}
+
+#[tokio::test]
 async fn a_random_shrink_perturb_trial_fails_with_its_sal_trial_and_the_sweep_ends() {
     let dir = tempfile::tempdir().unwrap();
     let sweep = sal_and_random_sweep();

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use crate::schedule::{slots, Lease, TrialEntry, TrialState};
 use crate::sweep::identity;
@@ -122,28 +122,43 @@ impl Core {
         Ok(())
     }
 
-    /// The spec a worker gets for `trial_id`: its stored spec, with the deformation count of the
-    /// `sal` trial it waits for filled in (see [`common::TrialSpec::deformations`]).
-    pub(super) fn leased_spec_json(&self, trial_id: &str, after: Option<&str>) -> Result<String> {
+    /// The spec a worker gets for `trial`: its stored spec, with the deformation count of the
+    /// `sal` trial it waits for filled in, as the scheduler knows it (see
+    /// [`common::TrialSpec::deformations`]).
+    pub(super) fn leased_spec_json(&self, trial: &TrialEntry) -> Result<String> {
         let spec_json: String = self
             .conn
             .prepare_cached("SELECT spec_json FROM trials WHERE id = ?1")?
-            .query_row(params![trial_id], |r| r.get(0))?;
-        let Some(first) = after else { return Ok(spec_json) };
+            .query_row(params![trial.id], |r| r.get(0))?;
+        let Some(first) = &trial.after else { return Ok(spec_json) };
         let corrupt = |what: String, reason: String| StoreError::Corrupt { what, reason };
-        let result_json: String = self
-            .conn
-            .prepare_cached("SELECT result_json FROM results WHERE trial_id = ?1")?
-            .query_row(params![first], |r| r.get(0))
-            .map_err(|e| {
-                corrupt(format!("result of trial {first}, which {trial_id} repeats"), e.to_string())
-            })?;
-        let result: common::TrialResult = serde_json::from_str(&result_json)
-            .map_err(|e| corrupt(format!("result of trial {first}"), e.to_string()))?;
+        let deformations = self.sched.repeated_deformations(trial).ok_or_else(|| {
+            corrupt(format!("result of trial {first}, which {} repeats", trial.id), "not known".into())
+        })?;
         let mut spec: common::TrialSpec = serde_json::from_str(&spec_json)
-            .map_err(|e| corrupt(format!("spec of trial {trial_id}"), e.to_string()))?;
-        spec.deformations = Some(result.applied_deformations());
+            .map_err(|e| corrupt(format!("spec of trial {}", trial.id), e.to_string()))?;
+        spec.deformations = Some(deformations);
         Ok(spec.canonical_json())
+    }
+
+    /// The deformation counts of the trials others wait on that already have a result (a
+    /// restart's memory of what [`super::results`] told the scheduler as they arrived).
+    fn count_awaited_deformations(&self, trials: &mut HashMap<String, TrialEntry>) -> Result<()> {
+        let awaited: HashSet<String> = trials.values().filter_map(|t| t.after.clone()).collect();
+        let mut statement =
+            self.conn.prepare_cached("SELECT result_json FROM results WHERE trial_id = ?1")?;
+        for first in awaited {
+            let Some(trial) = trials.get_mut(&first) else { continue };
+            let Some(json) = statement.query_row(params![first], |r| r.get::<_, String>(0)).optional()?
+            else {
+                continue;
+            };
+            let result: common::TrialResult = serde_json::from_str(&json).map_err(|e| {
+                StoreError::Corrupt { what: format!("result of trial {first}"), reason: e.to_string() }
+            })?;
+            trial.deformations = Some(result.applied_deformations());
+        }
+        Ok(())
     }
 
     /// Rebuilds the scheduler's trials and leases from SQLite; workers stay.
@@ -189,6 +204,7 @@ impl Core {
                         after: row
                             .get::<_, Option<String>>(12)?
                             .and_then(|identity| identity::sal_partner_id(&identity)),
+                        deformations: None,
                     },
                 );
             }
@@ -216,6 +232,7 @@ impl Core {
                 }
             }
         }
+        self.count_awaited_deformations(&mut trials)?;
         self.sched.set_trials(trials);
         self.sched.set_leases(leases);
         self.sched.memory = self.measured_memory()?;
