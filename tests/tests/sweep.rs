@@ -103,6 +103,11 @@ fn a_restarted_coordinator_resumes_the_sweep_without_losing_or_duplicating_resul
         records(&state).into_iter().filter(|r| r.state == "done").map(|r| r.id).collect();
     assert!(done_before.contains(&first_done));
     assert!(done_before.len() < 8, "the sweep ended before the coordinator was killed");
+    // Both workers notice the outage (a call of each fails) before the coordinator comes back:
+    // a restart quicker than their next call would otherwise go unseen.
+    for worker in [&a, &b] {
+        worker.stderr.wait_for("`coordinator away`", |l| l.contains("coordinator away"));
+    }
 
     // Same address, same state dir: the workers find it again.
     let mut restarted = Coordinator::start(&sweep, &state, &addr, &["--lease-seconds", "20"]);
