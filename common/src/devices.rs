@@ -1,7 +1,10 @@
 //! What a trial runs on.
 
+use serde::{Deserialize, Serialize};
+
 /// The devices a trial runs on: one replica per entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Devices {
     /// `ranks` replicas as threads on the CPU.
     Cpu { ranks: usize },

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::outcome::{EpochReport, TrialResult};
 pub use common::Devices;
 
@@ -26,8 +28,10 @@ impl CancelFlag {
     }
 }
 
-/// Where and how a trial runs.
-#[derive(Debug, Clone)]
+/// Where and how a trial runs. The node agent hands it to the trial process as it is (in the
+/// job file, see `run::child_process::TrialJob`), devices as that process sees them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunOptions {
     pub devices: Devices,
     /// Decoded datasets, shared by every trial on this node.
@@ -38,6 +42,8 @@ pub struct RunOptions {
     pub resume_from: Option<PathBuf>,
     /// Write a checkpoint every this many epochs (0: never).
     pub checkpoint_every: u32,
+    /// Set by whoever runs the trial, never carried in a job file.
+    #[serde(skip)]
     pub cancel: CancelFlag,
 }
 

@@ -1,27 +1,108 @@
-//! Starting an assigned trial: its devices, its checkpoint to resume from, its process.
+//! Starting an assigned trial: first a plan ([`plan`], pure: its options, its threads, its
+//! watchdog, where its files go), then the trial's process (or, for a stand-in, its thread).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proto::pb;
 
+use super::device_slots::Placement;
 use super::outbox::{self, Outgoing};
 use super::running::Running;
-use super::{confine, trial_child, trial_thread, watchdog, LeaseKey, Session};
-use crate::run::child_process::{JobDevices, TrialJob};
+use super::trial_child::{self, TrialProcess};
+use super::{confine, trial_thread, watchdog, ClientConfig, LeaseKey, Session};
+use crate::run::child_process::TrialJob;
 use crate::run::{CancelFlag, Devices, RunOptions};
 use crate::trial::TrialSpec;
-use watchdog::Watchdog;
+
+/// Everything about starting one trial, decided before anything starts.
+pub(super) struct Plan {
+    pub(super) job: TrialJob,
+    /// `CUDA_VISIBLE_DEVICES` for its process: device ordinals (two trials may share one),
+    /// never slot numbers; `None` on CPU.
+    pub(super) cuda_visible: Option<String>,
+    /// Its slot's folder: the job file, its checkpoints, their staged copies.
+    pub(super) folder: PathBuf,
+    pub(super) progress_timeout: Duration,
+    /// CPU threads it takes, for the agent's packing (its ranks × its `cpu_threads`); 0 on GPUs
+    /// and for stand-ins.
+    pub(super) cpu_threads: usize,
+}
+
+/// The plan of an assigned trial on `placement`, resuming from `resume_from`.
+pub(super) fn plan(
+    config: &ClientConfig,
+    assignment: &pb::Assignment,
+    spec: TrialSpec,
+    placement: &Placement,
+    resume_from: Option<PathBuf>,
+) -> Plan {
+    let folder = config.work_dir.join("devices").join(&placement.folder);
+    let slots = &placement.devices;
+    let (devices, cuda_visible) = match &config.devices {
+        Devices::Cpu { .. } => (Devices::Cpu { ranks: slots.len() }, None),
+        Devices::Cuda(_) => (
+            Devices::Cuda((0..slots.len()).collect()),
+            Some(slots.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+        ),
+    };
+    let threads = match &devices {
+        Devices::Cpu { ranks } if spec.architecture != crate::run::NOOP => Some(
+            ranks * crate::provenance::rank_threads(&spec, &devices).map_or(1, |t| t.unsigned_abs() as usize),
+        ),
+        _ => None,
+    };
+    let progress_timeout = match assignment.progress_timeout_s {
+        0 => watchdog::DEFAULT_PROGRESS_TIMEOUT,
+        seconds => Duration::from_secs(u64::from(seconds)),
+    };
+    let options = RunOptions {
+        devices,
+        cache_dir: config.work_dir.join("cache"),
+        checkpoint_dir: folder.clone(),
+        resume_from,
+        checkpoint_every: 1,
+        cancel: CancelFlag::default(),
+    };
+    Plan {
+        job: TrialJob { trial_id: assignment.trial_id.clone(), spec, options, threads },
+        cuda_visible,
+        folder,
+        progress_timeout,
+        cpu_threads: threads.unwrap_or(0),
+    }
+}
+
+/// Starts the planned trial: a stand-in on a thread of the agent (it has no tensors), a real one
+/// in a process of its own. Its messages arrive on `events`.
+fn spawn(
+    plan: &Plan,
+    lease: &LeaseKey,
+    worker_bin: &Path,
+    events: tokio::sync::mpsc::UnboundedSender<trial_thread::TrialMessage>,
+) -> std::io::Result<Option<TrialProcess>> {
+    if plan.job.spec.architecture == crate::run::NOOP {
+        let (spec, options) = (plan.job.spec.clone(), plan.job.options.clone());
+        return trial_thread::spawn(lease.clone(), spec, options, plan.folder.clone(), events).map(|()| None);
+    }
+    let launch = trial_child::Launch {
+        worker_bin,
+        job_file: plan.folder.join("job.json"),
+        staging: plan.folder.clone(),
+        cuda_visible: plan.cuda_visible.clone(),
+    };
+    trial_child::spawn(lease.clone(), &plan.job, launch, events).map(Some)
+}
 
 impl Session {
-    /// Starts an assigned trial on its own thread (or fails it when it cannot start).
+    /// Starts an assigned trial (or fails it when it cannot start).
     pub(super) async fn start(&mut self, assignment: pb::Assignment) {
         let lease = LeaseKey { lease_id: assignment.lease_id.clone(), trial_id: assignment.trial_id.clone() };
         if let Err(e) = confine::id(&lease.trial_id, "trial_id").and(confine::id(&lease.lease_id, "lease_id"))
         {
             // Ids become file names here: an odd one is never used, only reported.
             tracing::error!("refusing an assignment: {e}");
-            self.outbox.push_back(Outgoing::Fail { lease, error: e.to_string(), retryable: false });
+            self.outbox.push(Outgoing::Fail { lease, error: e.to_string(), retryable: false });
             return;
         }
         let parsed = serde_json::from_str::<TrialSpec>(&assignment.spec_json)
@@ -33,49 +114,19 @@ impl Session {
         let spec: TrialSpec = match parsed {
             Ok(spec) => spec,
             Err(error) => {
-                self.outbox.push_back(Outgoing::Fail { lease, error, retryable: false });
+                self.outbox.push(Outgoing::Fail { lease, error, retryable: false });
                 return;
             }
         };
         let placement = match self.devices.take(&lease.lease_id, &assignment.device_indices) {
             Ok(placement) => placement,
             Err(error) => {
-                self.outbox.push_back(Outgoing::Fail { lease, error, retryable: true });
+                self.outbox.push(Outgoing::Fail { lease, error, retryable: true });
                 return;
             }
         };
-        let slots = placement.devices;
-        let slot_dir = self.slot_dir(&placement.folder);
-        let resume_from = if assignment.resume_epoch > 0 {
-            let path = self
-                .config
-                .work_dir
-                .join("downloads")
-                .join(format!("{}-epoch-{}.ckpt", assignment.trial_id, assignment.resume_epoch));
-            let mut client = self.client.clone();
-            match outbox::download(&mut client, &lease, assignment.resume_epoch, &path, self.deadline).await {
-                Ok(()) => Some(path),
-                Err(e) => {
-                    tracing::warn!(trial = %assignment.trial_id, "cannot download checkpoint, starting afresh: {e}");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let devices = match &self.config.devices {
-            Devices::Cpu { .. } => Devices::Cpu { ranks: slots.len() },
-            Devices::Cuda(_) => Devices::Cuda(slots.clone()),
-        };
-        let cancel = CancelFlag::default();
-        let options = RunOptions {
-            devices,
-            cache_dir: self.config.work_dir.join("cache"),
-            checkpoint_dir: slot_dir.clone(),
-            resume_from: resume_from.clone(),
-            checkpoint_every: 1,
-            cancel: cancel.clone(),
-        };
+        let resume_from = self.download_checkpoint(&lease, assignment.resume_epoch).await;
+        let plan = plan(&self.config, &assignment, spec, &placement, resume_from);
         tracing::info!(
             trial = %lease.trial_id,
             lease = %lease.lease_id,
@@ -83,76 +134,33 @@ impl Session {
             resume_epoch = assignment.resume_epoch,
             "trial started"
         );
-        let cache_key = spec.cache_key();
-        let cpu_threads = match &options.devices {
-            Devices::Cpu { ranks } if spec.architecture != crate::run::NOOP => Some(
-                ranks
-                    * crate::provenance::rank_threads(&spec, &options.devices)
-                        .map_or(1, |t| t.unsigned_abs() as usize),
-            ),
-            _ => None,
-        };
-        let progress_timeout = match assignment.progress_timeout_s {
-            0 => watchdog::DEFAULT_PROGRESS_TIMEOUT,
-            seconds => Duration::from_secs(u64::from(seconds)),
-        };
         let running = Running {
             trial_id: lease.trial_id.clone(),
-            cancel,
+            cancel: plan.job.options.cancel.clone(),
             process: None,
-            watchdog: Watchdog::new(progress_timeout),
-            folder: slot_dir.clone(),
-            cache_key,
+            watchdog: watchdog::Watchdog::new(plan.progress_timeout),
+            folder: plan.folder.clone(),
+            cache_key: plan.job.spec.cache_key(),
             checkpoint_epoch: assignment.resume_epoch,
-            download: resume_from,
+            download: plan.job.options.resume_from.clone(),
             lost: false,
-            cpu_threads: cpu_threads.unwrap_or(0),
+            cpu_threads: plan.cpu_threads,
         };
-        self.running.insert(lease.lease_id.clone(), running);
-        let started = if spec.architecture == crate::run::NOOP {
-            trial_thread::spawn(lease.clone(), spec, options, slot_dir, self.events_tx.clone()).map(|()| None)
-        } else {
-            let job = TrialJob {
-                trial_id: lease.trial_id.clone(),
-                devices: match &options.devices {
-                    Devices::Cpu { ranks } => JobDevices::Cpu { ranks: *ranks },
-                    Devices::Cuda(ordinals) => JobDevices::Cuda { count: ordinals.len() },
-                },
-                threads: cpu_threads,
-                spec,
-                cache_dir: options.cache_dir,
-                checkpoint_dir: options.checkpoint_dir,
-                resume_from: options.resume_from,
-                checkpoint_every: options.checkpoint_every,
-            };
-            let launch = trial_child::Launch {
-                worker_bin: &self.config.worker_bin,
-                job_file: slot_dir.join("job.json"),
-                staging: slot_dir,
-                cuda_visible: match &self.config.devices {
-                    Devices::Cpu { .. } => None,
-                    // Device ordinals (two trials may share one), never slot numbers.
-                    Devices::Cuda(_) => {
-                        Some(slots.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
-                    }
-                },
-            };
-            trial_child::spawn(lease.clone(), &job, launch, self.events_tx.clone()).map(Some)
-        };
-        match started {
+        self.trials.insert(lease.lease_id.clone(), running);
+        match spawn(&plan, &lease, &self.config.worker_bin, self.trials.events()) {
             Ok(process) => {
                 if let Some(process) = &process {
                     tracing::info!(trial = %lease.trial_id, pid = process.pid(), "trial process started");
                 }
-                if let Some(running) = self.running.get_mut(&lease.lease_id) {
+                if let Some(running) = self.trials.get_mut(&lease.lease_id) {
                     running.process = process;
                 }
             }
             Err(e) => {
                 // The trial never started: give the devices back and let another attempt try.
-                self.running.remove(&lease.lease_id);
+                self.trials.remove(&lease.lease_id);
                 self.devices.release(&lease.lease_id);
-                self.outbox.push_back(Outgoing::Fail {
+                self.outbox.push(Outgoing::Fail {
                     lease,
                     error: format!("cannot start the trial: {e}"),
                     retryable: true,
@@ -161,16 +169,28 @@ impl Session {
         }
     }
 
-    /// Where the trial in a device slot writes its job file and checkpoints.
-    pub(super) fn slot_dir(&self, folder: &str) -> PathBuf {
-        self.config.work_dir.join("devices").join(folder)
+    /// The checkpoint of `epoch` to resume from, downloaded; `None` to start afresh (epoch 0, or
+    /// a download that failed).
+    async fn download_checkpoint(&self, lease: &LeaseKey, epoch: u32) -> Option<PathBuf> {
+        if epoch == 0 {
+            return None;
+        }
+        let path =
+            self.config.work_dir.join("downloads").join(format!("{}-epoch-{epoch}.ckpt", lease.trial_id));
+        let mut client = self.link.client().clone();
+        match outbox::download(&mut client, lease, epoch, &path, self.link.deadline()).await {
+            Ok(()) => Some(path),
+            Err(e) => {
+                tracing::warn!(trial = %lease.trial_id, "cannot download checkpoint, starting afresh: {e}");
+                None
+            }
+        }
     }
 
     /// Whether the running trials leave a CPU thread of `--cpu-threads` free. Each CPU trial
     /// takes its ranks × its own `cpu_threads`, whatever else runs (its numbers must not depend on
     /// this agent's load), so the agent packs trials by that count instead of splitting its cores.
     pub(super) fn has_free_cpu_threads(&self) -> bool {
-        let used: usize = self.running.values().map(|r| r.cpu_threads).sum();
-        used < self.config.cpu_threads
+        self.trials.cpu_threads() < self.config.cpu_threads
     }
 }

@@ -1,14 +1,16 @@
-//! The link to the coordinator: registering, calls with deadlines, backoff while it is away, giving up.
+//! The link to the coordinator: the connection with its token, registering, each call's
+//! deadline, the backoff while the coordinator is away, and when to give up on it.
 
 use std::future::Future;
 use std::time::Duration;
 
 use proto::pb;
 use tokio::time::Instant;
+use tonic::transport::ClientTlsConfig;
 use tonic::Code;
 
-use super::config::hostname;
-use super::{credentials, Session};
+use super::config::{hostname, ClientConfig};
+use super::credentials::{self, Client, Stamp};
 use crate::error::WorkerError;
 use crate::run::Devices;
 
@@ -25,103 +27,109 @@ pub(super) enum Interrupt {
 
 /// The first wait before calling an absent coordinator again; each failed attempt doubles it, up
 /// to `max_backoff`.
-pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 /// How long one call may take before it counts as failed, while the coordinator has not said how
 /// often to heartbeat (before the first registration).
-pub(super) const FIRST_CALL_DEADLINE: Duration = Duration::from_secs(5);
+const FIRST_CALL_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Bounds of a call's deadline, which is otherwise one heartbeat interval (a third of a lease):
 /// a call stuck on a dead connection (packets dropped, no reset) is abandoned in time for the
 /// next heartbeat, on a fresh connection, to keep the worker's leases alive.
-pub(super) const MIN_CALL_DEADLINE: Duration = Duration::from_secs(1);
-
-pub(super) const MAX_CALL_DEADLINE: Duration = Duration::from_secs(30);
+const MIN_CALL_DEADLINE: Duration = Duration::from_secs(1);
+const MAX_CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Counts and ordinals on the wire are u32; no node has more devices than that.
-pub(super) fn saturating_u32(value: usize) -> u32 {
+fn saturating_u32(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
-impl Session {
-    /// The coordinator answered a call: no more backoff.
-    pub(super) fn reachable(&mut self) {
-        if self.away_since.take().is_some() {
-            tracing::info!(coordinator = %self.config.coordinator, "coordinator reachable again");
-        }
-        self.backoff = FIRST_BACKOFF;
-        self.retry_at = Instant::now();
+/// The connection to the coordinator and what the worker knows of its state.
+pub(super) struct Link {
+    url: String,
+    client: Client,
+    /// Adds the token and the registration's session to every call.
+    stamp: Stamp,
+    tls: Option<ClientTlsConfig>,
+    registered: bool,
+    /// How often a busy worker heartbeats (the coordinator says, at registration).
+    heartbeat: Duration,
+    /// How long one call may take (see [`MIN_CALL_DEADLINE`]).
+    deadline: Duration,
+    /// Since when no call has been answered (`None`: the last call was).
+    away_since: Option<Instant>,
+    backoff: Duration,
+    max_backoff: Duration,
+    give_up_after: Duration,
+    /// No call before then (a backoff).
+    retry_at: Instant,
+    /// Why the last failed call failed.
+    last_error: String,
+}
+
+impl Link {
+    pub(super) fn new(config: &ClientConfig) -> Result<Self, WorkerError> {
+        let stamp = Stamp::new(&config.credentials)?;
+        let tls = config.credentials.tls()?;
+        let client = credentials::connect(&config.coordinator, tls.as_ref(), &stamp)?;
+        Ok(Self {
+            url: config.coordinator.clone(),
+            client,
+            stamp,
+            tls,
+            registered: false,
+            heartbeat: Duration::from_secs(1),
+            deadline: FIRST_CALL_DEADLINE,
+            away_since: None,
+            backoff: FIRST_BACKOFF,
+            max_backoff: config.max_backoff,
+            give_up_after: config.give_up_after,
+            retry_at: Instant::now(),
+            last_error: String::new(),
+        })
     }
 
-    /// The coordinator answered that it does not know this worker: register again at once.
-    pub(super) fn forgotten(&mut self) {
-        tracing::info!(coordinator = %self.config.coordinator, "the coordinator does not know this worker (it restarted?): registering again");
-        self.registered = false;
-        self.reachable();
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 
-    /// Records a failed call: the next attempt waits a backoff, on a fresh connection.
-    pub(super) fn away(&mut self, reason: String) -> Result<(), WorkerError> {
-        let now = Instant::now();
-        self.away_since.get_or_insert_with(|| {
-            tracing::warn!(coordinator = %self.config.coordinator, "coordinator away, will retry: {reason}");
-            now
-        });
-        self.last_error = reason;
-        self.retry_later();
-        // A fresh channel: the old one may be stuck on a dead connection.
-        if let Ok(client) = credentials::connect(&self.config.coordinator, self.tls.as_ref(), &self.stamp) {
-            self.client = client;
-        }
-        self.give_up_if_away_too_long()
+    pub(super) fn deadline(&self) -> Duration {
+        self.deadline
     }
 
-    /// The next attempt waits one backoff, and the one after twice as long.
-    pub(super) fn retry_later(&mut self) {
-        self.retry_at = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(self.config.max_backoff);
+    pub(super) fn heartbeat(&self) -> Duration {
+        self.heartbeat
     }
 
-    /// Gives up after `give_up_after` without an answer; when shutting down, leaves
-    /// `drain_timeout` after the shutdown began, dropping what is still unsent (a coordinator
-    /// that got the same signal may never answer, or answer calls it already had and no more).
-    pub(super) fn give_up_if_away_too_long(&mut self) -> Result<(), WorkerError> {
-        let now = Instant::now();
-        if let Some(shutdown_at) = self.shutting_down {
-            if now.duration_since(shutdown_at) >= self.config.drain_timeout
-                && !(self.outbox.is_empty() && self.in_flight.is_empty())
-            {
-                tracing::warn!(
-                    unsent = self.outbox.len() + self.in_flight.len(),
-                    "the coordinator did not take everything within the drain; leaving"
-                );
-                for message in self.outbox.drain(..) {
-                    message.discard();
-                }
-                for (_, in_flight) in self.in_flight.drain() {
-                    in_flight.task.abort();
-                    in_flight.message.discard();
-                }
-            }
-            return Ok(());
-        }
-        let Some(away_since) = self.away_since else { return Ok(()) };
-        if now.duration_since(away_since) >= self.config.give_up_after {
-            self.cancel_all();
-            return Err(WorkerError::CoordinatorUnreachable {
-                url: self.config.coordinator.clone(),
-                seconds: self.config.give_up_after.as_secs(),
-                last_error: self.last_error.clone(),
-            });
-        }
-        Ok(())
+    pub(super) fn is_registered(&self) -> bool {
+        self.registered
     }
 
-    pub(super) fn interrupt(&mut self, status: &tonic::Status) -> Interrupt {
+    pub(super) fn is_away(&self) -> bool {
+        self.away_since.is_some()
+    }
+
+    /// When the next call may be made (now, or after a backoff).
+    pub(super) fn retry_at(&self) -> Instant {
+        self.retry_at
+    }
+
+    /// A call with this link's deadline: one that fails with `DEADLINE_EXCEEDED` when not
+    /// answered in time (over a partition, packets dropped and no reset, a call would otherwise
+    /// wait for TCP to give up, minutes).
+    pub(super) async fn call<T>(
+        &self,
+        call: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, Interrupt> {
+        within(self.deadline, call).await.map_err(|status| self.interrupt(&status))
+    }
+
+    /// What a failed call means: absence, a restarted coordinator, or a refusal for good.
+    pub(super) fn interrupt(&self, status: &tonic::Status) -> Interrupt {
         if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied) {
             // A token the coordinator does not take will not start working by retrying.
             return Interrupt::Fatal(WorkerError::CoordinatorRefused {
-                url: self.config.coordinator.clone(),
+                url: self.url.clone(),
                 message: status.message().to_string(),
             });
         }
@@ -132,8 +140,15 @@ impl Session {
         Interrupt::Away(format!("{:?}: {}", status.code(), status.message()))
     }
 
-    pub(super) async fn register(&mut self) -> Result<(), Interrupt> {
-        let devices = match &self.config.devices {
+    /// Registers with the worker's devices; the coordinator answers with the heartbeat interval,
+    /// how many trials share a device, and the session every later call carries.
+    pub(super) async fn register(
+        &mut self,
+        worker_id: &str,
+        devices: &Devices,
+        memory_mb: &[u64],
+    ) -> Result<pb::RegisterResponse, Interrupt> {
+        let kind = match devices {
             Devices::Cpu { ranks } => pb::devices::Kind::CpuRanks(saturating_u32(*ranks)),
             Devices::Cuda(ordinals) => pb::devices::Kind::Cuda(pb::CudaDevices {
                 ordinals: ordinals.iter().map(|o| saturating_u32(*o)).collect(),
@@ -141,23 +156,19 @@ impl Session {
         };
         let request = pb::RegisterRequest {
             protocol_version: proto::PROTOCOL_VERSION,
-            worker_id: self.config.worker_id.clone(),
+            worker_id: worker_id.to_string(),
             hostname: hostname(),
-            devices: Some(pb::Devices {
-                kind: Some(devices),
-                memory_mb: self.config.device_memory_mb.clone(),
-            }),
+            devices: Some(pb::Devices { kind: Some(kind), memory_mb: memory_mb.to_vec() }),
         };
         match within(self.deadline, self.client.clone().register(request)).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 self.heartbeat = Duration::from_millis(u64::from(reply.heartbeat_ms.max(10)));
                 self.deadline = self.heartbeat.clamp(MIN_CALL_DEADLINE, MAX_CALL_DEADLINE);
-                self.devices.set_trials_per_device(reply.trials_per_device);
                 self.stamp.set_session(&reply.session_id);
                 self.registered = true;
-                tracing::info!(worker = %self.config.worker_id, sweep = %reply.sweep_name, "registered");
-                Ok(())
+                tracing::info!(worker = %worker_id, sweep = %reply.sweep_name, "registered");
+                Ok(reply)
             }
             Err(status)
                 if matches!(
@@ -169,18 +180,75 @@ impl Session {
                 ) =>
             {
                 Err(Interrupt::Fatal(WorkerError::CoordinatorRefused {
-                    url: self.config.coordinator.clone(),
+                    url: self.url.clone(),
                     message: status.message().to_string(),
                 }))
             }
             Err(status) => Err(Interrupt::Away(format!("{:?}: {}", status.code(), status.message()))),
         }
     }
+
+    /// The coordinator answered a call: no more backoff.
+    pub(super) fn reachable(&mut self) {
+        if self.away_since.take().is_some() {
+            tracing::info!(coordinator = %self.url, "coordinator reachable again");
+        }
+        self.backoff = FIRST_BACKOFF;
+        self.retry_at = Instant::now();
+    }
+
+    /// The coordinator answered that it does not know this worker: register again at once.
+    pub(super) fn forgotten(&mut self) {
+        tracing::info!(coordinator = %self.url, "the coordinator does not know this worker (it restarted?): registering again");
+        self.registered = false;
+        self.reachable();
+    }
+
+    /// Forgotten again right after registering: not worth a tight loop, so an absence.
+    pub(super) fn forgotten_at_once(&mut self) {
+        self.registered = false;
+        self.away("the coordinator forgot this worker as soon as it registered".into());
+    }
+
+    /// Records a failed call: the next attempt waits a backoff, on a fresh connection.
+    pub(super) fn away(&mut self, reason: String) {
+        let now = Instant::now();
+        self.away_since.get_or_insert_with(|| {
+            tracing::warn!(coordinator = %self.url, "coordinator away, will retry: {reason}");
+            now
+        });
+        self.last_error = reason;
+        self.retry_later();
+        // A fresh channel: the old one may be stuck on a dead connection.
+        if let Ok(client) = credentials::connect(&self.url, self.tls.as_ref(), &self.stamp) {
+            self.client = client;
+        }
+    }
+
+    /// The next attempt waits one backoff, and the one after twice as long.
+    pub(super) fn retry_later(&mut self) {
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.max_backoff);
+    }
+
+    /// Lets the next call go now (a shutdown's drain may need the coordinator at once).
+    pub(super) fn retry_now(&mut self) {
+        self.retry_at = Instant::now();
+    }
+
+    /// An error once the coordinator has not answered for `give_up_after`.
+    pub(super) fn given_up(&self) -> Option<WorkerError> {
+        let away_since = self.away_since?;
+        (away_since.elapsed() >= self.give_up_after).then(|| WorkerError::CoordinatorUnreachable {
+            url: self.url.clone(),
+            seconds: self.give_up_after.as_secs(),
+            last_error: self.last_error.clone(),
+        })
+    }
 }
 
-/// A call that fails with `DEADLINE_EXCEEDED` when not answered within `deadline`: over a
-/// partition (packets dropped, no reset) a call would otherwise wait for TCP to give up, minutes.
-pub(super) async fn within<T>(
+/// `call`, or `DEADLINE_EXCEEDED` when it is not answered within `deadline`.
+async fn within<T>(
     deadline: Duration,
     call: impl Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, tonic::Status> {

@@ -1,24 +1,26 @@
 //! The node agent: `worker --coordinator URL`.
 //!
 //! Pull-based: the agent registers with its devices, asks for a trial whenever a device has a free
-//! slot ([`slots`]: it says which leases run on which device, the coordinator names the devices a
-//! trial takes; asking doubles as the heartbeat of the leases it holds; a busy agent heartbeats
-//! instead), runs
-//! each trial in a process of its own on the trial's devices ([`trial_process`]), relays its epoch
-//! reports and the checkpoint it writes every epoch (so that any worker can resume the trial), and
-//! completes it. The agent never touches a tensor: a trial's crash, hang or libtorch state stays
-//! in its process. A watchdog kills a trial process that stops making progress.
+//! slot ([`device_slots`]: it says which leases run on which device, the coordinator names the
+//! devices a trial takes; asking doubles as the heartbeat of the leases it holds; a busy agent
+//! heartbeats instead), runs each trial in a process of its own on the trial's devices
+//! ([`launch`], [`trial_child`]), relays its epoch reports and the checkpoint it writes every epoch
+//! (so that any worker can resume the trial), and completes it. The agent never touches a tensor:
+//! a trial's crash, hang or libtorch state stays in its process. A watchdog kills a trial process
+//! that stops making progress.
 //!
-//! What a trial produces goes through an outbox, in order for each lease: while the coordinator
-//! is away the trial keeps running, its reports wait, and the worker reconnects with backoff and
-//! sends them in order. Leases do not wait for each other, and nothing waits for a message to be
-//! acknowledged unless it must: a finished trial's result is committed (an fsync at the
-//! coordinator) while the next trial already runs. A trial's epoch report and checkpoint linger
-//! a moment before they are sent, so that a result right behind them carries the report and
-//! supersedes the checkpoint: one message, not three.
-//! On shutdown (SIGTERM, ctrl-c) the running trials are cancelled, their leases handed back (their
-//! last uploaded checkpoint lets the next worker resume), and `run` returns.
+//! What a trial produces goes through the [`outbox`], in order for each lease: while the
+//! coordinator is away the trial keeps running, its reports wait, and the [`link`] reconnects with
+//! backoff. A finished trial's result is committed (an fsync at the coordinator) while the next
+//! trial already runs. On shutdown (SIGTERM, ctrl-c) the running trials are cancelled, their
+//! leases handed back (their last uploaded checkpoint lets the next worker resume), and `run`
+//! returns.
+//!
+//! One file per part: [`config`], [`link`] (the coordinator), [`outbox`] (what goes to it),
+//! [`answers`] (what its answers mean), [`launch`] (starting a trial), [`running`] (the trials,
+//! what they say, deadlines); this one ties them together in one loop.
 
+mod answers;
 mod config;
 mod confine;
 pub mod credentials;
@@ -28,31 +30,25 @@ mod link;
 mod orphans;
 mod outbox;
 mod running;
-mod sending;
 #[cfg(test)]
 mod tests;
 mod trial_child;
 mod trial_thread;
 mod watchdog;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
 use proto::pb;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::ClientTlsConfig;
 
 use crate::error::WorkerError;
 pub use config::{default_worker_id, hostname, ClientConfig, DRAIN_TIMEOUT};
 pub use credentials::Credentials;
-use credentials::{Client, Stamp};
-use link::{within, Interrupt, FIRST_BACKOFF, FIRST_CALL_DEADLINE};
-use outbox::{Outgoing, Sent};
-use running::Running;
-use sending::InFlight;
-use trial_thread::TrialMessage;
+use link::{Interrupt, Link};
+use outbox::Outbox;
+use running::Trials;
 
 /// Runs the worker loop until the sweep is done (with `exit_when_done`) or `shutdown` resolves.
 pub async fn run(config: ClientConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
@@ -73,122 +69,82 @@ impl LeaseKey {
     }
 }
 
+/// The agent: its parts, and when it next asks for work or heartbeats.
 struct Session {
     config: ClientConfig,
-    client: Client,
-    /// Adds the token and the registration's session to every call.
-    stamp: Stamp,
-    tls: Option<ClientTlsConfig>,
-    registered: bool,
-    heartbeat: Duration,
+    link: Link,
     devices: device_slots::DeviceTable,
-    running: HashMap<String, Running>,
-    outbox: VecDeque<Outgoing>,
-    /// Sent, not acknowledged yet; at most one per lease (a lease's messages go in order).
-    in_flight: HashMap<u64, InFlight>,
-    next_send: u64,
-    sent_tx: mpsc::UnboundedSender<(u64, Sent)>,
-    sent_rx: mpsc::UnboundedReceiver<(u64, Sent)>,
-    /// Leases whose waiting reports are held back until then (see [`LINGER`]).
-    linger_until: HashMap<String, Instant>,
+    trials: Trials,
+    outbox: Outbox,
+    /// The (dataset, resolution) caches this node holds (see `TrialSpec::cache_key`).
     cached: BTreeSet<String>,
-    events_tx: mpsc::UnboundedSender<TrialMessage>,
-    events_rx: mpsc::UnboundedReceiver<TrialMessage>,
+    /// The coordinator said the sweep is done.
     sweep_done: bool,
     shutting_down: Option<Instant>,
     next_lease: Instant,
     next_heartbeat: Instant,
-    /// Since when no call has been answered (`None`: the last call was).
-    away_since: Option<Instant>,
-    backoff: Duration,
-    retry_at: Instant,
-    /// How long one call may take (see [`MIN_CALL_DEADLINE`]).
-    deadline: Duration,
-    /// Why the last failed call failed.
-    last_error: String,
 }
 
 impl Session {
     fn new(config: ClientConfig) -> Result<Self, WorkerError> {
-        let stamp = Stamp::new(&config.credentials)?;
-        let tls = config.credentials.tls()?;
-        let client = credentials::connect(&config.coordinator, tls.as_ref(), &stamp)?;
+        let link = Link::new(&config)?;
         let devices = device_slots::DeviceTable::new(&config.devices);
         if devices.is_empty() {
             return Err(WorkerError::InvalidTrial("a worker needs at least one device".into()));
         }
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let (sent_tx, sent_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         Ok(Self {
-            devices,
             config,
-            client,
-            stamp,
-            tls,
-            registered: false,
-            heartbeat: Duration::from_secs(1),
-            running: HashMap::new(),
-            outbox: VecDeque::new(),
-            in_flight: HashMap::new(),
-            next_send: 0,
-            sent_tx,
-            sent_rx,
-            linger_until: HashMap::new(),
+            link,
+            devices,
+            trials: Trials::new(),
+            outbox: Outbox::new(),
             cached: BTreeSet::new(),
-            events_tx,
-            events_rx,
             sweep_done: false,
             shutting_down: None,
             next_lease: now,
             next_heartbeat: now,
-            away_since: None,
-            backoff: FIRST_BACKOFF,
-            retry_at: now,
-            deadline: FIRST_CALL_DEADLINE,
-            last_error: String::new(),
         })
     }
 
     async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
         tokio::pin!(shutdown);
         loop {
-            if Instant::now() >= self.retry_at {
-                let was_registered = self.registered;
+            if Instant::now() >= self.link.retry_at() {
+                let was_registered = self.link.is_registered();
                 match self.round().await {
-                    Ok(true) => self.reachable(),
+                    Ok(true) => self.link.reachable(),
                     // Nothing was answered (the round only put messages on their way): their
                     // answers, or the next attempt after a backoff, tell whether it is back.
-                    Ok(false) if self.away_since.is_some() => self.retry_later(),
+                    Ok(false) if self.link.is_away() => self.link.retry_later(),
                     Ok(false) => {}
-                    // Forgotten again right after registering: not worth a tight loop.
-                    Err(Interrupt::Forgotten) if !was_registered => {
-                        self.registered = false;
-                        self.away("the coordinator forgot this worker as soon as it registered".into())?;
-                    }
-                    Err(Interrupt::Forgotten) => self.forgotten(),
-                    Err(Interrupt::Away(reason)) => self.away(reason)?,
+                    Err(Interrupt::Forgotten) if !was_registered => self.link.forgotten_at_once(),
+                    Err(Interrupt::Forgotten) => self.link.forgotten(),
+                    Err(Interrupt::Away(reason)) => self.link.away(reason),
                     Err(Interrupt::Fatal(error)) => {
-                        self.cancel_all();
+                        self.trials.stop_all();
                         return Err(error);
                     }
                 }
             }
-            self.enforce_deadlines();
+            let now = Instant::now();
+            let past_grace =
+                self.shutting_down.is_some_and(|since| now.duration_since(since) >= self.config.stop_grace);
+            self.trials.enforce_deadlines(now, past_grace);
             self.give_up_if_away_too_long()?;
             if self.finished() {
                 return Ok(());
             }
             let wake = self.next_wake();
             tokio::select! {
-                Some(message) = self.events_rx.recv() => {
+                Some(message) = self.trials.recv() => {
                     self.on_trial_message(message);
                     // Take whatever else the trials said before talking to the coordinator.
-                    while let Ok(message) = self.events_rx.try_recv() {
+                    while let Some(message) = self.trials.try_recv() {
                         self.on_trial_message(message);
                     }
                 }
-                Some((id, sent)) = self.sent_rx.recv() => self.on_sent(id, sent)?,
+                Some((message, sent)) = self.outbox.answer() => self.on_answer(message, sent)?,
                 () = &mut shutdown, if self.shutting_down.is_none() => self.begin_shutdown(),
                 () = tokio::time::sleep_until(wake) => {}
             }
@@ -196,7 +152,7 @@ impl Session {
     }
 
     fn finished(&self) -> bool {
-        let idle = self.running.is_empty() && self.outbox.is_empty() && self.in_flight.is_empty();
+        let idle = self.trials.is_empty() && self.outbox.is_empty();
         idle && (self.shutting_down.is_some() || (self.sweep_done && self.config.exit_when_done))
     }
 
@@ -205,26 +161,27 @@ impl Session {
         // The end of the drain, when shutting down.
         let drained =
             self.shutting_down.map(|since| since + self.config.drain_timeout).filter(|end| *end > now);
-        if self.away_since.is_some() {
-            return drained.map_or(self.retry_at, |end| end.min(self.retry_at));
+        if self.link.is_away() {
+            let retry_at = self.link.retry_at();
+            return drained.map_or(retry_at, |end| end.min(retry_at));
         }
-        if !self.registered {
+        if !self.link.is_registered() {
             return now;
         }
         let mut wake = now + Duration::from_secs(3600);
-        if let Some(ready) = self.next_sendable() {
+        if let Some(ready) = self.outbox.next_sendable() {
             wake = wake.min(ready);
         }
         if self.wants_work() {
             wake = wake.min(self.next_lease);
         }
-        if !self.running.is_empty() || self.shutting_down.is_some() {
+        if !self.trials.is_empty() || self.shutting_down.is_some() {
             wake = wake.min(self.next_heartbeat);
         }
         if let Some(end) = drained {
             wake = wake.min(end);
         }
-        if !self.running.is_empty() {
+        if !self.trials.is_empty() {
             // The watchdog and the shutdown grace period are checked at least this often.
             wake = wake.min(now + watchdog::CHECK_EVERY);
         }
@@ -239,61 +196,57 @@ impl Session {
     }
 
     fn poll_interval(&self) -> Duration {
-        (self.heartbeat / 2).min(Duration::from_millis(200))
+        (self.link.heartbeat() / 2).min(Duration::from_millis(200))
     }
 
     /// One exchange with the coordinator: register if needed, send what waits, ask for work or
     /// heartbeat when due. Says whether the coordinator answered a call: a round that only put
-    /// messages on their way proves nothing (their answers come through [`Session::on_sent`]).
+    /// messages on their way proves nothing (their answers come through [`Session::on_answer`]).
     async fn round(&mut self) -> Result<bool, Interrupt> {
         let mut answered = false;
-        if !self.registered {
-            self.register().await?;
+        if !self.link.is_registered() {
+            let config = &self.config;
+            let reply =
+                self.link.register(&config.worker_id, &config.devices, &config.device_memory_mb).await?;
+            self.devices.set_trials_per_device(reply.trials_per_device);
             answered = true;
         }
-        self.flush();
+        self.outbox.flush(self.link.client(), self.link.deadline());
         let now = Instant::now();
         if self.wants_work() && now >= self.next_lease {
             self.ask_for_work().await?;
             answered = true;
-        } else if !self.running.is_empty() && now >= self.next_heartbeat {
-            let request =
-                pb::HeartbeatRequest { worker_id: self.config.worker_id.clone(), held_leases: self.held() };
-            let mut client = self.client.clone();
-            let reply = within(self.deadline, client.heartbeat(request))
-                .await
-                .map_err(|s| self.interrupt(&s))?
-                .into_inner();
+        } else if !self.trials.is_empty() && now >= self.next_heartbeat {
+            self.heartbeat().await?;
             answered = true;
-            self.next_heartbeat = Instant::now() + self.heartbeat;
-            self.sweep_done = reply.sweep_done;
-            for lease_id in reply.lost_leases {
-                self.lose(&lease_id);
-            }
         }
         Ok(answered)
     }
 
-    fn held(&self) -> Vec<String> {
-        self.running.iter().filter(|(_, r)| !r.lost).map(|(id, _)| id.clone()).collect()
-    }
-
-    fn lease_request(&self) -> pb::LeaseRequest {
-        pb::LeaseRequest {
+    async fn heartbeat(&mut self) -> Result<(), Interrupt> {
+        let request = pb::HeartbeatRequest {
             worker_id: self.config.worker_id.clone(),
-            held_leases: self.held(),
-            cached: self.cached.iter().cloned().collect(),
-            devices: self.devices.loads(),
+            held_leases: self.trials.held(),
+        };
+        let reply = self.link.call(self.link.client().clone().heartbeat(request)).await?.into_inner();
+        self.next_heartbeat = Instant::now() + self.link.heartbeat();
+        self.sweep_done = reply.sweep_done;
+        for lease_id in reply.lost_leases {
+            self.lose(&lease_id);
         }
+        Ok(())
     }
 
     async fn ask_for_work(&mut self) -> Result<(), Interrupt> {
-        let request = self.lease_request();
-        let mut client = self.client.clone();
-        let reply =
-            within(self.deadline, client.lease(request)).await.map_err(|s| self.interrupt(&s))?.into_inner();
+        let request = pb::LeaseRequest {
+            worker_id: self.config.worker_id.clone(),
+            held_leases: self.trials.held(),
+            cached: self.cached.iter().cloned().collect(),
+            devices: self.devices.loads(),
+        };
+        let reply = self.link.call(self.link.client().clone().lease(request)).await?.into_inner();
         let now = Instant::now();
-        self.next_heartbeat = now + self.heartbeat;
+        self.next_heartbeat = now + self.link.heartbeat();
         self.sweep_done = reply.sweep_done;
         for lease_id in reply.lost_leases {
             self.lose(&lease_id);
@@ -307,6 +260,37 @@ impl Session {
             None => self.next_lease = now + self.poll_interval(),
         }
         Ok(())
+    }
+
+    fn begin_shutdown(&mut self) {
+        tracing::info!(running = self.trials.len(), "shutting down: cancelling trials, handing leases back");
+        self.shutting_down = Some(Instant::now());
+        self.trials.stop_all();
+        // Leave a backoff at once: the drain may need the coordinator now.
+        self.link.retry_now();
+    }
+
+    /// Gives up after `give_up_after` without an answer; when shutting down, leaves
+    /// `drain_timeout` after the shutdown began, dropping what is still unsent (a coordinator
+    /// that got the same signal may never answer, or answer calls it already had and no more).
+    fn give_up_if_away_too_long(&mut self) -> Result<(), WorkerError> {
+        if let Some(shutdown_at) = self.shutting_down {
+            if shutdown_at.elapsed() >= self.config.drain_timeout && !self.outbox.is_empty() {
+                tracing::warn!(
+                    unsent = self.outbox.len(),
+                    "the coordinator did not take everything within the drain; leaving"
+                );
+                self.outbox.discard_all();
+            }
+            return Ok(());
+        }
+        match self.link.given_up() {
+            Some(error) => {
+                self.trials.stop_all();
+                Err(error)
+            }
+            None => Ok(()),
+        }
     }
 }
 

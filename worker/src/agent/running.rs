@@ -1,7 +1,12 @@
 //! The trials this worker runs: what they say, losing a lease, stopping, deadlines.
+//!
+//! [`Trials`] is the table of running trials and the channel their threads and processes report
+//! on; [`Session::on_trial_message`] turns what a trial says into messages for the coordinator.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::outbox::Outgoing;
@@ -32,7 +37,7 @@ pub(super) struct Running {
 
 impl Running {
     /// Asks the trial to stop at its next step (it then says how far it got).
-    pub(super) fn stop(&mut self) {
+    fn stop(&mut self) {
         self.cancel.cancel();
         if let Some(process) = &mut self.process {
             process.cancel();
@@ -40,7 +45,7 @@ impl Running {
     }
 
     /// Ends the trial's process at once (a stand-in thread can only be asked).
-    pub(super) fn kill(&mut self) {
+    fn kill(&mut self) {
         self.cancel.cancel();
         if let Some(process) = &mut self.process {
             process.kill();
@@ -48,159 +53,90 @@ impl Running {
     }
 }
 
-impl Session {
-    pub(super) fn on_trial_message(&mut self, message: TrialMessage) {
-        match message {
-            TrialMessage::Progress { lease } => {
-                if let Some(running) = self.running.get_mut(&lease.lease_id) {
-                    running.watchdog.progress();
-                }
-            }
-            TrialMessage::Epoch { lease, report } => {
-                if let Some(running) = self.running.get_mut(&lease.lease_id) {
-                    running.watchdog.epoch();
-                }
-                if self.is_live(&lease.lease_id) {
-                    self.linger(&lease.lease_id);
-                    self.outbox.push_back(Outgoing::epoch(lease, &report));
-                }
-            }
-            TrialMessage::Checkpoint { lease, epoch, file } => {
-                if !self.is_live(&lease.lease_id) {
-                    let _ = std::fs::remove_file(&file);
-                    return;
-                }
-                if let Some(running) = self.running.get_mut(&lease.lease_id) {
-                    running.checkpoint_epoch = running.checkpoint_epoch.max(epoch);
-                }
-                // Only the newest checkpoint matters: drop older ones still waiting.
-                self.outbox.retain(|m| match m {
-                    Outgoing::Checkpoint { lease: l, file: f, .. } if l.lease_id == lease.lease_id => {
-                        let _ = std::fs::remove_file(f);
-                        false
-                    }
-                    _ => true,
-                });
-                self.linger(&lease.lease_id);
-                self.outbox.push_back(Outgoing::Checkpoint { lease, epoch, file });
-            }
-            TrialMessage::Ended { lease, end } => {
-                // Whatever waits of this trial goes now (folded into its result where it can).
-                self.linger_until.remove(&lease.lease_id);
-                let Some(running) = self.running.remove(&lease.lease_id) else { return };
-                if let Some(download) = &running.download {
-                    let _ = std::fs::remove_file(download);
-                }
-                self.devices.release(&lease.lease_id);
-                self.next_lease = Instant::now();
-                if running.lost {
-                    tracing::info!(trial = %running.trial_id, "stopped a trial whose lease was lost");
-                    return;
-                }
-                let end = match running.watchdog.fired() {
-                    // Whatever a killed trial process said last, the kill is why it ended.
-                    Some(seconds) => {
-                        TrialEnd::Failed { error: format!("no progress for {seconds} s"), retryable: true }
-                    }
-                    None => end,
-                };
-                match end {
-                    TrialEnd::Finished(result) => {
-                        tracing::info!(trial = %lease.trial_id, "trial finished; its result is queued");
-                        self.cached.insert(running.cache_key);
-                        // The result supersedes a checkpoint not sent yet (nobody will resume),
-                        // and carries the epoch reports still waiting: one message, not many.
-                        let mut waiting = Vec::new();
-                        self.outbox.retain(|m| match m {
-                            Outgoing::Checkpoint { lease: l, .. } if l.lease_id == lease.lease_id => {
-                                m.discard();
-                                false
-                            }
-                            Outgoing::Epoch { lease: l, report_json, .. } if l.lease_id == lease.lease_id => {
-                                waiting.push(report_json.clone());
-                                false
-                            }
-                            _ => true,
-                        });
-                        self.outbox.push_back(Outgoing::complete(lease, &result, waiting));
-                    }
-                    TrialEnd::Interrupted { epoch, checkpoint } => {
-                        tracing::info!(trial = %lease.trial_id, epoch, "trial interrupted; handing the lease back");
-                        // A checkpoint written on the way out, newer than any announced: upload it
-                        // first, so that the next worker loses nothing.
-                        if let Some(path) = checkpoint.filter(|_| epoch > running.checkpoint_epoch) {
-                            let staging = running.folder.clone();
-                            match trial_thread::stage(&path, &staging, &lease.lease_id, epoch) {
-                                Ok(file) => self.outbox.push_back(Outgoing::Checkpoint {
-                                    lease: lease.clone(),
-                                    epoch,
-                                    file,
-                                }),
-                                Err(e) => {
-                                    tracing::warn!(trial = %lease.trial_id, "cannot stage the last checkpoint: {e}")
-                                }
-                            }
-                        }
-                        self.outbox.push_back(Outgoing::Release { lease });
-                    }
-                    TrialEnd::Failed { error, retryable } => {
-                        tracing::warn!(trial = %lease.trial_id, retryable, "trial failed: {error}");
-                        self.outbox.push_back(Outgoing::Fail { lease, error, retryable });
-                    }
-                }
-            }
-        }
+/// The running trials, by lease id, and what they report on.
+pub(super) struct Trials {
+    running: HashMap<String, Running>,
+    events_tx: mpsc::UnboundedSender<TrialMessage>,
+    events_rx: mpsc::UnboundedReceiver<TrialMessage>,
+}
+
+impl Trials {
+    pub(super) fn new() -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Self { running: HashMap::new(), events_tx, events_rx }
+    }
+
+    /// Where a trial's thread or process reports.
+    pub(super) fn events(&self) -> mpsc::UnboundedSender<TrialMessage> {
+        self.events_tx.clone()
+    }
+
+    /// The next thing a trial says.
+    pub(super) async fn recv(&mut self) -> Option<TrialMessage> {
+        self.events_rx.recv().await
+    }
+
+    /// What else the trials said meanwhile, without waiting.
+    pub(super) fn try_recv(&mut self) -> Option<TrialMessage> {
+        self.events_rx.try_recv().ok()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub(super) fn insert(&mut self, lease_id: String, running: Running) {
+        self.running.insert(lease_id, running);
+    }
+
+    pub(super) fn get_mut(&mut self, lease_id: &str) -> Option<&mut Running> {
+        self.running.get_mut(lease_id)
+    }
+
+    pub(super) fn remove(&mut self, lease_id: &str) -> Option<Running> {
+        self.running.remove(lease_id)
+    }
+
+    /// The leases whose trials still count (not lost): what a heartbeat keeps alive.
+    pub(super) fn held(&self) -> Vec<String> {
+        self.running.iter().filter(|(_, r)| !r.lost).map(|(id, _)| id.clone()).collect()
     }
 
     pub(super) fn is_live(&self, lease_id: &str) -> bool {
         self.running.get(lease_id).is_some_and(|r| !r.lost)
     }
 
-    /// The coordinator no longer honours a lease: stop its trial, drop what it still has to say.
+    /// CPU threads the running trials take together.
+    pub(super) fn cpu_threads(&self) -> usize {
+        self.running.values().map(|r| r.cpu_threads).sum()
+    }
+
+    /// The coordinator no longer honours a lease: its trial ends at once (nothing it says
+    /// counts any more).
     pub(super) fn lose(&mut self, lease_id: &str) {
         if let Some(running) = self.running.get_mut(lease_id) {
             if !running.lost {
                 tracing::warn!(trial = %running.trial_id, lease = lease_id, "lease lost; stopping the trial");
             }
             running.lost = true;
-            // Nothing it says counts any more: end it at once.
-            running.cancel.cancel();
-            if let Some(process) = &mut running.process {
-                process.kill();
-            }
+            running.kill();
         }
-        self.linger_until.remove(lease_id);
-        self.outbox.retain(|m| {
-            let keep = m.lease().lease_id != lease_id;
-            if !keep {
-                m.discard();
-            }
-            keep
-        });
     }
 
-    pub(super) fn begin_shutdown(&mut self) {
-        tracing::info!(running = self.running.len(), "shutting down: cancelling trials, handing leases back");
-        self.shutting_down = Some(Instant::now());
-        for running in self.running.values_mut() {
-            running.stop();
-        }
-        // Leave a backoff at once: the drain may need the coordinator now.
-        self.retry_at = Instant::now();
-    }
-
-    pub(super) fn cancel_all(&mut self) {
+    /// Asks every trial to stop at its next step.
+    pub(super) fn stop_all(&mut self) {
         for running in self.running.values_mut() {
             running.stop();
         }
     }
 
-    /// Kills the trials that made no progress for too long, and on shutdown those that did not
-    /// stop within the grace period. Their `Ended` message follows when the process is reaped.
-    pub(super) fn enforce_deadlines(&mut self) {
-        let now = Instant::now();
-        let past_grace =
-            self.shutting_down.is_some_and(|since| now.duration_since(since) >= self.config.stop_grace);
+    /// Kills the trials that made no progress for too long, and, `past_grace`, those that did
+    /// not stop when asked. Their `Ended` message follows when the process is reaped.
+    pub(super) fn enforce_deadlines(&mut self, now: Instant, past_grace: bool) {
         for running in self.running.values_mut() {
             if let Some(seconds) = running.watchdog.check(now) {
                 tracing::error!(trial = %running.trial_id, "no progress for {seconds} s: killing its trial process");
@@ -210,5 +146,90 @@ impl Session {
                 running.kill();
             }
         }
+    }
+}
+
+impl Session {
+    /// What a trial said, as messages for the coordinator.
+    pub(super) fn on_trial_message(&mut self, message: TrialMessage) {
+        match message {
+            TrialMessage::Progress { lease } => {
+                if let Some(running) = self.trials.get_mut(&lease.lease_id) {
+                    running.watchdog.progress();
+                }
+            }
+            TrialMessage::Epoch { lease, report } => {
+                if let Some(running) = self.trials.get_mut(&lease.lease_id) {
+                    running.watchdog.epoch();
+                }
+                if self.trials.is_live(&lease.lease_id) {
+                    self.outbox.push_report(Outgoing::epoch(lease, &report));
+                }
+            }
+            TrialMessage::Checkpoint { lease, epoch, file } => {
+                let Some(running) = self.trials.get_mut(&lease.lease_id).filter(|r| !r.lost) else {
+                    let _ = std::fs::remove_file(&file);
+                    return;
+                };
+                running.checkpoint_epoch = running.checkpoint_epoch.max(epoch);
+                self.outbox.push_checkpoint(lease, epoch, file);
+            }
+            TrialMessage::Ended { lease, end } => self.on_trial_end(lease, end),
+        }
+    }
+
+    fn on_trial_end(&mut self, lease: super::LeaseKey, end: TrialEnd) {
+        // Whatever waits of this trial goes now (folded into its result where it can).
+        self.outbox.end_linger(&lease.lease_id);
+        let Some(running) = self.trials.remove(&lease.lease_id) else { return };
+        if let Some(download) = &running.download {
+            let _ = std::fs::remove_file(download);
+        }
+        self.devices.release(&lease.lease_id);
+        self.next_lease = Instant::now();
+        if running.lost {
+            tracing::info!(trial = %running.trial_id, "stopped a trial whose lease was lost");
+            return;
+        }
+        let end = match running.watchdog.fired() {
+            // Whatever a killed trial process said last, the kill is why it ended.
+            Some(seconds) => {
+                TrialEnd::Failed { error: format!("no progress for {seconds} s"), retryable: true }
+            }
+            None => end,
+        };
+        match end {
+            TrialEnd::Finished(result) => {
+                tracing::info!(trial = %lease.trial_id, "trial finished; its result is queued");
+                self.cached.insert(running.cache_key);
+                self.outbox.push_result(lease, &result);
+            }
+            TrialEnd::Interrupted { epoch, checkpoint } => {
+                tracing::info!(trial = %lease.trial_id, epoch, "trial interrupted; handing the lease back");
+                // A checkpoint written on the way out, newer than any announced: upload it
+                // first, so that the next worker loses nothing.
+                if let Some(path) = checkpoint.filter(|_| epoch > running.checkpoint_epoch) {
+                    match trial_thread::stage(&path, &running.folder, &lease.lease_id, epoch) {
+                        Ok(file) => {
+                            self.outbox.push(Outgoing::Checkpoint { lease: lease.clone(), epoch, file })
+                        }
+                        Err(e) => {
+                            tracing::warn!(trial = %lease.trial_id, "cannot stage the last checkpoint: {e}")
+                        }
+                    }
+                }
+                self.outbox.push(Outgoing::Release { lease });
+            }
+            TrialEnd::Failed { error, retryable } => {
+                tracing::warn!(trial = %lease.trial_id, retryable, "trial failed: {error}");
+                self.outbox.push(Outgoing::Fail { lease, error, retryable });
+            }
+        }
+    }
+
+    /// The coordinator no longer honours a lease: stop its trial, drop what it still has to say.
+    pub(super) fn lose(&mut self, lease_id: &str) {
+        self.trials.lose(lease_id);
+        self.outbox.drop_lease(lease_id);
     }
 }

@@ -19,37 +19,22 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::{EpochReport, TrialResult};
-use crate::run::{run_trial, CancelFlag, Devices, RunOptions, TrialEvent, TrialOutcome};
+use crate::run::{run_trial, CancelFlag, RunOptions, TrialEvent, TrialOutcome};
 use crate::trial::TrialSpec;
 
-/// What the agent asks a trial process to run.
+/// What the agent asks a trial process to run: the trial, and the options it runs with as they
+/// are (its devices as the process sees them: the agent narrows CUDA devices with
+/// `CUDA_VISIBLE_DEVICES`, so a trial on GPUs 2 and 5 sees devices 0 and 1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrialJob {
     pub trial_id: String,
     pub spec: TrialSpec,
-    pub devices: JobDevices,
+    pub options: RunOptions,
     /// libtorch's intra-op threads of the whole process (its ranks × the trial's `cpu_threads`;
     /// each rank then sets its own), also given to OpenMP's and MKL's pools through their
     /// environment. `None` on GPUs.
     pub threads: Option<usize>,
-    pub cache_dir: PathBuf,
-    pub checkpoint_dir: PathBuf,
-    pub resume_from: Option<PathBuf>,
-    pub checkpoint_every: u32,
-}
-
-/// The devices of a job, as the trial process sees them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobDevices {
-    Cpu {
-        ranks: usize,
-    },
-    /// Every CUDA device the process sees: the agent narrows them with `CUDA_VISIBLE_DEVICES`.
-    Cuda {
-        count: usize,
-    },
 }
 
 /// What a trial process tells its agent, one JSON object a line.
@@ -121,17 +106,7 @@ pub fn main(job_file: &std::path::Path) -> u8 {
     let progress = Arc::new(Progress::default());
     watch_progress(progress.clone(), events.clone());
 
-    let options = RunOptions {
-        devices: match job.devices {
-            JobDevices::Cpu { ranks } => Devices::Cpu { ranks },
-            JobDevices::Cuda { count } => Devices::Cuda((0..count).collect()),
-        },
-        cache_dir: job.cache_dir.clone(),
-        checkpoint_dir: job.checkpoint_dir.clone(),
-        resume_from: job.resume_from.clone(),
-        checkpoint_every: job.checkpoint_every,
-        cancel,
-    };
+    let options = RunOptions { cancel, ..job.options };
     let mut on_event = |event: TrialEvent<'_>| match event {
         TrialEvent::Progress { epoch, .. } => {
             progress.epoch.store(u64::from(epoch), Ordering::Relaxed);
