@@ -13,13 +13,16 @@
 //! - [`flatness`]: how a sweep asks for flatness to be measured, and what was measured;
 //! - [`weights_manifest`]: whether a pretrained weights file fits an architecture's trunk, from
 //!   its header;
-//! - `shutdown` (feature `signals`): ctrl-c or SIGTERM, the one shutdown trigger of both binaries.
+//! - `shutdown` and `logging` (feature `signals`): ctrl-c or SIGTERM, the one shutdown trigger of
+//!   both binaries, and their one logger.
 
 pub mod dataset;
 pub mod devices;
 pub mod error;
 pub mod flatness;
 pub mod layout;
+#[cfg(feature = "signals")]
+pub mod logging;
 pub mod names;
 pub mod outcome;
 pub mod run_manifest;
