@@ -11,9 +11,15 @@
 
 mod checks;
 mod document;
+#[cfg(test)]
+mod error_pins;
 mod expand;
+#[cfg(test)]
+mod expansion_pins;
 mod keys;
 mod only;
+#[cfg(test)]
+mod order_pins;
 #[cfg(test)]
 mod tests;
 
