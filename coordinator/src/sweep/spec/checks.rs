@@ -6,13 +6,13 @@ use common::names::{NOOP, OPTIMIZERS};
 use common::{DatasetSpec, Method};
 
 use super::document::Document;
-use super::keys::RawSweep;
+use super::keys::SweepFile;
 use super::{known_architectures, SpecError};
 
 /// The most epochs a sweep with `baseline_2x` may ask for: its trials train twice as many.
 pub(super) const MAX_EPOCHS_2X: u32 = 50_000;
 
-impl RawSweep {
+impl SweepFile {
     pub(super) fn check(
         &self,
         doc: &Document<'_>,

@@ -1,6 +1,7 @@
 //! Pins what a malformed sweep file is told, message for message: how the spec reads, checks and
 //! expands its keys may change shape, never what a user sees. Every expectation was captured from
-//! the coordinator before the keys became one serde structure.
+//! the coordinator before the keys became one serde structure; the two files with both a missing key
+//! and a wrong value are now told about the value first (see the pins of [`super::order_pins`]).
 
 use std::path::Path;
 
@@ -173,9 +174,11 @@ fn cases() -> Vec<(String, &'static str)> {
         (append("flatness:\n  probes: 1\n"), "s.yaml:14: `flatness.probes`: must be at least 2 (a standard error needs two)"),
         (append("flatness: {tolerance: -1}\n"), "s.yaml:13: `flatness.tolerance`: must be a finite number >= 0, got -1"),
         (append("flatness:\n  params: bogus\n"), "s.yaml:13: `flatness`: unknown variant `bogus`, expected `all` or `weights`"),
-        // Several problems at once: unknown keys before missing ones before values before checks.
-        (edit(&[("name: t\n", ""), ("epochs: 2", "epochs: two")]), "s.yaml:1: `name`: missing (required)"),
-        (edit(&[("learning_rate: 0.1\n", ""), ("seeds: [1, 2]", "seeds: []")]), "s.yaml:1: `learning_rate`: missing (required)"),
+        // Several problems at once: unknown keys before wrong values before missing keys (serde
+        // looks for those last; before the keys were one structure, missing keys came before
+        // wrong values) before checks.
+        (edit(&[("name: t\n", ""), ("epochs: 2", "epochs: two")]), "s.yaml:1: `epochs`: invalid type: string \"two\", expected u32"),
+        (edit(&[("learning_rate: 0.1\n", ""), ("seeds: [1, 2]", "seeds: []")]), "s.yaml:4: `seeds`: empty axis: list at least one value"),
         (edit(&[("name: t\n", ""), ("batch_size: 4", "batch_size: 0")]), "s.yaml:1: `name`: missing (required)"),
         (edit(&[("epochs: 2", "epochs: two"), ("", "bogus: 1\n")]), "s.yaml:13: `bogus`: unknown key (known: name, epochs, batch_size, learning_rate, seeds, methods, architectures, optimizers, resolutions, datasets, sal, head, pretrained, max_attempts, gpus_per_trial, trials_per_gpu, progress_timeout, precision, channels_last, cudnn_benchmark, flatness, sam_rho, cpu_threads, deterministic)"),
         (edit(&[("epochs: 2", "epochs: 0"), ("batch_size: 4", "batch_size: x")]), "s.yaml:3: `batch_size`: invalid type: string \"x\", expected u32"),

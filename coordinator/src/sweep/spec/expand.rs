@@ -6,12 +6,12 @@ use common::{DatasetSpec, Method, TrialSpec};
 use sal_core::StressConfig;
 
 use super::document::Document;
-use super::keys::RawSweep;
+use super::keys::SweepFile;
 use super::{PlannedTrial, SpecError};
 use crate::sweep::cost::estimate_cost;
 use crate::sweep::identity::{self, WeightsDigests};
 
-impl RawSweep {
+impl SweepFile {
     pub(super) fn expand(
         &self,
         doc: &Document<'_>,

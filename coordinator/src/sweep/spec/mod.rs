@@ -22,6 +22,7 @@ mod only;
 mod order_pins;
 #[cfg(test)]
 mod tests;
+mod top_level;
 
 use std::path::{Path, PathBuf};
 

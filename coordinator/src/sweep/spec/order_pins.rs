@@ -56,13 +56,14 @@ fn missing_keys_are_named_in_order() {
     );
 }
 
-/// Values are read in the order of the key list (with `datasets` first), whatever their order in
-/// the file: here the keys come last first.
+/// Values are read in the order of the keys (the fields of [`super::keys::SweepFile`]), whatever
+/// their order in the file: here the keys come last first. (Before the keys became one structure,
+/// `datasets` was read first and `progress_timeout` before `trials_per_gpu`: an order the key list
+/// alone cannot give.)
 #[test]
 fn wrong_values_are_named_in_the_order_of_the_keys() {
     #[rustfmt::skip]
     let keys: &[(&str, &str, &str)] = &[
-        ("datasets", "\n  synth:\n    format: synthetic", "{}"),
         ("name", "t", "[a]"),
         ("epochs", "2", "two"),
         ("batch_size", "4", "x"),
@@ -72,13 +73,14 @@ fn wrong_values_are_named_in_the_order_of_the_keys() {
         ("architectures", "[noop]", "[noop, noop]"),
         ("optimizers", "[sgd]", "sgd"),
         ("resolutions", "[16, 32]", "[x]"),
+        ("datasets", "\n  synth:\n    format: synthetic", "{}"),
         ("sal", "{}", "3"),
         ("head", "paper", "bogus"),
         ("pretrained", "{}", "3"),
         ("max_attempts", "3", "x"),
         ("gpus_per_trial", "1", "x"),
-        ("progress_timeout", "900", "x"),
         ("trials_per_gpu", "1", "0"),
+        ("progress_timeout", "900", "x"),
         ("precision", "fp32", "fp16"),
         ("channels_last", "false", "3"),
         ("cudnn_benchmark", "false", "3"),
@@ -98,23 +100,23 @@ fn wrong_values_are_named_in_the_order_of_the_keys() {
         text
     };
     assert_in_turn(in_turn(text, keys.len()), &[
-        "s.yaml:24: `datasets`: empty axis: name at least one dataset",
-        "s.yaml:23: `name`: invalid type: sequence, expected a string",
-        "s.yaml:22: `epochs`: invalid type: string \"two\", expected u32",
-        "s.yaml:21: `batch_size`: invalid type: string \"x\", expected u32",
-        "s.yaml:20: `learning_rate`: invalid type: string \"x\", expected f64",
-        "s.yaml:19: `seeds`: empty axis: list at least one value",
-        "s.yaml:18: `methods`: unknown variant `stress`, expected one of `baseline`, `sal`, `sal_stress_only`, `sal_noise_only`, `sal_plastic_only`, `sam`, `shrink_perturb_random`, `baseline_2x`",
-        "s.yaml:17: `architectures`: \"noop\" is listed twice",
-        "s.yaml:16: `optimizers`: invalid type: string \"sgd\", expected a sequence",
-        "s.yaml:15: `resolutions`: invalid type: string \"x\", expected u32",
+        "s.yaml:24: `name`: invalid type: sequence, expected a string",
+        "s.yaml:23: `epochs`: invalid type: string \"two\", expected u32",
+        "s.yaml:22: `batch_size`: invalid type: string \"x\", expected u32",
+        "s.yaml:21: `learning_rate`: invalid type: string \"x\", expected f64",
+        "s.yaml:20: `seeds`: empty axis: list at least one value",
+        "s.yaml:19: `methods`: unknown variant `stress`, expected one of `baseline`, `sal`, `sal_stress_only`, `sal_noise_only`, `sal_plastic_only`, `sam`, `shrink_perturb_random`, `baseline_2x`",
+        "s.yaml:18: `architectures`: \"noop\" is listed twice",
+        "s.yaml:17: `optimizers`: invalid type: string \"sgd\", expected a sequence",
+        "s.yaml:16: `resolutions`: invalid type: string \"x\", expected u32",
+        "s.yaml:15: `datasets`: empty axis: name at least one dataset",
         "s.yaml:14: `sal`: invalid type: integer `3`, expected struct StressConfig",
         "s.yaml:13: `head`: unknown variant `bogus`, expected `paper` or `linear`",
         "s.yaml:12: `pretrained`: invalid type: integer `3`, expected a map",
         "s.yaml:11: `max_attempts`: invalid type: string \"x\", expected u32",
         "s.yaml:10: `gpus_per_trial`: invalid type: string \"x\", expected u32",
-        "s.yaml:9: `progress_timeout`: invalid type: string \"x\", expected u32",
-        "s.yaml:8: `trials_per_gpu`: must be an integer of at least 1, or `auto`, got 0",
+        "s.yaml:9: `trials_per_gpu`: must be an integer of at least 1, or `auto`, got 0",
+        "s.yaml:8: `progress_timeout`: invalid type: string \"x\", expected u32",
         "s.yaml:7: `precision`: unknown variant `fp16`, expected `fp32` or `bf16`",
         "s.yaml:6: `channels_last`: invalid type: integer `3`, expected a boolean",
         "s.yaml:5: `cudnn_benchmark`: invalid type: integer `3`, expected a boolean",
