@@ -8,6 +8,10 @@
 //!
 //! Every error names the file, the line and the key: YAML syntax errors carry their own position;
 //! for errors found after parsing, [`LineIndex`] finds the line of a key path in the raw text.
+//!
+//! A file goes through, in turn: `document` (the YAML and its lines), `keys` (its keys as one
+//! serde structure, fed one key at a time by `top_level`), `checks` (what the keys must
+//! satisfy together), `expand` (a base trial multiplied over the axes) and `only` (`--only`).
 
 mod checks;
 mod document;
