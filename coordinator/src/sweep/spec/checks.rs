@@ -6,19 +6,31 @@ use common::names::{NOOP, OPTIMIZERS};
 use common::{DatasetSpec, Method};
 
 use super::document::Document;
-use super::keys::RawSweep;
+use super::keys::SweepFile;
 use super::{known_architectures, SpecError};
 
 /// The most epochs a sweep with `baseline_2x` may ask for: its trials train twice as many.
 pub(super) const MAX_EPOCHS_2X: u32 = 50_000;
 
-impl RawSweep {
+impl SweepFile {
+    /// Every check, in an order that decides which error a file with several problems gets.
     pub(super) fn check(
         &self,
         doc: &Document<'_>,
         data_root: &Path,
         check_data: bool,
     ) -> Result<(), SpecError> {
+        self.check_training(doc)?;
+        self.check_devices(doc)?;
+        self.check_grid(doc)?;
+        self.check_methods(doc)?;
+        self.check_flatness(doc)?;
+        self.check_datasets(doc, data_root, check_data)?;
+        self.check_pretrained(doc, data_root, check_data)
+    }
+
+    /// The name, and how long and how often each trial trains.
+    fn check_training(&self, doc: &Document<'_>) -> Result<(), SpecError> {
         if self.name.trim().is_empty() {
             return Err(doc.error("name", "must not be empty"));
         }
@@ -47,6 +59,11 @@ impl RawSweep {
         if self.max_attempts == 0 {
             return Err(doc.error("max_attempts", "must be at least 1"));
         }
+        Ok(())
+    }
+
+    /// Device and reproducibility options, which must suit every worker that may lease a trial.
+    fn check_devices(&self, doc: &Document<'_>) -> Result<(), SpecError> {
         // CPU ranks have no bfloat16 autocast here: such a trial would fail on every worker.
         if !self.precision.is_fp32() && self.gpus_per_trial == 0 {
             return Err(doc.error("precision", "bf16 runs on GPUs only: set `gpus_per_trial` to 1 or more"));
@@ -72,6 +89,11 @@ impl RawSweep {
                 "the number of replicas would depend on the worker that runs the trial: set `gpus_per_trial`",
             ));
         }
+        Ok(())
+    }
+
+    /// The grid's names and resolutions: what a worker can build.
+    fn check_grid(&self, doc: &Document<'_>) -> Result<(), SpecError> {
         if let Some(r) = self.resolutions.iter().find(|r| **r < 8) {
             return Err(doc.error("resolutions", format!("{r} px is too small (at least 8)")));
         }
@@ -87,6 +109,11 @@ impl RawSweep {
             return Err(doc
                 .error("optimizers", format!("unknown optimizer `{o}` (known: {})", optimizers.join(", "))));
         }
+        Ok(())
+    }
+
+    /// The methods and their settings: SAL's, the random arm's partner, SAM's radius.
+    fn check_methods(&self, doc: &Document<'_>) -> Result<(), SpecError> {
         if self.methods.iter().any(|m| m.uses_stress()) {
             self.sal.validate().map_err(|e| doc.error("sal", e.to_string()))?;
         }
@@ -105,6 +132,11 @@ impl RawSweep {
                 return Err(doc.error("sam_rho", "is set but `methods` has no `sam`"));
             }
         }
+        Ok(())
+    }
+
+    /// Flatness settings that would measure nothing.
+    fn check_flatness(&self, doc: &Document<'_>) -> Result<(), SpecError> {
         if let Some(flatness) = &self.flatness {
             // The error names `flatness.KEY`: point at that line when it is indexed.
             flatness.validate().map_err(|e| {
@@ -112,6 +144,16 @@ impl RawSweep {
                 doc.error(&field, reason)
             })?;
         }
+        Ok(())
+    }
+
+    /// Each dataset's format, options and root.
+    fn check_datasets(
+        &self,
+        doc: &Document<'_>,
+        data_root: &Path,
+        check_data: bool,
+    ) -> Result<(), SpecError> {
         let only_noop = self.architectures.iter().all(|a| a == NOOP);
         for (name, entry) in &self.datasets {
             let key = format!("datasets.{name}");
@@ -155,6 +197,17 @@ impl RawSweep {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Pretrained weights: for an architecture of the grid, and a file that fits it when this
+    /// machine sees it.
+    fn check_pretrained(
+        &self,
+        doc: &Document<'_>,
+        data_root: &Path,
+        check_data: bool,
+    ) -> Result<(), SpecError> {
         for (architecture, weights) in &self.pretrained {
             let key = format!("pretrained.{architecture}");
             if !self.architectures.contains(architecture) {

@@ -8,14 +8,25 @@
 //!
 //! Every error names the file, the line and the key: YAML syntax errors carry their own position;
 //! for errors found after parsing, [`LineIndex`] finds the line of a key path in the raw text.
+//!
+//! A file goes through, in turn: `document` (the YAML and its lines), `keys` (its keys as one
+//! serde structure, fed one key at a time by `top_level`), `checks` (what the keys must
+//! satisfy together), `expand` (a base trial multiplied over the axes) and `only` (`--only`).
 
 mod checks;
 mod document;
+#[cfg(test)]
+mod error_pins;
 mod expand;
+#[cfg(test)]
+mod expansion_pins;
 mod keys;
 mod only;
 #[cfg(test)]
+mod order_pins;
+#[cfg(test)]
 mod tests;
+mod top_level;
 
 use std::path::{Path, PathBuf};
 
