@@ -112,7 +112,7 @@ fn a_rich_sweep_expands_to_todays_trials_in_todays_order() {
             "ec6256e28f3a323f",
             "8625ab8b3602dd65",
             "5a8fdea8c74c492536c6ca08e08c7c9f8b10712d1260ec1837f36dfe9fad20e4",
-            "ddec6d5967b7cba58d883272867bab39c7abe3b880344cd62650767d5715b253",
+            "cec6cbcafe3726542d1a8599030cc475ce9fb7005bd17395c3debfc5548981ce",
         ],
     );
 }
@@ -146,11 +146,11 @@ fn flatness_true_false_and_absent_expand_as_today() {
     assert_pinned(
         &got,
         &[
-            "eaebdda062df922f88ed0ed4dce74a9b3edfae847c1bf97dfda349a352b49050",
-            "eaebdda062df922f88ed0ed4dce74a9b3edfae847c1bf97dfda349a352b49050",
-            "44327e179b2d5cd66084aa8168c0aca66ca756bc0c726c28869030510042ca0c",
-            "44327e179b2d5cd66084aa8168c0aca66ca756bc0c726c28869030510042ca0c",
-            "44327e179b2d5cd66084aa8168c0aca66ca756bc0c726c28869030510042ca0c",
+            "c97e106797433119a9f3a4051541d88f60c88c6124f22b7b48f77a6991752a41",
+            "c97e106797433119a9f3a4051541d88f60c88c6124f22b7b48f77a6991752a41",
+            "ede5978f2c616f5e1565abace380d72aa7865d61481ebda9a3c7aa11d9194ab9",
+            "ede5978f2c616f5e1565abace380d72aa7865d61481ebda9a3c7aa11d9194ab9",
+            "ede5978f2c616f5e1565abace380d72aa7865d61481ebda9a3c7aa11d9194ab9",
         ],
     );
 }
