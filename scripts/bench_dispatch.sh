@@ -44,15 +44,13 @@ if ! command -v sqlite3 >/dev/null; then
     exit 2
 fi
 
-# Built as the README builds them: the worker, then the coordinator on its own. Built in one
-# invocation, cargo's feature unification links libtorch into the coordinator too, and loading it
-# costs the coordinator about 0.4 s of CPU at every start.
+# Built as the README builds them (the coordinator links no libtorch: loading it would cost the
+# coordinator about 0.4 s of CPU at every start).
 if [[ -z ${BIN:-} ]]; then
-    cargo build --release -p worker
-    cargo build --release -p coordinator
+    cargo build --release -p worker -p coordinator
 fi
 if ldd "${BIN:-target/release}/coordinator" | grep -q libtorch; then
-    echo "warning: this coordinator links libtorch (built together with the worker); users' does not" >&2
+    echo "warning: this coordinator links libtorch; users' does not" >&2
 fi
 bin=${BIN:-target/release}
 root=target/bench-dispatch

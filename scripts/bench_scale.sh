@@ -28,9 +28,8 @@ if ! [[ $workers =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 if [[ -z ${BIN:-} ]]; then
-    # As the README builds them: the coordinator on its own links no libtorch.
-    cargo build --release -p worker
-    cargo build --release -p coordinator
+    # As the README builds them (the coordinator links no libtorch).
+    cargo build --release -p worker -p coordinator
 fi
 bin=${BIN:-target/release}
 run=target/bench-scale/run-$$
