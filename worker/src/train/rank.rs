@@ -4,22 +4,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use sal::{model_checksum, Collective, EpochSums, SalController};
+use sal::{model_checksum, Collective, SalController};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::acceleration::Acceleration;
 use super::batches::{epoch_seed, permutation, plan_batches, shard};
 use super::collectives::CollectiveSeed;
 use super::evaluate::evaluate;
 use super::model::{build_locked, INIT};
-use super::step::{average_buffers, float_buffers, global_norm};
+use super::step::{average_buffers, float_buffers, train_step, Batch, Learner, Tally};
 use super::{checkpoint, report, request_stop, Message, ModelFactory};
 use crate::contract::{CancelFlag, RunOptions, TrialOutcome};
 use crate::data::Split;
 use crate::error::WorkerError;
 use crate::optim;
-use crate::optim::sam::{self, Ascent};
+use crate::optim::sam;
 use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
 use crate::trial::{Method, TrialSpec};
 
@@ -100,8 +100,7 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
     let acceleration = Acceleration::new(&spec, device);
     acceleration.prepare_model(&vs);
 
-    let mut optimizer = optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
-    // SAM's radius for a SAM trial: every step then takes two forward and backward passes.
+    let optimizer = optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
     let sam_rho = (spec.method == Method::Sam).then(|| spec.sam_rho.unwrap_or(sam::DEFAULT_RHO));
     // SAL's controller for SAL and its ablation arms; none for the baseline.
     let mut sal = match spec.arm()? {
@@ -126,6 +125,7 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
     let progress_every = (steps / 100).max(1);
     let trainable = vs.trainable_variables();
     let buffers = float_buffers(&vs, &trainable);
+    let mut learner = Learner { model, optimizer, acceleration, trainable, sam_rho };
     let mut checksums = Vec::new();
     // Sampled after each epoch's steps and after the final evaluation, when usage is highest.
     let mut peak_device_mb: Option<f64> = None;
@@ -144,10 +144,7 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
         // Dropout draws from the rank's own stream: distinct per rank, the same on every run.
         crate::models::dropout::seed_stream(spec.seed, rank, epoch);
         let order = permutation(samples, spec.seed, epoch).to_device(device);
-        let loss_sum = Tensor::zeros([], (Kind::Double, device));
-        let correct = Tensor::zeros([], (Kind::Int64, device));
-        let norm_sum = Tensor::zeros([], (Kind::Double, device));
-        let mut local_samples = 0i64;
+        let mut tally = Tally::new(device);
         for (step, &(start, len)) in batches.iter().enumerate() {
             let global_step = u64::from(epoch - 1) * steps as u64 + step as u64;
             if should_stop(&stop_at, &options.cancel, global_step) {
@@ -156,76 +153,27 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
             }
             let (from, count) = shard(start, len, rank, world);
             let index = order.narrow(0, from, count);
-            let images =
-                acceleration.input(train_images.index_select(0, &index).to_kind(Kind::Float) / 255.0);
-            let labels = train_labels.index_select(0, &index);
-
-            optimizer.zero_grad();
-            let (logits, batch_loss) = acceleration.forward(|| {
-                let logits = model.forward_t(&images, true);
-                let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
-                (logits, loss)
-            });
-            // This rank's share of the global batch's mean: the all-reduced sum is the mean's gradient.
-            (&batch_loss / len as f64).backward();
-            // The gradients already lie in flat buckets (views, see `optim::FlatParameters`): one
-            // collective per bucket with no packing, none with one rank, and one norm kernel.
-            let norm = {
-                let _guard = tch::no_grad_guard();
-                let gradients = optimizer.gradients();
-                if world > 1 {
-                    for bucket in &gradients {
-                        collective.all_reduce_sum(bucket)?;
-                    }
-                }
-                global_norm(&gradients)
+            let images = train_images.index_select(0, &index).to_kind(Kind::Float) / 255.0;
+            let batch = Batch {
+                images: learner.acceleration.input(images),
+                labels: train_labels.index_select(0, &index),
+                global: len,
             };
-            let _ = norm_sum.shallow_clone().g_add_(&norm);
-            if let Some(rho) = sam_rho {
-                // SAM: the gradient again at w + rho * g / ||g|| (every rank moves by the same,
-                // all-reduced g), then the weights back to w for the optimizer's step.
-                let ascent = Ascent::ascend(&trainable, &norm, rho);
-                optimizer.zero_grad();
-                let (_, perturbed) = acceleration.forward(|| {
-                    let logits = model.forward_t(&images, true);
-                    let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
-                    (logits, loss)
-                });
-                (&perturbed / len as f64).backward();
-                let _guard = tch::no_grad_guard();
-                if world > 1 {
-                    for bucket in &optimizer.gradients() {
-                        collective.all_reduce_sum(bucket)?;
-                    }
-                }
-                ascent.restore();
-            }
-            let _guard = tch::no_grad_guard();
-            optimizer.step();
-
-            let _ = loss_sum.shallow_clone().g_add_(&batch_loss.detach().to_kind(Kind::Double));
-            let hits = logits.detach().argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
-            let _ = correct.shallow_clone().g_add_(&hits);
-            local_samples += count;
+            train_step(&mut learner, collective, &batch, &mut tally)?;
             if step % progress_every == 0 || step + 1 == steps {
                 events(Message::Progress { epoch, step: step + 1, steps });
             }
         }
 
-        let sums = EpochSums {
-            loss_sum: loss_sum.double_value(&[]),
-            correct: correct.int64_value(&[]) as f64,
-            samples: local_samples as f64,
-        };
-        let metrics = sums.global_metrics(collective)?;
+        let metrics = tally.sums().global_metrics(collective)?;
         // The sums were read from the device and reduced: every step of every rank is done.
         let train_seconds = started.elapsed().as_secs_f64();
         sample_device(&mut peak_device_mb);
         average_buffers(&buffers, collective)?;
-        let grad_norm = norm_sum.double_value(&[]) / steps.max(1) as f64;
+        let grad_norm = tally.mean_norm(steps);
         let validation = evaluate(
-            model.as_ref(),
-            &acceleration,
+            learner.model.as_ref(),
+            &learner.acceleration,
             &val_images,
             &val_labels,
             rank,
@@ -242,7 +190,9 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
             return Ok(Output { outcome: TrialOutcome::Finished(Box::new(diverged(history))), checksums });
         }
         let record = match sal.as_mut() {
-            Some(controller) => Some(controller.end_epoch(metrics, &vs, &optimizer.state_tensors())?),
+            Some(controller) => {
+                Some(controller.end_epoch(metrics, &vs, &learner.optimizer.state_tensors())?)
+            }
             None => None,
         };
         if check_replicas {
@@ -265,7 +215,7 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
         events(Message::Epoch(report));
         if options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
             let saved = (rank == 0).then(|| {
-                let state = optimizer.state_tensors();
+                let state = learner.optimizer.state_tensors();
                 let saved = checkpoint::State {
                     spec: &spec,
                     classes: class_count,
@@ -294,8 +244,8 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
     }
 
     let test = evaluate(
-        model.as_ref(),
-        &acceleration,
+        learner.model.as_ref(),
+        &learner.acceleration,
         &val_images,
         &val_labels,
         rank,
@@ -316,11 +266,11 @@ pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, Work
     // Every rank holds the same weights: rank 0 measures, on its own (no collective runs meanwhile).
     let flatness = match (&spec.flatness, rank) {
         (Some(config), 0) => Some(super::flatness::measure_model(
-            model.as_ref(),
-            &|x| acceleration.input(x),
+            learner.model.as_ref(),
+            &|x| learner.acceleration.input(x),
             &train_images,
             &train_labels,
-            &trainable,
+            &learner.trainable,
             batch,
             config,
             spec.seed,
