@@ -12,36 +12,33 @@
 
 use tch::Tensor;
 
-use super::{AdamConfig, FlatParameters, FlatState, Optimizer, StepCounter};
+use super::{AdamConfig, FlatOptimizer, FlatParameters, FlatState, UpdateRule};
 
-pub struct Adam {
-    parameters: FlatParameters,
-    learning_rate: f64,
+pub type Adam = FlatOptimizer<AdamRule>;
+
+pub struct AdamRule {
     config: AdamConfig,
-    step: StepCounter,
     momentums: FlatState,
     velocities: FlatState,
     /// One segment-sized buffer for `g²` and the denominator: no allocation per step.
     scratch: Vec<Tensor>,
 }
 
-impl Adam {
-    pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: AdamConfig) -> Self {
-        let parameters = FlatParameters::adopt(parameters);
+impl UpdateRule for AdamRule {
+    type Config = AdamConfig;
+
+    fn new(parameters: &FlatParameters, _learning_rate: f64, config: AdamConfig) -> Self {
         let momentums = parameters.zeros();
         let velocities = parameters.zeros();
         let scratch = parameters.zeros().segments;
-        Self { parameters, learning_rate, config, step: StepCounter::new(), momentums, velocities, scratch }
+        Self { config, momentums, velocities, scratch }
     }
-}
 
-impl Optimizer for Adam {
-    fn step(&mut self) {
-        let _guard = tch::no_grad_guard();
-        let t = self.step.advance() as f64;
+    fn update(&mut self, parameters: &FlatParameters, learning_rate: f64, t: i64) {
+        let t = t as f64;
         let AdamConfig { beta_1, beta_2, epsilon } = self.config;
-        let alpha = self.learning_rate * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
-        for (s, segment) in self.parameters.segments().iter().enumerate() {
+        let alpha = learning_rate * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
+        for (s, segment) in parameters.segments().iter().enumerate() {
             let g = &segment.gradients;
             let mut m = self.momentums.segments[s].shallow_clone();
             let mut v = self.velocities.segments[s].shallow_clone();
@@ -56,27 +53,8 @@ impl Optimizer for Adam {
         }
     }
 
-    fn zero_grad(&mut self) {
-        self.parameters.zero_grad();
-    }
-
-    fn gradients(&self) -> Vec<Tensor> {
-        self.parameters.gradients()
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f64) {
-        self.learning_rate = learning_rate;
-    }
-
-    /// The step counter, then every momentum, then every velocity (parameter order).
+    /// Every momentum, then every velocity (parameter order).
     fn state_tensors(&self) -> Vec<Tensor> {
-        std::iter::once(self.step.tensor())
-            .chain(self.momentums.views.iter().map(Tensor::shallow_clone))
-            .chain(self.velocities.views.iter().map(Tensor::shallow_clone))
-            .collect()
+        self.momentums.handles().chain(self.velocities.handles()).collect()
     }
 }

@@ -66,6 +66,13 @@ pub struct FlatState {
     pub views: Vec<Tensor>,
 }
 
+impl FlatState {
+    /// Handles on every parameter's view, in parameter order: writing into them writes the state.
+    pub fn handles(&self) -> impl Iterator<Item = Tensor> + '_ {
+        self.views.iter().map(Tensor::shallow_clone)
+    }
+}
+
 impl FlatParameters {
     /// Moves `parameters` into flat segments, in place: every handle on them (modules, the var
     /// store) sees the views; values and existing gradients are kept.

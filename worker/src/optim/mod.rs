@@ -5,12 +5,17 @@
 //! sits, how bias correction enters), with Keras' defaults; `tests/optimizers.rs` checks five
 //! steps of each against `scripts/gen_optimizer_fixtures.py`, an independent implementation.
 //!
+//! An optimizer's file holds only its [`UpdateRule`]: its constants, its moments, its arithmetic.
+//! [`FlatOptimizer`] gives every rule the same flat parameters ([`FlatParameters`]), learning
+//! rate and step counter, and the [`Optimizer`] methods over them, so that `Adam` is
+//! `FlatOptimizer<AdamRule>`.
+//!
 //! Scalars (bias corrections, Nadam's momentum schedule) are computed on the host in f64 from a
 //! step counter that lives in a CPU tensor: reading it never waits for a GPU, and restoring the
 //! state tensors restores the counter with the moments.
 
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::WorkerError;
 
@@ -19,15 +24,17 @@ mod adamax;
 mod flat;
 mod nadam;
 mod rmsprop;
+mod rule;
 pub mod sam;
 mod sgd;
 
-pub use adam::Adam;
-pub use adamax::Adamax;
+pub use adam::{Adam, AdamRule};
+pub use adamax::{Adamax, AdamaxRule};
 pub use flat::{FlatParameters, FlatState, Segment};
-pub use nadam::Nadam;
-pub use rmsprop::RmsProp;
-pub use sgd::Sgd;
+pub use nadam::{Nadam, NadamRule};
+pub use rmsprop::{RmsProp, RmsPropRule};
+pub use rule::{FlatOptimizer, UpdateRule};
+pub use sgd::{Sgd, SgdRule};
 
 /// Every optimizer `build` knows.
 pub use common::names::OPTIMIZERS;
@@ -97,28 +104,6 @@ impl Default for RmsPropConfig {
 pub struct SgdConfig {
     pub momentum: f64,
     pub nesterov: bool,
-}
-
-/// Keras' `iterations`: the number of steps taken, in a CPU tensor so that it is part of the
-/// state tensors and reading it costs no device synchronization.
-#[derive(Debug)]
-struct StepCounter(Tensor);
-
-impl StepCounter {
-    fn new() -> Self {
-        Self(Tensor::zeros([], (Kind::Int64, Device::Cpu)))
-    }
-
-    /// Counts one more step and returns its 1-based number (Keras' `iterations + 1`).
-    fn advance(&mut self) -> i64 {
-        let step = self.0.int64_value(&[]) + 1;
-        let _ = self.0.fill_(step);
-        step
-    }
-
-    fn tensor(&self) -> Tensor {
-        self.0.shallow_clone()
-    }
 }
 
 /// A 0-dimensional tensor holding `value`, of `like`'s kind and on its device, refilled only

@@ -12,16 +12,15 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{AdamConfig, FlatParameters, FlatState, Optimizer, StepCounter};
+use super::{AdamConfig, FlatOptimizer, FlatParameters, FlatState, UpdateRule};
 
 /// Dozat's schedule decays the momentum by this factor per step (Keras hard-codes it).
 const SCHEDULE_DECAY: f64 = 0.96;
 
-pub struct Nadam {
-    parameters: FlatParameters,
-    learning_rate: f64,
+pub type Nadam = FlatOptimizer<NadamRule>;
+
+pub struct NadamRule {
     config: AdamConfig,
-    step: StepCounter,
     /// Keras' `_u_product`, `P_t` above: a CPU f64 scalar, so that it travels with the state.
     u_product: Tensor,
     momentums: FlatState,
@@ -30,30 +29,19 @@ pub struct Nadam {
     scratch: Vec<(Tensor, Tensor)>,
 }
 
-impl Nadam {
-    pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: AdamConfig) -> Self {
-        let parameters = FlatParameters::adopt(parameters);
+impl UpdateRule for NadamRule {
+    type Config = AdamConfig;
+
+    fn new(parameters: &FlatParameters, _learning_rate: f64, config: AdamConfig) -> Self {
         let momentums = parameters.zeros();
         let velocities = parameters.zeros();
         let scratch = parameters.segments().iter().map(|s| (s.zeros(), s.zeros())).collect();
         let u_product = Tensor::ones([], (Kind::Double, Device::Cpu));
-        Self {
-            parameters,
-            learning_rate,
-            config,
-            step: StepCounter::new(),
-            u_product,
-            momentums,
-            velocities,
-            scratch,
-        }
+        Self { config, u_product, momentums, velocities, scratch }
     }
-}
 
-impl Optimizer for Nadam {
-    fn step(&mut self) {
-        let _guard = tch::no_grad_guard();
-        let t = self.step.advance() as f64;
+    fn update(&mut self, parameters: &FlatParameters, learning_rate: f64, t: i64) {
+        let t = t as f64;
         let AdamConfig { beta_1, beta_2, epsilon } = self.config;
         let u_t = beta_1 * (1.0 - 0.5 * SCHEDULE_DECAY.powf(t));
         let u_next = beta_1 * (1.0 - 0.5 * SCHEDULE_DECAY.powf(t + 1.0));
@@ -67,8 +55,8 @@ impl Optimizer for Nadam {
         //   lr * m_hat / (sqrt(v / c) + eps) = lr * (a + b) * sqrt(c) * lerp / (sqrt(v) + eps * sqrt(c))
         let weights = momentum_weight + gradient_weight;
         let root_correction = (1.0 - beta_2.powf(t)).sqrt();
-        let scale = -self.learning_rate * weights * root_correction;
-        for (s, segment) in self.parameters.segments().iter().enumerate() {
+        let scale = -learning_rate * weights * root_correction;
+        for (s, segment) in parameters.segments().iter().enumerate() {
             let g = &segment.gradients;
             let mut m = self.momentums.segments[s].shallow_clone();
             let mut v = self.velocities.segments[s].shallow_clone();
@@ -83,28 +71,11 @@ impl Optimizer for Nadam {
         }
     }
 
-    fn zero_grad(&mut self) {
-        self.parameters.zero_grad();
-    }
-
-    fn gradients(&self) -> Vec<Tensor> {
-        self.parameters.gradients()
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f64) {
-        self.learning_rate = learning_rate;
-    }
-
-    /// The step counter, the momentum-schedule product, every momentum, every velocity.
+    /// The momentum-schedule product, every momentum, every velocity.
     fn state_tensors(&self) -> Vec<Tensor> {
-        [self.step.tensor(), self.u_product.shallow_clone()]
-            .into_iter()
-            .chain(self.momentums.views.iter().map(Tensor::shallow_clone))
-            .chain(self.velocities.views.iter().map(Tensor::shallow_clone))
+        std::iter::once(self.u_product.shallow_clone())
+            .chain(self.momentums.handles())
+            .chain(self.velocities.handles())
             .collect()
     }
 }

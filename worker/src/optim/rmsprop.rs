@@ -9,35 +9,31 @@
 
 use tch::Tensor;
 
-use super::{FlatParameters, FlatState, Optimizer, RmsPropConfig, StepCounter};
+use super::{FlatOptimizer, FlatParameters, FlatState, RmsPropConfig, UpdateRule};
 
-pub struct RmsProp {
-    parameters: FlatParameters,
-    learning_rate: f64,
+pub type RmsProp = FlatOptimizer<RmsPropRule>;
+
+pub struct RmsPropRule {
     config: RmsPropConfig,
-    step: StepCounter,
     velocities: FlatState,
     /// `None` unless `momentum > 0`, as in Keras.
     momentums: Option<FlatState>,
     scratch: Vec<Tensor>,
 }
 
-impl RmsProp {
-    pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: RmsPropConfig) -> Self {
-        let parameters = FlatParameters::adopt(parameters);
+impl UpdateRule for RmsPropRule {
+    type Config = RmsPropConfig;
+
+    fn new(parameters: &FlatParameters, _learning_rate: f64, config: RmsPropConfig) -> Self {
         let velocities = parameters.zeros();
         let momentums = (config.momentum > 0.0).then(|| parameters.zeros());
         let scratch = parameters.zeros().segments;
-        Self { parameters, learning_rate, config, step: StepCounter::new(), velocities, momentums, scratch }
+        Self { config, velocities, momentums, scratch }
     }
-}
 
-impl Optimizer for RmsProp {
-    fn step(&mut self) {
-        let _guard = tch::no_grad_guard();
-        self.step.advance();
+    fn update(&mut self, parameters: &FlatParameters, learning_rate: f64, _t: i64) {
         let RmsPropConfig { rho, momentum, epsilon } = self.config;
-        for (s, segment) in self.parameters.segments().iter().enumerate() {
+        for (s, segment) in parameters.segments().iter().enumerate() {
             let g = &segment.gradients;
             let mut v = self.velocities.segments[s].shallow_clone();
             let mut root = self.scratch[s].shallow_clone();
@@ -49,36 +45,17 @@ impl Optimizer for RmsProp {
             if let Some(momentums) = &self.momentums {
                 // b = momentum * b + lr * g / root;  w -= b
                 let mut b = momentums.segments[s].shallow_clone();
-                let _ = b.g_mul_scalar_(momentum).addcdiv_(&(g * self.learning_rate), &root);
+                let _ = b.g_mul_scalar_(momentum).addcdiv_(&(g * learning_rate), &root);
                 let _ = p.g_sub_(&b);
             } else {
                 // w += g / (root / -lr)
-                let _ = p.addcdiv_(g, &root.g_div_scalar_(-self.learning_rate));
+                let _ = p.addcdiv_(g, &root.g_div_scalar_(-learning_rate));
             }
         }
     }
 
-    fn zero_grad(&mut self) {
-        self.parameters.zero_grad();
-    }
-
-    fn gradients(&self) -> Vec<Tensor> {
-        self.parameters.gradients()
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f64) {
-        self.learning_rate = learning_rate;
-    }
-
-    /// The step counter, every velocity, then every momentum buffer (when momentum is on).
+    /// Every velocity, then every momentum buffer (when momentum is on).
     fn state_tensors(&self) -> Vec<Tensor> {
-        std::iter::once(self.step.tensor())
-            .chain(self.velocities.views.iter().map(Tensor::shallow_clone))
-            .chain(self.momentums.iter().flat_map(|m| m.views.iter().map(Tensor::shallow_clone)))
-            .collect()
+        self.velocities.handles().chain(self.momentums.iter().flat_map(FlatState::handles)).collect()
     }
 }

@@ -8,13 +8,12 @@
 
 use tch::Tensor;
 
-use super::{DeviceScalar, FlatParameters, FlatState, Optimizer, SgdConfig, StepCounter};
+use super::{DeviceScalar, FlatOptimizer, FlatParameters, FlatState, SgdConfig, UpdateRule};
 
-pub struct Sgd {
-    parameters: FlatParameters,
-    learning_rate: f64,
+pub type Sgd = FlatOptimizer<SgdRule>;
+
+pub struct SgdRule {
     config: SgdConfig,
-    step: StepCounter,
     /// `None` unless `momentum > 0`, as in Keras.
     momentums: Option<FlatState>,
     /// `-learning_rate` per segment, for `addcmul_`: `w + g * (-lr)` is Keras' `w - lr * g`
@@ -24,34 +23,23 @@ pub struct Sgd {
     scratch: Vec<Tensor>,
 }
 
-impl Sgd {
-    pub fn new(parameters: Vec<Tensor>, learning_rate: f64, config: SgdConfig) -> Self {
-        let parameters = FlatParameters::adopt(parameters);
+impl UpdateRule for SgdRule {
+    type Config = SgdConfig;
+
+    fn new(parameters: &FlatParameters, learning_rate: f64, config: SgdConfig) -> Self {
         let momentums = (config.momentum > 0.0).then(|| parameters.zeros());
         let negative_rates =
             parameters.segments().iter().map(|s| DeviceScalar::new(-learning_rate, &s.values)).collect();
         let scratch = if config.nesterov { parameters.zeros().segments } else { Vec::new() };
-        Self {
-            parameters,
-            learning_rate,
-            config,
-            step: StepCounter::new(),
-            momentums,
-            negative_rates,
-            scratch,
-        }
+        Self { config, momentums, negative_rates, scratch }
     }
-}
 
-impl Optimizer for Sgd {
-    fn step(&mut self) {
-        let _guard = tch::no_grad_guard();
-        self.step.advance();
+    fn update(&mut self, parameters: &FlatParameters, learning_rate: f64, _t: i64) {
         let SgdConfig { momentum, nesterov } = self.config;
-        for (s, segment) in self.parameters.segments().iter().enumerate() {
+        for (s, segment) in parameters.segments().iter().enumerate() {
             let g = &segment.gradients;
             let mut p = segment.values.shallow_clone();
-            let negative_rate = self.negative_rates[s].get(-self.learning_rate);
+            let negative_rate = self.negative_rates[s].get(-learning_rate);
             match &self.momentums {
                 None => {
                     let _ = p.addcmul_(g, negative_rate);
@@ -74,26 +62,8 @@ impl Optimizer for Sgd {
         }
     }
 
-    fn zero_grad(&mut self) {
-        self.parameters.zero_grad();
-    }
-
-    fn gradients(&self) -> Vec<Tensor> {
-        self.parameters.gradients()
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f64) {
-        self.learning_rate = learning_rate;
-    }
-
-    /// The step counter, then every momentum buffer (when momentum is on).
+    /// Every momentum buffer (when momentum is on).
     fn state_tensors(&self) -> Vec<Tensor> {
-        std::iter::once(self.step.tensor())
-            .chain(self.momentums.iter().flat_map(|m| m.views.iter().map(Tensor::shallow_clone)))
-            .collect()
+        self.momentums.iter().flat_map(FlatState::handles).collect()
     }
 }

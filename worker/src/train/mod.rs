@@ -20,7 +20,8 @@
 //!
 //! - [`checkpoint`]: what a checkpoint holds, writing and resuming;
 //! - [`report`]: per-class metrics and peak memory;
-//! - `rank`: one replica's loop.
+//! - `rank`: one replica's life, `run`: prepared (`replica`), trained epoch by epoch (`epoch`,
+//!   each batch a `step`), finished (`finish`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,11 +41,14 @@ mod acceleration;
 mod batches;
 pub mod checkpoint;
 mod collectives;
+mod epoch;
 mod evaluate;
+mod finish;
 pub mod flatness;
 mod model;
 mod panics;
 mod rank;
+mod replica;
 pub mod report;
 mod step;
 

@@ -1,27 +1,18 @@
-//! One replica's life: model, optimizer, SAL, the epochs, the final evaluation.
+//! One replica's life: prepared, trained epoch by epoch, finished.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sal::{model_checksum, Collective, EpochSums, SalController};
-use tch::nn::VarStore;
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::Device;
 
-use super::acceleration::Acceleration;
-use super::batches::{epoch_seed, permutation, plan_batches, shard};
 use super::collectives::CollectiveSeed;
-use super::evaluate::evaluate;
-use super::model::{build_locked, INIT};
-use super::step::{average_buffers, float_buffers, global_norm};
-use super::{checkpoint, report, request_stop, Message, ModelFactory};
-use crate::contract::{CancelFlag, RunOptions, TrialOutcome};
+use super::replica::Replica;
+use super::{Message, ModelFactory};
+use crate::contract::{RunOptions, TrialOutcome};
 use crate::data::Split;
 use crate::error::WorkerError;
-use crate::optim;
-use crate::optim::sam::{self, Ascent};
-use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
-use crate::trial::{Method, TrialSpec};
+use crate::trial::TrialSpec;
 
 /// Everything a rank thread owns.
 pub struct Setup {
@@ -47,335 +38,24 @@ pub struct Output {
     pub checksums: Vec<u64>,
 }
 
-fn should_stop(stop_at: &AtomicU64, cancel: &CancelFlag, step: u64) -> bool {
-    let mut at = stop_at.load(Ordering::SeqCst);
-    if at == u64::MAX && cancel.is_cancelled() {
-        at = request_stop(stop_at, step);
-    }
-    step >= at
-}
-
 /// Trains one rank to the end; `events` hears its progress, epoch reports and checkpoints (only
 /// rank 0's are passed on: every rank sees the same).
 pub fn run(setup: Setup, events: &mut dyn FnMut(Message)) -> Result<Output, WorkerError> {
-    let Setup {
-        rank,
-        world,
-        device,
-        collective,
-        train,
-        val,
-        classes,
-        spec,
-        options,
-        factory,
-        check_replicas,
-        threads,
-        stop_at,
-    } = setup;
-    if let Some(threads) = threads {
-        // Per thread (OpenMP's setting is per calling thread): this rank's ops use that many.
-        tch::set_num_threads(threads);
-    }
-    let collective = collective.open()?;
-    let collective: &dyn Collective = collective.as_ref();
-    let class_count = classes.len() as i64;
-
-    // The whole dataset moves to the device once; batches are cut there.
-    let (train_images, train_labels) = (train.images.to_device(device), train.labels.to_device(device));
-    let (val_images, val_labels) = (val.images.to_device(device), val.labels.to_device(device));
-    drop((train, val));
-
-    let vs = VarStore::new(device);
-    let model = build_locked(factory.as_ref(), &vs, &spec, class_count, Some(spec.seed))?;
-    // Every rank reads the file, so that a bad one fails all ranks alike instead of leaving the
-    // others waiting in a collective (NCCL has no abort); rank 0's copy is broadcast anyway.
-    if let Some(path) = &spec.pretrained {
-        crate::models::load_pretrained(&vs, path)?;
-    }
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let variables: Vec<Tensor> = variables.into_iter().map(|(_, t)| t).collect();
-    collective.broadcast_many(&variables, 0)?;
-    let acceleration = Acceleration::new(&spec, device);
-    acceleration.prepare_model(&vs);
-
-    let mut optimizer = optim::build(&spec.optimizer, &vs, spec.learning_rate)?;
-    // SAM's radius for a SAM trial: every step then takes two forward and backward passes.
-    let sam_rho = (spec.method == Method::Sam).then(|| spec.sam_rho.unwrap_or(sam::DEFAULT_RHO));
-    // SAL's controller for SAL and its ablation arms; none for the baseline.
-    let mut sal = match spec.arm()? {
-        Some(arm) => Some(SalController::new(spec.sal.clone(), spec.seed, spec.epochs)?.with_arm(arm)),
-        None => None,
-    };
-    let (mut history, mut last_checkpoint, first_epoch) = match &options.resume_from {
-        Some(path) => {
-            let state = optimizer.state_tensors();
-            let restored =
-                checkpoint::load(path, &spec, class_count, &vs, &state, sal.as_mut(), factory.as_ref())?;
-            (restored.history, Some(path.clone()), restored.epoch + 1)
-        }
-        None => (Vec::new(), None, 1),
-    };
-
-    let samples = train_labels.size()[0];
-    let batch = i64::from(spec.batch_size);
-    let batches = plan_batches(samples, batch, world);
-    let steps = batches.len();
-    let epoch_images = batches.iter().map(|&(_, len)| len).sum::<i64>() as f64;
-    let progress_every = (steps / 100).max(1);
-    let trainable = vs.trainable_variables();
-    let buffers = float_buffers(&vs, &trainable);
-    let mut checksums = Vec::new();
-    // Sampled after each epoch's steps and after the final evaluation, when usage is highest.
-    let mut peak_device_mb: Option<f64> = None;
-    let sample_device = |peak_device_mb: &mut Option<f64>| {
-        if let Some(used) = report::device_used_mb(device) {
-            *peak_device_mb = Some(peak_device_mb.map_or(used, |peak: f64| peak.max(used)));
-        }
-    };
-
-    for epoch in first_epoch..=spec.epochs {
+    let mut replica = Replica::prepare(setup)?;
+    for epoch in replica.first_epoch..=replica.spec.epochs {
         let started = Instant::now();
-        if rank == 0 {
-            let _lock = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            tch::manual_seed(epoch_seed(spec.seed, epoch));
-        }
-        // Dropout draws from the rank's own stream: distinct per rank, the same on every run.
-        crate::models::dropout::seed_stream(spec.seed, rank, epoch);
-        let order = permutation(samples, spec.seed, epoch).to_device(device);
-        let loss_sum = Tensor::zeros([], (Kind::Double, device));
-        let correct = Tensor::zeros([], (Kind::Int64, device));
-        let norm_sum = Tensor::zeros([], (Kind::Double, device));
-        let mut local_samples = 0i64;
-        for (step, &(start, len)) in batches.iter().enumerate() {
-            let global_step = u64::from(epoch - 1) * steps as u64 + step as u64;
-            if should_stop(&stop_at, &options.cancel, global_step) {
-                let outcome = TrialOutcome::Interrupted { epoch: epoch - 1, checkpoint: last_checkpoint };
-                return Ok(Output { outcome, checksums });
-            }
-            let (from, count) = shard(start, len, rank, world);
-            let index = order.narrow(0, from, count);
-            let images =
-                acceleration.input(train_images.index_select(0, &index).to_kind(Kind::Float) / 255.0);
-            let labels = train_labels.index_select(0, &index);
-
-            optimizer.zero_grad();
-            let (logits, batch_loss) = acceleration.forward(|| {
-                let logits = model.forward_t(&images, true);
-                let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
-                (logits, loss)
-            });
-            // This rank's share of the global batch's mean: the all-reduced sum is the mean's gradient.
-            (&batch_loss / len as f64).backward();
-            // The gradients already lie in flat buckets (views, see `optim::FlatParameters`): one
-            // collective per bucket with no packing, none with one rank, and one norm kernel.
-            let norm = {
-                let _guard = tch::no_grad_guard();
-                let gradients = optimizer.gradients();
-                if world > 1 {
-                    for bucket in &gradients {
-                        collective.all_reduce_sum(bucket)?;
-                    }
-                }
-                global_norm(&gradients)
-            };
-            let _ = norm_sum.shallow_clone().g_add_(&norm);
-            if let Some(rho) = sam_rho {
-                // SAM: the gradient again at w + rho * g / ||g|| (every rank moves by the same,
-                // all-reduced g), then the weights back to w for the optimizer's step.
-                let ascent = Ascent::ascend(&trainable, &norm, rho);
-                optimizer.zero_grad();
-                let (_, perturbed) = acceleration.forward(|| {
-                    let logits = model.forward_t(&images, true);
-                    let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
-                    (logits, loss)
-                });
-                (&perturbed / len as f64).backward();
-                let _guard = tch::no_grad_guard();
-                if world > 1 {
-                    for bucket in &optimizer.gradients() {
-                        collective.all_reduce_sum(bucket)?;
-                    }
-                }
-                ascent.restore();
-            }
-            let _guard = tch::no_grad_guard();
-            optimizer.step();
-
-            let _ = loss_sum.shallow_clone().g_add_(&batch_loss.detach().to_kind(Kind::Double));
-            let hits = logits.detach().argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
-            let _ = correct.shallow_clone().g_add_(&hits);
-            local_samples += count;
-            if step % progress_every == 0 || step + 1 == steps {
-                events(Message::Progress { epoch, step: step + 1, steps });
-            }
-        }
-
-        let sums = EpochSums {
-            loss_sum: loss_sum.double_value(&[]),
-            correct: correct.int64_value(&[]) as f64,
-            samples: local_samples as f64,
+        let Some(tally) = replica.train_epoch(epoch, events)? else {
+            // Cancelled mid-epoch: the last checkpoint, not this half epoch, is what resumes.
+            return Ok(replica.interrupted(epoch - 1));
         };
-        let metrics = sums.global_metrics(collective)?;
-        // The sums were read from the device and reduced: every step of every rank is done.
-        let train_seconds = started.elapsed().as_secs_f64();
-        sample_device(&mut peak_device_mb);
-        average_buffers(&buffers, collective)?;
-        let grad_norm = norm_sum.double_value(&[]) / steps.max(1) as f64;
-        let validation = evaluate(
-            model.as_ref(),
-            &acceleration,
-            &val_images,
-            &val_labels,
-            rank,
-            world,
-            batch,
-            class_count,
-            false,
-        )?
-        .reduce(collective)?;
-        let (val_loss, val_accuracy) = (validation.loss(), validation.accuracy());
-        let eval_images_per_s = throughput(validation.count, validation.seconds);
-        if ![metrics.loss, grad_norm, val_loss].iter().all(|v| v.is_finite()) {
-            tracing::warn!(epoch, loss = metrics.loss, grad_norm, val_loss, "trial diverged");
-            return Ok(Output { outcome: TrialOutcome::Finished(Box::new(diverged(history))), checksums });
+        let measured = replica.measure(started, tally)?;
+        if !measured.is_finite() {
+            // Before SAL and the checkpoint: neither should see non-finite weights.
+            return Ok(replica.diverged(epoch, &measured));
         }
-        let record = match sal.as_mut() {
-            Some(controller) => Some(controller.end_epoch(metrics, &vs, &optimizer.state_tensors())?),
-            None => None,
-        };
-        if check_replicas {
-            checksums.push(model_checksum(&vs));
-        }
-        let report = EpochReport {
-            epoch,
-            train_loss: metrics.loss,
-            train_accuracy: metrics.accuracy,
-            val_loss,
-            val_accuracy,
-            grad_norm,
-            sal: record,
-            seconds: started.elapsed().as_secs_f64(),
-            peak_device_mb,
-            train_images_per_s: throughput(epoch_images, train_seconds),
-            eval_images_per_s,
-        };
-        history.push(report.clone());
+        let report = replica.record(epoch, started, measured)?;
         events(Message::Epoch(report));
-        if options.checkpoint_every > 0 && epoch % options.checkpoint_every == 0 {
-            let saved = (rank == 0).then(|| {
-                let state = optimizer.state_tensors();
-                let saved = checkpoint::State {
-                    spec: &spec,
-                    classes: class_count,
-                    epoch,
-                    history: &history,
-                    vs: &vs,
-                    optimizer_state: &state,
-                    sal: sal.as_ref(),
-                };
-                checkpoint::save(&options.checkpoint_dir, &saved, factory.as_ref())
-            });
-            // Rank 0 tells the others whether it could write: a failed write (a full disk) then
-            // stops every rank, rather than leaving them in the next step's all-reduce.
-            let mut failed = [if matches!(saved, Some(Err(_))) { 1.0 } else { 0.0 }];
-            collective.all_reduce_sum_f64(&mut failed)?;
-            match saved {
-                Some(Ok(path)) => {
-                    events(Message::Checkpoint { epoch, path: path.clone() });
-                    last_checkpoint = Some(path);
-                }
-                Some(Err(error)) => return Err(error),
-                None if failed[0] > 0.0 => return Err(WorkerError::Sal(sal::SalError::Aborted)),
-                None => {}
-            }
-        }
+        replica.checkpoint(epoch, events)?;
     }
-
-    let test = evaluate(
-        model.as_ref(),
-        &acceleration,
-        &val_images,
-        &val_labels,
-        rank,
-        world,
-        batch,
-        class_count,
-        true,
-    )?;
-    let inference_ms_per_batch = test.local_ms_per_batch();
-    sample_device(&mut peak_device_mb);
-    let test = test.reduce(collective)?;
-    let confusion: Vec<Vec<u64>> = test
-        .confusion
-        .chunks(class_count as usize)
-        .map(|row| row.iter().map(|&v| v as u64).collect())
-        .collect();
-    let (per_class, macro_avg, weighted_avg) = report::classification_report(&classes, &confusion);
-    // Every rank holds the same weights: rank 0 measures, on its own (no collective runs meanwhile).
-    let flatness = match (&spec.flatness, rank) {
-        (Some(config), 0) => Some(super::flatness::measure_model(
-            model.as_ref(),
-            &|x| acceleration.input(x),
-            &train_images,
-            &train_labels,
-            &trainable,
-            batch,
-            config,
-            spec.seed,
-        )),
-        _ => None,
-    };
-    let result = TrialResult {
-        status: TrialStatus::Completed,
-        top1: test.accuracy(),
-        top5: test.top5 / test.count.max(1.0),
-        test_loss: test.loss(),
-        per_class,
-        macro_avg,
-        weighted_avg,
-        confusion,
-        train_seconds: crate::outcome::total_seconds(&history),
-        peak_host_mb: report::peak_host_mb(),
-        peak_device_mb,
-        inference_ms_per_batch,
-        history,
-        flatness,
-        // The trial's runner adds it (`run::run_trial`): it knows the process, not the rank.
-        manifest: None,
-    };
-    Ok(Output { outcome: TrialOutcome::Finished(Box::new(result)), checksums })
-}
-
-/// Images per second, 0 for an empty or instant pass.
-fn throughput(images: f64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        images / seconds
-    } else {
-        0.0
-    }
-}
-
-/// A diverged trial: its history up to the last finite epoch; final metrics are zero (a model
-/// with non-finite weights has none worth reporting, and JSON has no NaN).
-fn diverged(history: Vec<EpochReport>) -> TrialResult {
-    let zero = ClassMetrics { label: String::new(), precision: 0.0, recall: 0.0, f1: 0.0, support: 0 };
-    TrialResult {
-        status: TrialStatus::Diverged,
-        top1: 0.0,
-        top5: 0.0,
-        test_loss: 0.0,
-        per_class: Vec::new(),
-        macro_avg: ClassMetrics { label: "macro avg".into(), ..zero.clone() },
-        weighted_avg: ClassMetrics { label: "weighted avg".into(), ..zero },
-        confusion: Vec::new(),
-        train_seconds: crate::outcome::total_seconds(&history),
-        peak_host_mb: report::peak_host_mb(),
-        peak_device_mb: None,
-        inference_ms_per_batch: 0.0,
-        history,
-        flatness: None,
-        manifest: None,
-    }
+    replica.finish()
 }
