@@ -6,6 +6,7 @@
 //! - [`run_manifest`]: what produced a result (build, libraries, machine, threads);
 //! - [`dataset`]: the dataset formats and their options, checked without reading a file;
 //! - [`layout`]: each format's files on disk, split and labelled (the loader's and `sal-data check`'s);
+//! - [`space`]: a full disk told apart from other I/O errors, and the room a folder has left;
 //! - [`sizes`]: how many images each published dataset holds;
 //! - [`names`]: the architectures and optimizers a worker knows;
 //! - [`devices`]: what a trial runs on;
@@ -29,6 +30,7 @@ pub mod run_manifest;
 #[cfg(feature = "signals")]
 pub mod shutdown;
 pub mod sizes;
+pub mod space;
 pub mod trial;
 pub mod weights_manifest;
 

@@ -88,8 +88,7 @@ impl RawWorker {
         let request = pb::LeaseRequest {
             worker_id: self.id.clone(),
             devices: vec![pb::DeviceLoad { leases: vec![] }],
-            held_leases: vec![],
-            cached: vec![],
+            ..Default::default()
         };
         self.client.lease(request).await.unwrap().into_inner().assignment.expect("a trial is pending")
     }
@@ -149,10 +148,9 @@ async fn every_call(client: &mut Raw) -> Vec<(&'static str, Result<(), Status>)>
     let lease = || lease_ref("00112233445566778899aabbccddeeff", "0011223344556677");
     let mut outcomes = Vec::new();
     outcomes.push(("Register", client.register(register_request("probe")).await.map(drop)));
-    let ask =
-        pb::LeaseRequest { worker_id: "probe".into(), devices: vec![], held_leases: vec![], cached: vec![] };
+    let ask = pb::LeaseRequest { worker_id: "probe".into(), ..Default::default() };
     outcomes.push(("Lease", client.lease(ask).await.map(drop)));
-    let beat = pb::HeartbeatRequest { worker_id: "probe".into(), held_leases: vec![] };
+    let beat = pb::HeartbeatRequest { worker_id: "probe".into(), ..Default::default() };
     outcomes.push(("Heartbeat", client.heartbeat(beat).await.map(drop)));
     let epoch = pb::EpochReportRequest { lease: lease(), report_json: report(1).to_string() };
     outcomes.push(("ReportEpoch", client.report_epoch(epoch).await.map(drop)));
@@ -164,7 +162,7 @@ async fn every_call(client: &mut Raw) -> Vec<(&'static str, Result<(), Status>)>
     let complete =
         pb::CompleteRequest { lease: lease(), result_json: good_result().to_string(), ..Default::default() };
     outcomes.push(("Complete", client.complete(complete).await.map(drop)));
-    let fail = pb::FailRequest { lease: lease(), error: "x".into(), retryable: false };
+    let fail = pb::FailRequest { lease: lease(), error: "x".into(), ..Default::default() };
     outcomes.push(("Fail", client.fail(fail).await.map(drop)));
     outcomes.push(("Release", client.release(pb::ReleaseRequest { lease: lease() }).await.map(drop)));
     outcomes.push(("Status", client.status(pb::StatusRequest {}).await.map(drop)));
@@ -259,8 +257,11 @@ fn a_worker_cannot_act_on_another_workers_lease_and_a_forged_completion_changes_
             "Complete",
             b.client.complete(complete_request(&lease, &trial, &good_result())).await.map(drop),
         ));
-        let fail =
-            pb::FailRequest { lease: lease_ref(&lease, &trial), error: "stolen".into(), retryable: false };
+        let fail = pb::FailRequest {
+            lease: lease_ref(&lease, &trial),
+            error: "stolen".into(),
+            ..Default::default()
+        };
         refused.push(("Fail", b.client.fail(fail).await.map(drop)));
         refused.push((
             "Release",
@@ -274,10 +275,14 @@ fn a_worker_cannot_act_on_another_workers_lease_and_a_forged_completion_changes_
             );
         }
         // Naming it in a heartbeat does not extend it: it is reported lost to b.
-        let beat = pb::HeartbeatRequest { worker_id: "worker-b".into(), held_leases: vec![lease.clone()] };
+        let beat = pb::HeartbeatRequest {
+            worker_id: "worker-b".into(),
+            held_leases: vec![lease.clone()],
+            ..Default::default()
+        };
         assert_eq!(b.client.heartbeat(beat).await.unwrap().into_inner().lost_leases, vec![lease.clone()]);
         // Claiming to be another worker in a request is refused.
-        let beat = pb::HeartbeatRequest { worker_id: "worker-a".into(), held_leases: vec![] };
+        let beat = pb::HeartbeatRequest { worker_id: "worker-a".into(), ..Default::default() };
         assert_eq!(b.client.heartbeat(beat).await.unwrap_err().code(), Code::InvalidArgument);
 
         // A completion with a made-up `{trial}-1` lease for the trial nobody leased: refused.
@@ -396,13 +401,14 @@ fn each_kind_of_malformed_report_or_result_is_refused_naming_its_field() {
             devices: vec![],
             held_leases: vec![],
             cached: (0..2000).map(|i| format!("d@{i}")).collect(),
+            ..Default::default()
         };
         let status = a.client.lease(ask).await.unwrap_err();
         assert!(status.message().starts_with("`cached`"), "{}", status.message());
         let fail = pb::FailRequest {
             lease: lease_ref(&lease, &trial),
             error: "e".repeat(100_000),
-            retryable: false,
+            ..Default::default()
         };
         let status = a.client.fail(fail).await.unwrap_err();
         assert!(status.message().starts_with("`error`"), "{}", status.message());
@@ -750,6 +756,7 @@ fn hostile_assignments() -> Vec<pb::Assignment> {
         attempt: 2,
         progress_timeout_s: 0,
         device_indices: vec![0],
+        alone: false,
     };
     vec![
         assignment("0a", "../../escape", spec(Some("images"), None)),

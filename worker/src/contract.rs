@@ -72,3 +72,25 @@ pub enum TrialOutcome {
     /// Cancelled; the last checkpoint, if any, lets it resume.
     Interrupted { epoch: u32, checkpoint: Option<PathBuf> },
 }
+
+/// What a trial ran out of, when it failed for want of something of the machine's: disk (or
+/// quota) is the node's problem (its lease is handed back, no attempt charged); memory may be the
+/// neighbours' (a trial that shared its device or host is retried alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RanOutOf {
+    Space,
+    Memory,
+}
+
+impl RanOutOf {
+    pub fn of(error: &crate::error::WorkerError) -> Option<Self> {
+        if error.is_out_of_space() {
+            Some(RanOutOf::Space)
+        } else if error.is_out_of_memory() {
+            Some(RanOutOf::Memory)
+        } else {
+            None
+        }
+    }
+}

@@ -125,6 +125,27 @@ impl WorkerError {
         WorkerError::Io { path: path.into(), source }
     }
 
+    /// Whether the machine ran out of disk (or quota) for it: the node's problem, not the
+    /// trial's. libtorch reports a failed save in words only.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            WorkerError::Io { source, .. } => common::space::is_out_of_space(source),
+            other => {
+                let text = other.to_string();
+                text.contains("No space left on device") || text.contains("Disk quota exceeded")
+            }
+        }
+    }
+
+    /// Whether a device or the host ran out of memory for it (libtorch's words: CUDA's
+    /// allocator, or the CPU allocator's failed allocation).
+    pub fn is_out_of_memory(&self) -> bool {
+        let text = self.to_string();
+        text.contains("CUDA out of memory")
+            || text.contains("out of memory")
+            || text.contains("DefaultCPUAllocator: can't allocate memory")
+    }
+
     /// Whether another attempt may succeed: lost peers and device errors (out of memory among
     /// them) are retryable; bad trials and bad data are not.
     pub fn is_retryable(&self) -> bool {

@@ -26,6 +26,9 @@ use coordinator::server::auth::{self, READ_TOKEN_ENV, TOKEN_ENV};
 
 /// Exit code of a bad sweep file or command line.
 pub(crate) const USAGE: u8 = 2;
+/// The state dir stayed full for longer than `--full-disk-wait` (sysexits' EX_TEMPFAIL: run the
+/// same command again once there is room).
+pub(crate) const STATE_DIR_FULL: u8 = 75;
 
 /// How a client command reaches a coordinator.
 #[derive(Args, Debug)]

@@ -19,7 +19,7 @@ use coordinator::sweep::spec::{self, LoadOptions, Sweep};
 use coordinator::{serve_sweep, LocalWorkers, RunnerError, Security, ServeOptions};
 
 use super::report_command::{default_axes, print_failures};
-use super::{one_line, runtime, USAGE};
+use super::{one_line, runtime, STATE_DIR_FULL, USAGE};
 
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
@@ -90,6 +90,10 @@ pub(crate) struct RunArgs {
     /// Give failed trials a fresh set of attempts.
     #[arg(long)]
     pub(crate) retry_failed: bool,
+    /// When the state dir's filesystem is full, lease nothing and wait this long for room (the
+    /// sweep goes on by itself as soon as there is), then stop; 0: wait for ever.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub(crate) full_disk_wait: u64,
     /// Also write the bound address to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) addr_file: Option<PathBuf>,
@@ -207,6 +211,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         keep_serving: args.keep_serving,
         progress_bar: std::io::stderr().is_terminal(),
         security,
+        full_disk_wait: (args.full_disk_wait > 0).then(|| Duration::from_secs(args.full_disk_wait)),
     };
     let progress =
         match runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal())) {
@@ -214,6 +219,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(e @ RunnerError::StateLock(StateLockError::Held { .. })) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(USAGE));
+            }
+            Err(e @ RunnerError::StateDirFull { .. }) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(STATE_DIR_FULL));
             }
             Err(e) => return Err(e.into()),
         };

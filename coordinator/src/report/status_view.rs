@@ -38,6 +38,13 @@ pub fn render(status: &pb::StatusResponse) -> String {
         }
         _ => out.push('\n'),
     }
+    // Running out of room stops the sweep: said first, whatever else follows.
+    if !status.state_dir_full.is_empty() {
+        let _ = writeln!(out, "state dir full: {}", status.state_dir_full);
+    }
+    for worker in status.workers.iter().filter(|w| !w.condition.is_empty()) {
+        let _ = writeln!(out, "worker {} takes no trials: {}", worker.worker_id, worker.condition);
+    }
     // Pending trials that fit no registered worker would otherwise wait in silence.
     for why in &status.unplaceable {
         let _ = writeln!(out, "cannot run: {why}");
@@ -112,6 +119,7 @@ mod tests {
                 devices: 2,
                 trials: vec!["abcdef0123456789".into()],
                 idle_ms: 1500,
+                condition: String::new(),
             }],
             eta_seconds: Some(3725.0),
             in_flight: vec![pb::TrialProgress {

@@ -106,6 +106,14 @@ impl Scheduler {
         found
     }
 
+    /// A trial runs alone from now on (it ran out of memory beside others). Set while it is
+    /// leased: it joins the pending index again when its lease ends.
+    pub fn set_alone(&mut self, trial_id: &str) {
+        if let Some(trial) = self.trials.get_mut(trial_id) {
+            trial.alone = true;
+        }
+    }
+
     /// A trial's result applied `deformations` plastic deformations.
     pub fn set_deformations(&mut self, trial_id: &str, deformations: u32) {
         if let Some(trial) = self.trials.get_mut(trial_id) {

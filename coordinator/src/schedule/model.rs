@@ -84,6 +84,9 @@ pub struct TrialEntry {
     /// The plastic deformations its result applied, once it has one (known for the trials others
     /// wait on): what a trial that waits on it repeats.
     pub deformations: Option<u32>,
+    /// It ran out of memory beside other trials: it is leased only to a worker that runs nothing
+    /// else, and runs alone there.
+    pub alone: bool,
 }
 
 /// A worker's grant on one trial, valid until `deadline_ms` (milliseconds since the Unix epoch)
@@ -110,6 +113,8 @@ pub struct WorkerEntry {
     pub last_seen_ms: u64,
     /// Has been answered that the sweep is done (the coordinator may stop once all have).
     pub told_done: bool,
+    /// What keeps it from taking trials, as it said last (a full work dir); empty: nothing.
+    pub condition: String,
 }
 
 /// What becomes of a trial whose attempt ended without a result.

@@ -32,8 +32,13 @@ impl Scheduler {
         // Where a trial goes depends only on how many devices it wants and its predicted memory:
         // place each kind once, not each pending trial.
         let placements: RefCell<HashMap<PlacementKind, Option<Vec<u32>>>> = RefCell::default();
+        // A trial that ran out of memory beside others runs on a worker that runs nothing else.
+        let busy = on_devices.iter().any(|leases| !leases.is_empty());
         let place = |order: &PendingOrder| -> Option<(&TrialEntry, Vec<u32>)> {
             let t = self.trials.get(&order.id)?;
+            if t.alone && busy {
+                return None;
+            }
             let peak = match self.trials_per_device {
                 TrialsPerDevice::Auto => self.memory.peak(&t.id, &t.profile),
                 TrialsPerDevice::Fixed(_) => None,

@@ -102,6 +102,7 @@ pub fn replay(trials: &[SimTrial], gpus: u32, gpus_per_node: u32) -> Makespan {
                 // wait for its `sal` trial is not modelled.
                 after: None,
                 deformations: None,
+                alone: false,
             };
             (t.id.clone(), entry)
         })
@@ -119,6 +120,7 @@ pub fn replay(trials: &[SimTrial], gpus: u32, gpus_per_node: u32) -> Makespan {
             cached: HashSet::new(),
             last_seen_ms: 0,
             told_done: false,
+            condition: String::new(),
         })
         .collect();
     let mut on_devices: Vec<Vec<Vec<String>>> =

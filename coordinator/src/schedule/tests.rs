@@ -15,6 +15,7 @@ fn trial(id: &str, cost: f64, devices: u32, cache_key: &str) -> TrialEntry {
         lease: None,
         after: None,
         deformations: None,
+        alone: false,
     }
 }
 
@@ -27,6 +28,7 @@ fn worker(devices: u32, cached: &[&str]) -> WorkerEntry {
         cached: cached.iter().map(|s| s.to_string()).collect(),
         last_seen_ms: 0,
         told_done: false,
+        condition: String::new(),
     }
 }
 

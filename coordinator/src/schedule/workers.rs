@@ -37,6 +37,7 @@ impl Scheduler {
             cached: HashSet::new(),
             last_seen_ms: 0,
             told_done: false,
+            condition: String::new(),
         });
         entry.hostname = spec.hostname;
         entry.devices = spec.devices;

@@ -91,11 +91,13 @@ pub fn lease_ask(request: pb::LeaseRequest, worker: &str) -> Result<LeaseAsk, St
     same_worker(&request.worker_id, worker)?;
     validate::ids(&request.held_leases, "held_leases")?;
     validate::names(&request.cached, "cached")?;
+    validate::text(&request.condition, "condition", validate::MAX_ERROR, true)?;
     Ok(LeaseAsk {
         worker_id: request.worker_id,
         devices: device_loads(request.devices)?,
         held: request.held_leases,
         cached: request.cached,
+        condition: request.condition,
     })
 }
 
@@ -140,6 +142,7 @@ pub fn completion(request: pb::CompleteRequest, lease: LeaseRef) -> Result<Compl
             devices: device_loads(request.devices)?,
             held: Vec::new(),
             cached: request.cached,
+            condition: String::new(),
         })
     };
     Ok(Completion { lease, result, result_json: request.result_json, epochs, next })
@@ -156,6 +159,7 @@ impl From<Grant> for pb::Assignment {
             resume_epoch: grant.resume_epoch,
             attempt: grant.attempt,
             progress_timeout_s: grant.progress_timeout_s,
+            alone: grant.alone,
         }
     }
 }
@@ -180,6 +184,7 @@ impl From<store::Status> for pb::StatusResponse {
                     devices: w.devices,
                     trials: w.trials,
                     idle_ms: w.idle_ms,
+                    condition: w.condition,
                 })
                 .collect(),
             eta_seconds: status.eta_seconds,
@@ -198,12 +203,25 @@ impl From<store::Status> for pb::StatusResponse {
                 })
                 .collect(),
             unplaceable: status.unplaceable,
+            state_dir_full: status.state_dir_full.map(|full| full.describe()).unwrap_or_default(),
         }
     }
 }
 
+/// The answer to a message the coordinator could not store for want of room: `resource_exhausted`
+/// marked with [`proto::STATE_DIR_FULL_METADATA`], so that the worker keeps the message and sends it
+/// again later, without counting the coordinator as away.
+pub fn state_dir_full(message: String) -> Status {
+    let mut status = Status::resource_exhausted(message);
+    status
+        .metadata_mut()
+        .insert(proto::STATE_DIR_FULL_METADATA, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
 /// How a store error reaches a worker: `not_found` means "stop that trial", `failed_precondition`
-/// "register again", `unavailable` "retry later".
+/// "register again", `unavailable` "retry later", `resource_exhausted` with the state-dir-full
+/// mark "keep it, the coordinator has no room now".
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Self {
         let message = error.to_string();
@@ -213,6 +231,7 @@ impl From<StoreError> for Status {
             | StoreError::NoCheckpoint { .. } => Status::not_found(message),
             StoreError::UnknownWorker { .. } => Status::failed_precondition(message),
             StoreError::Commit { .. } | StoreError::Closed => Status::unavailable(message),
+            StoreError::Full(_) => state_dir_full(message),
             StoreError::Sqlite(_)
             | StoreError::Io { .. }
             | StoreError::Corrupt { .. }

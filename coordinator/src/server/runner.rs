@@ -13,7 +13,7 @@ use crate::server::local_workers::{LocalError, LocalWorkerProcesses, LocalWorker
 use crate::server::service::{self, ServerSettings};
 use crate::server::tls::{ServerTlsFiles, TlsError};
 use crate::store::state_lock::{StateLock, StateLockError};
-use crate::store::{Progress, Store, StoreError};
+use crate::store::{Full, Progress, Store, StoreError};
 use crate::sweep::spec::Sweep;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,13 @@ pub enum RunnerError {
     Local(#[from] LocalError),
     #[error("every local worker has exited with trials left; their logs are in {}", dir.display())]
     WorkersGone { dir: PathBuf },
+    /// The state dir stayed full for longer than `--full-disk-wait`.
+    #[error(
+        "stopped after {seconds} s without room: {}; nothing committed was lost, and the workers keep \
+         (or kept in their orphans folder) what they could not send: free space and run the same command again",
+        full.describe()
+    )]
+    StateDirFull { full: Box<Full>, seconds: u64 },
 }
 
 /// How long the server waits for open connections when it stops.
@@ -92,6 +99,8 @@ pub struct ServeOptions {
     pub keep_serving: bool,
     pub progress_bar: bool,
     pub security: Security,
+    /// How long a full state dir is waited out before the coordinator stops; `None`: for ever.
+    pub full_disk_wait: Option<Duration>,
 }
 
 /// Serves `sweep` until every trial has ended (or `shutdown` resolves); answers the final counts.
@@ -164,13 +173,20 @@ pub async fn serve_sweep(
         (stopper, waiter)
     });
 
-    let bar = options.progress_bar.then(|| progress_bar(store.progress()));
+    let bar = options.progress_bar.then(|| progress_bar(store.progress(), store.health()));
     let mut progress = store.progress();
     tokio::pin!(shutdown);
     let interrupted = tokio::select! {
         _ = progress.wait_for(|p| p.is_complete() && !options.keep_serving) => false,
         () = &mut shutdown => true,
         _ = workers_gone.wait_for(|gone| *gone), if workers_done.is_some() => false,
+        full = full_for(store.health(), options.full_disk_wait.unwrap_or_default()), if options.full_disk_wait.is_some() => {
+            if let Some(workers) = &workers_done {
+                workers.0.terminate();
+            }
+            let seconds = options.full_disk_wait.unwrap_or_default().as_secs();
+            return Err(RunnerError::StateDirFull { full: Box::new(full), seconds });
+        }
     };
     if !interrupted && !store.progress().borrow().is_complete() {
         // Every local worker exited while trials were left: nobody will run them.
@@ -237,7 +253,28 @@ pub async fn serve_sweep(
     }
 }
 
-fn progress_bar(mut progress: watch::Receiver<Progress>) -> ProgressBar {
+/// Resolves once the state dir has been full for `wait` without a break, with what is full.
+async fn full_for(mut health: watch::Receiver<Option<Full>>, wait: Duration) -> Full {
+    loop {
+        if health.wait_for(Option::is_some).await.is_err() {
+            return std::future::pending().await;
+        }
+        let emptied = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            _ = health.wait_for(Option::is_none) => true,
+        };
+        if !emptied {
+            if let Some(full) = health.borrow().clone() {
+                return full;
+            }
+        }
+    }
+}
+
+fn progress_bar(
+    mut progress: watch::Receiver<Progress>,
+    mut health: watch::Receiver<Option<Full>>,
+) -> ProgressBar {
     let initial = *progress.borrow();
     let bar = ProgressBar::new(u64::from(initial.total()));
     let style =
@@ -250,14 +287,19 @@ fn progress_bar(mut progress: watch::Receiver<Progress>) -> ProgressBar {
         loop {
             let p = *progress.borrow_and_update();
             shown.set_position(u64::from(p.finished()));
-            shown.set_message(format!(
-                "running {}, pending {}, failed {}",
-                p.running + p.leased,
-                p.pending,
-                p.failed
-            ));
-            if progress.changed().await.is_err() {
-                return;
+            let counts =
+                format!("running {}, pending {}, failed {}", p.running + p.leased, p.pending, p.failed);
+            // A full state dir stops the sweep: the line says so for as long as it lasts.
+            match health.borrow_and_update().as_ref() {
+                Some(full) => shown.set_message(format!(
+                    "{counts}; STATE DIR FULL ({} free), waiting for room",
+                    common::space::human(full.free_bytes)
+                )),
+                None => shown.set_message(counts),
+            }
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() { return },
+                changed = health.changed() => if changed.is_err() { return },
             }
         }
     });

@@ -211,7 +211,8 @@ impl Coordinator for CoordinatorService {
         let request = request.into_inner();
         convert::same_worker(&request.worker_id, &worker)?;
         validate::ids(&request.held_leases, "held_leases")?;
-        let reply = self.store.heartbeat(worker, request.held_leases).await?;
+        validate::text(&request.condition, "condition", validate::MAX_ERROR, true)?;
+        let reply = self.store.heartbeat(worker, request.held_leases, request.condition).await?;
         Ok(Response::new(pb::HeartbeatResponse { lost_leases: reply.lost, sweep_done: reply.sweep_done }))
     }
 
@@ -250,6 +251,10 @@ impl Coordinator for CoordinatorService {
         if header.total_bytes > cap {
             return Err(too_large(cap));
         }
+        // A full state dir takes no checkpoint: the worker keeps it for later.
+        if let Some(full) = self.store.health().borrow().clone() {
+            return Err(convert::state_dir_full(full.describe()));
+        }
         // Held by this worker, so the trial is one of this sweep's and its id is safe in a path.
         let attempt = self.store.check_lease(lease.clone()).await?;
         let folder = self.store.checkpoint_dir(&lease.trial_id);
@@ -261,6 +266,10 @@ impl Coordinator for CoordinatorService {
             Ok(bytes) => bytes,
             Err(status) => {
                 let _ = tokio::fs::remove_file(&partial).await;
+                if status.metadata().contains_key(proto::STATE_DIR_FULL_METADATA) {
+                    // The upload found the state dir full before SQLite did: the store stops too.
+                    self.store.found_full(status.message().to_string()).await;
+                }
                 return Err(status);
             }
         };
@@ -353,11 +362,12 @@ impl Coordinator for CoordinatorService {
         for (i, (report, _)) in completion.epochs.iter().enumerate() {
             validate::epoch_report(report, &format!("epochs_json[{i}]"), epochs)?;
         }
-        tracing::info!(trial = %completion.lease.trial_id, top1 = completion.result.top1, "trial completed");
-        // Answered only once the result (and the reports it carries) is committed.
+        let (trial, top1) = (completion.lease.trial_id.clone(), completion.result.top1);
+        // Answered only once the result (and the reports it carries) is committed; said once it is.
         self.store
             .complete(completion.lease, completion.result, completion.result_json, completion.epochs)
             .await?;
+        tracing::info!(%trial, top1, "trial completed");
         let mut response = pb::CompleteResponse::default();
         if let Some(ask) = completion.next {
             // The result is safe whatever happens here: a failed ask only means no next trial.
@@ -377,7 +387,11 @@ impl Coordinator for CoordinatorService {
         let request = request.into_inner();
         validate::text(&request.error, "error", validate::MAX_ERROR, true)?;
         tracing::warn!(trial = %lease.trial_id, retryable = request.retryable, "trial failed: {}", request.error);
-        self.store.fail(lease, request.error, request.retryable).await?;
+        if request.out_of_memory {
+            self.store.out_of_memory(lease, request.error, request.shared).await?;
+        } else {
+            self.store.fail(lease, request.error, request.retryable).await?;
+        }
         Ok(Response::new(pb::Ack {}))
     }
 
@@ -454,6 +468,12 @@ async fn receive_file(
     Ok(bytes)
 }
 
+/// An I/O error of the state dir as a worker hears it: no room is the state dir being full (the
+/// worker keeps its upload and sends it again later), anything else an internal error.
 fn io_status(path: &std::path::Path, error: std::io::Error) -> Status {
-    Status::internal(format!("{}: {error}", path.display()))
+    let message = format!("{}: {error}", path.display());
+    if common::space::is_out_of_space(&error) {
+        return convert::state_dir_full(message);
+    }
+    Status::internal(message)
 }

@@ -15,6 +15,7 @@ use super::api::{LoadSummary, Progress};
 use super::checkpoint_files::PendingRemovals;
 use super::durable::{AfterSync, WalSync};
 use super::error::{Result, StoreError};
+use super::full::sqlite_says_full;
 use super::open::open_connection;
 use super::{checkpoint_files, Core};
 
@@ -30,19 +31,44 @@ pub(super) struct Answer {
     before_sync: bool,
 }
 
-/// A job runs on the core inside the batch's transaction, or is handed `None` when that
-/// transaction could not begin and must not run at all; either way its answer hears the commit.
-pub(super) type Job = Box<dyn FnOnce(Option<&mut Core>) -> Answer + Send>;
+/// How a batch's jobs run.
+pub(super) enum Turn<'a> {
+    /// Inside the batch's transaction.
+    Commit(&'a mut Core),
+    /// Without writing: the state dir is full ([`super::full`]); a job answers from memory, or
+    /// is refused with [`StoreError::Full`].
+    Full(&'a mut Core),
+    /// Not at all: the transaction could not begin.
+    Refused,
+}
+
+/// A job, run in its batch's turn; its answer hears the commit (none in a full turn).
+pub(super) type Job = Box<dyn FnOnce(Turn<'_>) -> Answer + Send>;
+
+/// What a job does while the store is full: its answer from memory alone.
+pub(super) type WhenFull<R> = Box<dyn FnOnce(&mut Core) -> Result<R> + Send>;
 
 /// Wraps `f` as a job whose outcome arrives on the receiver once its commit is on disk, or, if
-/// `before_sync` says so of the outcome, as soon as it commits.
+/// `before_sync` says so of the outcome, as soon as it commits. While the store is full, the job
+/// runs `when_full` instead, or is refused without it.
 pub(super) fn job<R: Send + 'static>(
     f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
+    when_full: Option<WhenFull<R>>,
     before_sync: impl FnOnce(&Result<R>) -> bool + Send + 'static,
 ) -> (Job, oneshot::Receiver<Result<R>>) {
     let (tx, rx) = oneshot::channel();
-    let job: Job = Box::new(move |core: Option<&mut Core>| {
-        let outcome = core.map(|core| core.in_savepoint(f));
+    let job: Job = Box::new(move |turn: Turn<'_>| {
+        let outcome = match turn {
+            // After a job of the batch found no room, SQLite has rolled the transaction back: a
+            // job run now would commit on its own while its caller hears that the batch failed.
+            Turn::Commit(core) if core.found_full => Some(Err(core.full_error())),
+            Turn::Commit(core) => Some(core.in_savepoint(f)),
+            Turn::Full(core) => Some(match when_full {
+                Some(from_memory) => from_memory(core),
+                None => Err(core.full_error()),
+            }),
+            Turn::Refused => None,
+        };
         let before_sync = outcome.as_ref().is_some_and(before_sync);
         Answer {
             deliver: Box::new(move |commit: Result<()>| {
@@ -84,6 +110,9 @@ impl Core {
             finished_at_start: 0,
             progress: Arc::new(progress_tx),
             files: PendingRemovals::default(),
+            full: None,
+            found_full: false,
+            health: watch::channel(None).0,
         };
         core.sched.trials_per_device = sweep.trials_per_device;
         let summary = core.load_sweep(sweep, retry_failed)?;
@@ -102,7 +131,7 @@ impl Core {
                     Err(_) => break,
                 }
             }
-            let mut after_sync = self.run_batch(batch);
+            let mut after_sync = self.take_batch(batch);
             // Progress is published in order, and only once durable: the runner ends the sweep
             // on it.
             let progress = self.progress();
@@ -112,6 +141,18 @@ impl Core {
         }
     }
 
+    /// Runs `batch`: in one transaction, or, while the state dir is full and has no room yet,
+    /// from memory, each job answered at once. Returns what must wait for the disk.
+    pub(super) fn take_batch(&mut self, batch: Vec<Job>) -> Vec<AfterSync> {
+        if !self.stays_full() {
+            return self.run_batch(batch);
+        }
+        for job in batch {
+            (job(Turn::Full(self)).deliver)(Ok(()));
+        }
+        Vec::new()
+    }
+
     /// Runs `batch` in one transaction. Answers the jobs that may hear of the commit before the
     /// disk has it, and every job when the batch failed; returns what must wait for the disk.
     pub(super) fn run_batch(&mut self, batch: Vec<Job>) -> Vec<AfterSync> {
@@ -119,15 +160,20 @@ impl Core {
             // Outside a transaction each job's savepoint would commit on its own while its caller
             // hears that the commit failed: run none of them.
             tracing::error!("state store cannot begin a transaction: {e}");
-            let message = e.to_string();
+            let error = self.commit_error(&e);
             for job in batch {
-                (job(None).deliver)(Err(StoreError::Commit { message: message.clone() }));
+                (job(Turn::Refused).deliver)(Err(error.again()));
             }
             return Vec::new();
         }
-        let answers: Vec<Answer> = batch.into_iter().map(|job| job(Some(&mut *self))).collect();
+        let answers: Vec<Answer> = batch.into_iter().map(|job| job(Turn::Commit(&mut *self))).collect();
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
+                // A commit while full: the disk has room again (unless a job just found none).
+                if self.full.is_some() && !self.found_full {
+                    self.room_again();
+                }
+                self.found_full = false;
                 let mut after_sync: Vec<AfterSync> = Vec::new();
                 for answer in answers {
                     if answer.before_sync {
@@ -152,32 +198,59 @@ impl Core {
                 after_sync
             }
             Err(e) => {
-                tracing::error!("state store commit failed: {e}");
+                let error = self.commit_error(&e);
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.found_full = false;
                 self.files.rolled_back();
                 // Memory ran ahead of the rolled-back transaction: rebuild it from disk.
                 if let Err(e) = self.reload() {
                     tracing::error!("state store reload failed: {e}");
                 }
-                let message = e.to_string();
                 for answer in answers {
-                    (answer.deliver)(Err(StoreError::Commit { message: message.clone() }));
+                    (answer.deliver)(Err(error.again()));
                 }
                 Vec::new()
             }
         }
     }
 
+    /// The error a failed commit (or begin) answers: the state dir is full (the store enters that
+    /// state, and says so once), or the commit failed for another reason (said every time).
+    fn commit_error(&mut self, error: &rusqlite::Error) -> StoreError {
+        // A job found no room: SQLite then rolls the whole transaction back by itself, and the
+        // commit fails for want of one.
+        if self.found_full {
+            return self.full_error();
+        }
+        if sqlite_says_full(&self.conn, error) {
+            self.became_full(error.to_string());
+            return self.full_error();
+        }
+        tracing::error!("state store commit failed: {error}");
+        StoreError::Commit { message: error.to_string() }
+    }
+
     pub(super) fn in_savepoint<R>(&mut self, f: impl FnOnce(&mut Core) -> Result<R>) -> Result<R> {
         self.conn.execute_batch("SAVEPOINT job")?;
         let mark = self.files.mark();
-        let outcome = f(self);
+        let outcome = f(self).map_err(|e| match e {
+            // A write that found no room: the store is full from now on.
+            StoreError::Sqlite(sqlite) if sqlite_says_full(&self.conn, &sqlite) => {
+                self.became_full(sqlite.to_string());
+                self.full_error()
+            }
+            other => other,
+        });
         let end = if outcome.is_ok() {
             "RELEASE job"
         } else {
             self.files.undo_to(mark);
             "ROLLBACK TO job; RELEASE job"
         };
+        if self.conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (it does for a full disk): nothing to end.
+            return outcome;
+        }
         self.conn.execute_batch(end)?;
         outcome
     }

@@ -33,6 +33,8 @@ pub struct LeaseAsk {
     pub devices: Vec<Vec<String>>,
     pub held: Vec<String>,
     pub cached: Vec<String>,
+    /// What keeps the worker from taking trials (a full work dir), in words; empty: nothing.
+    pub condition: String,
 }
 
 /// A trial handed to a worker.
@@ -47,6 +49,8 @@ pub struct Grant {
     pub resume_epoch: u32,
     pub attempt: u32,
     pub progress_timeout_s: u32,
+    /// It runs alone on its worker (it ran out of memory beside others).
+    pub alone: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -88,6 +92,8 @@ pub struct WorkerStatus {
     pub devices: u32,
     pub trials: Vec<String>,
     pub idle_ms: u64,
+    /// What keeps it from taking trials, as it said last; empty: nothing.
+    pub condition: String,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +106,8 @@ pub struct Status {
     pub trials_per_device: TrialsPerDevice,
     /// Pending trials no registered worker can run, each with why.
     pub unplaceable: Vec<String>,
+    /// Set while the state dir has no room for a commit.
+    pub state_dir_full: Option<super::Full>,
 }
 
 /// What loading a sweep into the store found.

@@ -32,7 +32,13 @@ fn result(status: TrialStatus) -> TrialResult {
 }
 
 fn ask() -> LeaseAsk {
-    LeaseAsk { worker_id: "w".into(), devices: vec![Vec::new()], held: Vec::new(), cached: Vec::new() }
+    LeaseAsk {
+        worker_id: "w".into(),
+        devices: vec![Vec::new()],
+        held: Vec::new(),
+        cached: Vec::new(),
+        condition: String::new(),
+    }
 }
 
 fn lease_ref(grant: &Grant) -> LeaseRef {
@@ -51,7 +57,7 @@ fn run_now<R: Send + 'static>(
     core: &mut Core,
     f: impl FnOnce(&mut Core) -> Result<R> + Send + 'static,
 ) -> Result<R> {
-    let (job, mut answer) = job(f, |_| false);
+    let (job, mut answer) = job(f, None, |_| false);
     run_batch(core, vec![job]);
     answer.try_recv().expect("a job is answered when its batch ends")
 }
@@ -95,9 +101,10 @@ fn when_the_transaction_cannot_begin_no_job_of_the_batch_runs() {
             let blocker = blocker.clone();
             move |_: &mut Core| Ok(blocker.lock().unwrap().execute_batch("COMMIT")?)
         },
+        None,
         |_| false,
     );
-    let (lease, mut leased) = job(|core| core.lease(ask()), |_| true);
+    let (lease, mut leased) = job(|core| core.lease(ask()), None, |_| true);
     run_batch(&mut core, vec![release, lease]);
     assert!(matches!(released.try_recv().unwrap(), Err(StoreError::Commit { .. })));
     let refused = leased.try_recv().unwrap();
@@ -121,13 +128,13 @@ fn a_lease_is_answered_at_commit_a_result_and_the_sweep_s_end_once_the_disk_has_
     let complete = |grant: &Grant| {
         let (lease, json) =
             (lease_ref(grant), serde_json::to_string(&result(TrialStatus::Completed)).unwrap());
-        job(move |core| core.complete(&lease, &result(TrialStatus::Completed), &json, &[]), |_| false)
+        job(move |core| core.complete(&lease, &result(TrialStatus::Completed), &json, &[]), None, |_| false)
     };
     let first = run_now(&mut core, |core| core.lease(ask())).unwrap().grant.unwrap();
 
     // A result and the next lease in one batch: the lease leaves at commit, the result waits.
     let (completion, mut completed) = complete(&first);
-    let (next, mut leased) = job(|core| core.lease(ask()), answered_at_commit);
+    let (next, mut leased) = job(|core| core.lease(ask()), None, answered_at_commit);
     let after_sync = core.run_batch(vec![completion, next]);
     let second = leased.try_recv().expect("answered at commit").unwrap().grant.unwrap();
     assert!(completed.try_recv().is_err(), "a result is not safe before the disk has it");
@@ -136,7 +143,7 @@ fn a_lease_is_answered_at_commit_a_result_and_the_sweep_s_end_once_the_disk_has_
 
     // "The sweep is done" waits for the disk too: a worker told so leaves for good.
     let (completion, mut completed) = complete(&second);
-    let (last, mut told) = job(|core| core.lease(ask()), answered_at_commit);
+    let (last, mut told) = job(|core| core.lease(ask()), None, answered_at_commit);
     let after_sync = core.run_batch(vec![completion, last]);
     assert!(told.try_recv().is_err() && completed.try_recv().is_err());
     after_sync.into_iter().for_each(|answer| answer(Ok(())));
@@ -161,6 +168,7 @@ fn a_replaced_checkpoint_is_removed_only_once_its_replacement_is_committed() {
             let (lease, file) = (lease_ref(&grant), second.clone());
             move |core| core.record_checkpoint(&lease, 2, &file, 7)
         },
+        None,
         |_| false,
     );
     let (poison, _) = job(
@@ -171,6 +179,7 @@ fn a_replaced_checkpoint_is_removed_only_once_its_replacement_is_committed() {
              INSERT INTO child VALUES (1);",
             )?)
         },
+        None,
         |_| false,
     );
     run_batch(&mut core, vec![record, poison]);
@@ -264,4 +273,96 @@ fn opening_removes_the_checkpoints_of_trials_that_had_ended() {
     let _reopened = Core::open(dir.path(), &sweep("[1, 2]", 3), TTL, false).unwrap();
     assert!(!ended.exists());
     assert!(pending.join("epoch-1").exists(), "an unfinished trial resumes from its checkpoint");
+}
+
+#[test]
+fn a_full_state_dir_refuses_writes_keeps_leases_alive_and_goes_on_by_itself_once_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut core, grant) = leased_core(dir.path());
+    let health = core.health.subscribe();
+    // No page more for the store's connection: the next write that needs one fails as a full disk
+    // does (SQLITE_FULL, "database or disk is full").
+    let pages: i64 = core.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    core.conn.execute_batch(&format!("PRAGMA max_page_count = {pages}")).unwrap();
+    let mut big = result(TrialStatus::Completed);
+    big.per_class = (0..2000)
+        .map(|i| common::ClassMetrics {
+            label: format!("class {i}"),
+            precision: 0.5,
+            recall: 0.5,
+            f1: 0.5,
+            support: 1,
+        })
+        .collect();
+    let complete = |grant: &Grant, result: &TrialResult| {
+        let (lease, result) = (lease_ref(grant), result.clone());
+        let json = serde_json::to_string(&result).unwrap();
+        job(move |core| core.complete(&lease, &result, &json, &[]), None, |_| false)
+    };
+    let take = |core: &mut Core, batch: Vec<Job>| {
+        for after_sync in core.take_batch(batch) {
+            after_sync(Ok(()));
+        }
+    };
+
+    // The result finds no room; SQLite rolls the batch back, and the job behind it must not run
+    // on its own (it would commit by itself).
+    let (completion, mut completed) = complete(&grant, &big);
+    let (behind, mut behind_answer) = job(|core| core.lease(ask()), None, |_| false);
+    take(&mut core, vec![completion, behind]);
+    let refused = completed.try_recv().unwrap();
+    assert!(matches!(refused, Err(StoreError::Full(_))), "{refused:?}");
+    assert!(matches!(behind_answer.try_recv().unwrap(), Err(StoreError::Full(_))));
+    let full = health.borrow().clone().expect("the store says it is full");
+    assert_eq!(full.dir, dir.path());
+    assert!(full.describe().contains(&dir.path().display().to_string()), "{}", full.describe());
+
+    // Full: nothing is leased or written; a worker's leases live on in memory.
+    let held = vec![grant.lease_id.clone()];
+    let waiting = held.clone();
+    let (ask_again, mut asked) = job(
+        |core| core.lease(ask()),
+        Some(Box::new(move |core: &mut Core| core.keep_alive("w", &waiting, ""))),
+        |_| false,
+    );
+    let (report, mut reported) = job(
+        {
+            let lease = lease_ref(&grant);
+            move |core| {
+                let report = common::EpochReport {
+                    epoch: 1,
+                    train_loss: 1.0,
+                    train_accuracy: 0.5,
+                    val_loss: 1.0,
+                    val_accuracy: 0.5,
+                    grad_norm: 1.0,
+                    sal: None,
+                    seconds: 1.0,
+                    peak_device_mb: None,
+                    train_images_per_s: 0.0,
+                    eval_images_per_s: 0.0,
+                };
+                core.report_epoch(&lease, &report, "{}")
+            }
+        },
+        None,
+        |_| false,
+    );
+    let deadline_before = core.sched.lease(&grant.lease_id).unwrap().deadline_ms;
+    take(&mut core, vec![ask_again, report]);
+    let reply = asked.try_recv().unwrap().unwrap();
+    assert!(reply.grant.is_none() && reply.lost.is_empty() && !reply.sweep_done);
+    assert!(core.sched.lease(&grant.lease_id).unwrap().deadline_ms >= deadline_before);
+    assert!(matches!(reported.try_recv().unwrap(), Err(StoreError::Full(_))));
+
+    // Room again: the next look finds it, the result commits, the store says it goes on.
+    core.conn.execute_batch("PRAGMA max_page_count = 1073741823").unwrap();
+    core.probe_now();
+    let (completion, mut completed) = complete(&grant, &big);
+    take(&mut core, vec![completion]);
+    completed.try_recv().unwrap().unwrap();
+    assert!(health.borrow().is_none(), "room again");
+    let (_, records) = read_records(dir.path()).unwrap();
+    assert_eq!((records[0].state.as_str(), records[0].attempts), ("done", 1));
+    assert_eq!(records[0].result.as_ref().unwrap().per_class.len(), 2000);
 }

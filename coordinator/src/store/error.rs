@@ -26,6 +26,9 @@ pub enum StoreError {
     Corrupt { what: String, reason: String },
     #[error("state store: commit failed: {message}")]
     Commit { message: String },
+    /// The state dir has no room: nothing was committed (see `full.rs`).
+    #[error("{}", .0.describe())]
+    Full(Box<super::Full>),
     #[error("state store is closed")]
     Closed,
 }
@@ -33,6 +36,15 @@ pub enum StoreError {
 impl StoreError {
     pub(super) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StoreError::Io { path: path.into(), source }
+    }
+
+    /// The same failure again, for the next job of a batch that failed as a whole (a full state
+    /// dir, or a failed commit).
+    pub(super) fn again(&self) -> Self {
+        match self {
+            StoreError::Full(full) => StoreError::Full(full.clone()),
+            other => StoreError::Commit { message: other.to_string() },
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use crate::schedule::{AfterLoss, Lease, TrialState};
 
 use super::api::{Grant, LeaseAsk, LeaseRef, LeaseReply};
 use super::error::{Result, StoreError};
+use super::workers::note_condition;
 use super::{now_ms, Core};
 
 /// A fresh random id: 128 bits, hex.
@@ -20,6 +21,7 @@ impl Core {
         }
         let worker = self.touch_worker(&ask.worker_id)?;
         worker.cached.extend(ask.cached.iter().cloned());
+        note_condition(worker, &ask.condition);
         let lost = self.extend(&ask.worker_id, &ask.held)?;
         let Some(worker) = self.sched.worker(&ask.worker_id) else {
             return Err(StoreError::UnknownWorker { worker_id: ask.worker_id });
@@ -65,6 +67,7 @@ impl Core {
                 resume_epoch,
                 attempt,
                 progress_timeout_s: self.progress_timeout_s,
+                alone: trial.alone,
             });
             self.sched.grant(lease);
         }
@@ -129,6 +132,33 @@ impl Core {
         let lease = self.held(lease_ref)?.clone();
         self.seen(&lease.worker_id);
         self.lose(&lease, error, retryable, "failed")
+    }
+
+    /// A trial ran out of memory. Beside other trials (on its devices or its host), and not yet
+    /// run alone, it is retried alone with no attempt charged: the neighbours may have taken the
+    /// memory. Alone, it fails for good with that reason (more attempts would end the same way).
+    pub(super) fn out_of_memory(&mut self, lease_ref: &LeaseRef, error: &str, shared: bool) -> Result<()> {
+        let lease = self.held(lease_ref)?.clone();
+        self.seen(&lease.worker_id);
+        let alone = self.sched.trial(&lease.trial_id).is_some_and(|t| t.alone);
+        if alone || !shared {
+            let error = format!("out of memory running alone: {error}");
+            return self.lose(&lease, &error, false, "failed");
+        }
+        tracing::warn!(trial = %lease.trial_id, "out of memory beside other trials: it runs alone next, no attempt charged");
+        self.conn
+            .prepare_cached("UPDATE trials SET alone = 1, last_error = ?2 WHERE id = ?1")?
+            .execute(params![lease.trial_id, format!("out of memory beside other trials: {error}")])?;
+        self.conn.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id])?;
+        self.conn
+            .prepare_cached(
+                "UPDATE attempts SET ended_ms = ?3, outcome = 'out of memory beside others', error = ?4 WHERE trial_id = ?1 AND attempt = ?2",
+            )?
+            .execute(params![lease.trial_id, lease.attempt, now_ms(), error])?;
+        self.set_state(&lease.trial_id, TrialState::Pending)?;
+        self.sched.set_alone(&lease.trial_id);
+        self.sched.end_lease(&lease.id, TrialState::Pending, false, None);
+        Ok(())
     }
 
     pub(super) fn release(&mut self, lease_ref: &LeaseRef) -> Result<()> {

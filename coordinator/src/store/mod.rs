@@ -39,6 +39,7 @@ pub mod checkpoint_files;
 mod checkpoints;
 pub mod durable;
 mod error;
+mod full;
 mod handle;
 mod in_flight;
 mod leases;
@@ -59,6 +60,7 @@ pub use api::{
 };
 use error::Result;
 pub use error::StoreError;
+pub use full::Full;
 pub use handle::Store;
 pub use in_flight::TrialProgress;
 pub use leases::random_id;
@@ -90,6 +92,12 @@ pub struct Core {
     progress: Arc<watch::Sender<Progress>>,
     /// Checkpoint files to remove when the open transaction commits or rolls back.
     files: PendingRemovals,
+    /// Set while the state dir has no room for a commit ([`full`]).
+    full: Option<full::FullState>,
+    /// A job of the running batch found no room: the batch's commit does not mean there is.
+    found_full: bool,
+    /// Whether the state dir is full, for the progress line and `status`.
+    health: watch::Sender<Option<Full>>,
 }
 
 /// A made-up final result for the store's and the reports' tests (their trials are stand-ins that

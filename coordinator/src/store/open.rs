@@ -19,5 +19,20 @@ pub(super) fn open_connection(dir: &Path) -> Result<Connection> {
     )?;
     conn.execute_batch(SCHEMA)?;
     migrate::upgrade(&mut conn, dir)?;
+    add_columns(&conn)?;
     Ok(conn)
+}
+
+/// Columns added since a store's tables were made, each with a default that means what an older
+/// store meant (older coordinators ignore them).
+fn add_columns(conn: &Connection) -> Result<()> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('trials')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !columns.iter().any(|c| c == "alone") {
+        // A trial that ran out of memory beside others runs alone from then on.
+        conn.execute_batch("ALTER TABLE trials ADD COLUMN alone INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }

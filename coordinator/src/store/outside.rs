@@ -117,6 +117,7 @@ mod tests {
                 devices: vec![Vec::new()],
                 held: Vec::new(),
                 cached: Vec::new(),
+                condition: String::new(),
             };
             store.lease(ask).await.unwrap().grant.unwrap()
         };

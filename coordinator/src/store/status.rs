@@ -21,6 +21,7 @@ impl Core {
                     .map(|l| l.trial_id.clone())
                     .collect(),
                 idle_ms: now.saturating_sub(w.last_seen_ms),
+                condition: w.condition.clone(),
             })
             .collect();
         workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
@@ -38,6 +39,7 @@ impl Core {
             in_flight: self.in_flight(),
             trials_per_device: self.sched.trials_per_device,
             unplaceable: self.sched.unplaceable().into_iter().map(|(_, why)| why).collect(),
+            state_dir_full: self.full.as_ref().map(|state| state.full.clone()),
         }
     }
 }

@@ -41,8 +41,13 @@ async fn worker(store: &Store) {
 }
 
 async fn lease(store: &Store) -> Option<Grant> {
-    let ask =
-        LeaseAsk { worker_id: "w".into(), devices: vec![Vec::new()], held: Vec::new(), cached: Vec::new() };
+    let ask = LeaseAsk {
+        worker_id: "w".into(),
+        devices: vec![Vec::new()],
+        held: Vec::new(),
+        cached: Vec::new(),
+        condition: String::new(),
+    };
     store.lease(ask).await.unwrap().grant
 }
 
@@ -185,6 +190,7 @@ async fn after_a_restart_an_unregistered_worker_is_waited_for_and_told_that_the_
         devices: vec![vec![grant.lease_id.clone()]],
         held: vec![grant.lease_id.clone()],
         cached: Vec::new(),
+        condition: String::new(),
     };
     let unknown = store.lease(ask()).await;
     assert!(matches!(unknown, Err(StoreError::UnknownWorker { .. })), "{unknown:?}");
@@ -297,6 +303,7 @@ async fn measured_device_memory_packs_trials_under_auto_and_survives_a_restart()
         devices: vec![on_device],
         held: Vec::new(),
         cached: Vec::new(),
+        condition: String::new(),
     };
     let ttl = Duration::from_secs(30);
     let first = {

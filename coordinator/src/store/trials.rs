@@ -170,7 +170,8 @@ impl Core {
                 "SELECT id, state, cost, devices, cache_key, attempts, failures, max_attempts, last_error,
                  json_extract(spec_json, '$.architecture'), json_extract(spec_json, '$.resolution'),
                  json_extract(spec_json, '$.batch_size'),
-                 CASE WHEN json_extract(identity_json, '$.method') = 'shrink_perturb_random' THEN identity_json END
+                 CASE WHEN json_extract(identity_json, '$.method') = 'shrink_perturb_random' THEN identity_json END,
+                 alone
                  FROM trials",
             )?;
             let mut rows = statement.query([])?;
@@ -205,6 +206,7 @@ impl Core {
                             .get::<_, Option<String>>(12)?
                             .and_then(|identity| identity::sal_partner_id(&identity)),
                         deformations: None,
+                        alone: row.get(13)?,
                     },
                 );
             }

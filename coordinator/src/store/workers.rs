@@ -72,14 +72,57 @@ impl Core {
         })
     }
 
-    pub(super) fn heartbeat(&mut self, worker_id: &str, held: &[String]) -> Result<LeaseReply> {
+    pub(super) fn heartbeat(
+        &mut self,
+        worker_id: &str,
+        held: &[String],
+        condition: &str,
+    ) -> Result<LeaseReply> {
         if let Some(reply) = self.answer_stranger(worker_id, held) {
             return reply;
         }
-        self.touch_worker(worker_id)?;
+        note_condition(self.touch_worker(worker_id)?, condition);
         let lost = self.extend(worker_id, held)?;
         let sweep_done = self.sched.sweep_done();
         self.touch_worker(worker_id)?.told_done = sweep_done;
         Ok(LeaseReply { grant: None, lost, sweep_done })
     }
+
+    /// A lease request or heartbeat while the state dir is full: nothing is leased or written,
+    /// the worker's leases are extended in memory (see `full.rs`).
+    pub(super) fn keep_alive(
+        &mut self,
+        worker_id: &str,
+        held: &[String],
+        condition: &str,
+    ) -> Result<LeaseReply> {
+        if let Some(reply) = self.answer_stranger(worker_id, held) {
+            return reply;
+        }
+        note_condition(self.touch_worker(worker_id)?, condition);
+        let deadline = now_ms() + self.lease_ttl_ms;
+        let mut lost = Vec::new();
+        for lease_id in held {
+            match self.sched.lease(lease_id) {
+                Some(lease) if lease.worker_id == worker_id => self.sched.extend_lease(lease_id, deadline),
+                _ => lost.push(lease_id.clone()),
+            }
+        }
+        let sweep_done = self.sched.sweep_done();
+        self.touch_worker(worker_id)?.told_done = sweep_done;
+        Ok(LeaseReply { grant: None, lost, sweep_done })
+    }
+}
+
+/// Keeps what a worker says keeps it from taking trials, and says so in the log when it changes.
+pub(super) fn note_condition(worker: &mut WorkerEntry, condition: &str) {
+    if worker.condition == condition {
+        return;
+    }
+    if condition.is_empty() {
+        tracing::info!(worker = %worker.id, "worker takes trials again");
+    } else {
+        tracing::warn!(worker = %worker.id, "worker takes no trials: {condition}");
+    }
+    worker.condition = condition.to_string();
 }

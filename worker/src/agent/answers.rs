@@ -14,7 +14,10 @@ impl Session {
             self.link.reachable();
         }
         match sent {
-            Sent::Delivered => message.delivered(),
+            Sent::Delivered => {
+                self.link.stored();
+                message.delivered();
+            }
             Sent::LeaseLost(reason) => {
                 let lease_id = message.lease().lease_id.clone();
                 tracing::warn!(lease = %lease_id, "{reason}");
@@ -48,6 +51,7 @@ impl Session {
                         self.link.away(reason);
                         self.give_up_if_away_too_long()?;
                     }
+                    Interrupt::Held(reason) => self.link.held_back(reason),
                     Interrupt::Fatal(error) => {
                         self.trials.stop_all();
                         return Err(error);

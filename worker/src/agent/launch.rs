@@ -102,7 +102,7 @@ impl Session {
         {
             // Ids become file names here: an odd one is never used, only reported.
             tracing::error!("refusing an assignment: {e}");
-            self.outbox.push(Outgoing::Fail { lease, error: e.to_string(), retryable: false });
+            self.outbox.push(Outgoing::fail(lease, e.to_string(), false));
             return;
         }
         let parsed = serde_json::from_str::<TrialSpec>(&assignment.spec_json)
@@ -114,14 +114,14 @@ impl Session {
         let spec: TrialSpec = match parsed {
             Ok(spec) => spec,
             Err(error) => {
-                self.outbox.push(Outgoing::Fail { lease, error, retryable: false });
+                self.outbox.push(Outgoing::fail(lease, error, false));
                 return;
             }
         };
         let placement = match self.devices.take(&lease.lease_id, &assignment.device_indices) {
             Ok(placement) => placement,
             Err(error) => {
-                self.outbox.push(Outgoing::Fail { lease, error, retryable: true });
+                self.outbox.push(Outgoing::fail(lease, error, true));
                 return;
             }
         };
@@ -145,6 +145,8 @@ impl Session {
             download: plan.job.options.resume_from.clone(),
             lost: false,
             cpu_threads: plan.cpu_threads,
+            shared: false,
+            alone: assignment.alone,
         };
         self.trials.insert(lease.lease_id.clone(), running);
         match spawn(&plan, &lease, &self.config.worker_bin, self.trials.events()) {
@@ -160,11 +162,13 @@ impl Session {
                 // The trial never started: give the devices back and let another attempt try.
                 self.trials.remove(&lease.lease_id);
                 self.devices.release(&lease.lease_id);
-                self.outbox.push(Outgoing::Fail {
-                    lease,
-                    error: format!("cannot start the trial: {e}"),
-                    retryable: true,
-                });
+                if common::space::is_out_of_space(&e) {
+                    // No room for its job file: the node's disk, not the trial.
+                    self.outbox.push(Outgoing::Release { lease });
+                    self.work_dir_full(format!("cannot start the trial: {e}"));
+                } else {
+                    self.outbox.push(Outgoing::fail(lease, format!("cannot start the trial: {e}"), true));
+                }
             }
         }
     }

@@ -22,7 +22,17 @@ pub(super) enum Interrupt {
     /// once. Not an absence: backing off here could outlast a coordinator that is about to
     /// finish the sweep and exit, leaving this worker to knock on a closed door.
     Forgotten,
+    /// The coordinator answered but has no room to store anything (its state dir is full): keep
+    /// what waits and send it again later. Not an absence either: no giving up.
+    Held(String),
     Fatal(WorkerError),
+}
+
+/// The coordinator cannot store what this worker sends (its state dir is full): since when, and
+/// when to try again.
+struct Held {
+    retry_at: Instant,
+    backoff: Duration,
 }
 
 /// The first wait before calling an absent coordinator again; each failed attempt doubles it, up
@@ -65,6 +75,8 @@ pub(super) struct Link {
     retry_at: Instant,
     /// Why the last failed call failed.
     last_error: String,
+    /// Set while the coordinator cannot store messages.
+    held: Option<Held>,
 }
 
 impl Link {
@@ -86,6 +98,7 @@ impl Link {
             give_up_after: config.give_up_after,
             retry_at: Instant::now(),
             last_error: String::new(),
+            held: None,
         })
     }
 
@@ -137,6 +150,11 @@ impl Link {
             // The coordinator restarted and forgot us.
             return Interrupt::Forgotten;
         }
+        if status.code() == Code::ResourceExhausted
+            && status.metadata().contains_key(proto::STATE_DIR_FULL_METADATA)
+        {
+            return Interrupt::Held(status.message().to_string());
+        }
         Interrupt::Away(format!("{:?}: {}", status.code(), status.message()))
     }
 
@@ -184,8 +202,37 @@ impl Link {
                     message: status.message().to_string(),
                 }))
             }
-            Err(status) => Err(Interrupt::Away(format!("{:?}: {}", status.code(), status.message()))),
+            Err(status) => Err(self.interrupt(&status)),
         }
+    }
+
+    /// The coordinator could not store a message (its state dir is full): what waits is sent
+    /// again after a backoff; said once.
+    pub(super) fn held_back(&mut self, reason: String) {
+        let now = Instant::now();
+        let backoff = match &self.held {
+            Some(held) => (held.backoff * 2).min(self.max_backoff),
+            None => {
+                tracing::warn!(
+                    coordinator = %self.url,
+                    "the coordinator has no room to store results now; keeping them here and sending them again later: {reason}"
+                );
+                FIRST_BACKOFF
+            }
+        };
+        self.held = Some(Held { retry_at: now + backoff, backoff });
+    }
+
+    /// A message was stored: the coordinator has room again.
+    pub(super) fn stored(&mut self) {
+        if self.held.take().is_some() {
+            tracing::info!(coordinator = %self.url, "the coordinator stores results again");
+        }
+    }
+
+    /// When waiting messages may go: now, or once a held-back coordinator is tried again.
+    pub(super) fn send_at(&self) -> Instant {
+        self.held.as_ref().map_or_else(Instant::now, |held| held.retry_at)
     }
 
     /// The coordinator answered a call: no more backoff.

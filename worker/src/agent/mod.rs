@@ -25,6 +25,7 @@ mod config;
 mod confine;
 pub mod credentials;
 mod device_slots;
+mod exhaustion;
 mod launch;
 mod link;
 mod orphans;
@@ -80,6 +81,8 @@ struct Session {
     cached: BTreeSet<String>,
     /// The coordinator said the sweep is done.
     sweep_done: bool,
+    /// The work dir has no room: no trials until it has (see [`exhaustion`]).
+    disk_full: Option<exhaustion::DiskFull>,
     shutting_down: Option<Instant>,
     next_lease: Instant,
     next_heartbeat: Instant,
@@ -101,6 +104,7 @@ impl Session {
             outbox: Outbox::new(),
             cached: BTreeSet::new(),
             sweep_done: false,
+            disk_full: None,
             shutting_down: None,
             next_lease: now,
             next_heartbeat: now,
@@ -121,6 +125,7 @@ impl Session {
                     Err(Interrupt::Forgotten) if !was_registered => self.link.forgotten_at_once(),
                     Err(Interrupt::Forgotten) => self.link.forgotten(),
                     Err(Interrupt::Away(reason)) => self.link.away(reason),
+                    Err(Interrupt::Held(reason)) => self.link.held_back(reason),
                     Err(Interrupt::Fatal(error)) => {
                         self.trials.stop_all();
                         return Err(error);
@@ -131,6 +136,12 @@ impl Session {
             let past_grace =
                 self.shutting_down.is_some_and(|since| now.duration_since(since) >= self.config.stop_grace);
             self.trials.enforce_deadlines(now, past_grace);
+            if self.disk_full.as_mut().is_some_and(exhaustion::DiskFull::room_again) {
+                self.disk_full = None;
+                // Say so at once: the coordinator's status shows the worker as taking trials.
+                self.next_lease = now;
+                self.next_heartbeat = now;
+            }
             self.give_up_if_away_too_long()?;
             if self.finished() {
                 return Ok(());
@@ -170,13 +181,16 @@ impl Session {
         }
         let mut wake = now + Duration::from_secs(3600);
         if let Some(ready) = self.outbox.next_sendable() {
-            wake = wake.min(ready);
+            wake = wake.min(ready.max(self.link.send_at()));
         }
         if self.wants_work() {
             wake = wake.min(self.next_lease);
         }
-        if !self.trials.is_empty() || self.shutting_down.is_some() {
+        if !self.trials.is_empty() || self.shutting_down.is_some() || self.disk_full.is_some() {
             wake = wake.min(self.next_heartbeat);
+        }
+        if let Some(full) = &self.disk_full {
+            wake = wake.min(Instant::from_std(full.next_probe()));
         }
         if let Some(end) = drained {
             wake = wake.min(end);
@@ -191,8 +205,25 @@ impl Session {
     fn wants_work(&self) -> bool {
         self.shutting_down.is_none()
             && !self.sweep_done
+            && self.disk_full.is_none()
+            && !self.trials.has_one_alone()
             && self.devices.has_room()
             && self.has_free_cpu_threads()
+    }
+
+    /// What keeps this worker from taking trials, for the coordinator's `status`; empty: nothing.
+    fn condition(&self) -> String {
+        self.disk_full.as_ref().map(exhaustion::DiskFull::describe).unwrap_or_default()
+    }
+
+    /// The work dir has no room (a trial could not write there): hand leases back as their trials
+    /// end, take nothing new, and say so until there is room.
+    fn work_dir_full(&mut self, cause: String) {
+        if self.disk_full.is_none() {
+            self.disk_full = Some(exhaustion::DiskFull::new(&self.config.work_dir, cause));
+            // The coordinator hears of it with the next heartbeat, at once.
+            self.next_heartbeat = Instant::now();
+        }
     }
 
     fn poll_interval(&self) -> Duration {
@@ -211,12 +242,14 @@ impl Session {
             self.devices.set_trials_per_device(reply.trials_per_device);
             answered = true;
         }
-        self.outbox.flush(self.link.client(), self.link.deadline());
         let now = Instant::now();
+        if now >= self.link.send_at() {
+            self.outbox.flush(self.link.client(), self.link.deadline());
+        }
         if self.wants_work() && now >= self.next_lease {
             self.ask_for_work().await?;
             answered = true;
-        } else if !self.trials.is_empty() && now >= self.next_heartbeat {
+        } else if (!self.trials.is_empty() || self.disk_full.is_some()) && now >= self.next_heartbeat {
             self.heartbeat().await?;
             answered = true;
         }
@@ -227,6 +260,7 @@ impl Session {
         let request = pb::HeartbeatRequest {
             worker_id: self.config.worker_id.clone(),
             held_leases: self.trials.held(),
+            condition: self.condition(),
         };
         let reply = self.link.call(self.link.client().clone().heartbeat(request)).await?.into_inner();
         self.next_heartbeat = Instant::now() + self.link.heartbeat();
@@ -243,6 +277,7 @@ impl Session {
             held_leases: self.trials.held(),
             cached: self.cached.iter().cloned().collect(),
             devices: self.devices.loads(),
+            condition: self.condition(),
         };
         let reply = self.link.call(self.link.client().clone().lease(request)).await?.into_inner();
         let now = Instant::now();
@@ -280,16 +315,33 @@ impl Session {
                     unsent = self.outbox.len(),
                     "the coordinator did not take everything within the drain; leaving"
                 );
-                self.outbox.discard_all();
+                self.keep_unsent_results("the coordinator did not take it before this worker stopped");
             }
             return Ok(());
         }
         match self.link.given_up() {
             Some(error) => {
                 self.trials.stop_all();
+                self.keep_unsent_results(&error.to_string());
                 Err(error)
             }
             None => Ok(()),
+        }
+    }
+
+    /// Gives up on what waits for the coordinator; finished trials' results stay on this node
+    /// (`WORK_DIR/orphans/`), never dropped.
+    fn keep_unsent_results(&mut self, why: &str) {
+        for message in self.outbox.give_up() {
+            if let outbox::Outgoing::Complete { lease, result_json, epochs_json } = &message {
+                let (work_dir, coordinator) = (&self.config.work_dir, &self.config.coordinator);
+                match orphans::keep(work_dir, coordinator, lease, result_json, epochs_json, why) {
+                    Ok(path) => {
+                        tracing::warn!(trial = %lease.trial_id, file = %path.display(), "result kept")
+                    }
+                    Err(e) => tracing::error!(trial = %lease.trial_id, "cannot keep the result: {e}"),
+                }
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use super::outbox::Outgoing;
 use super::trial_thread::{self, TrialEnd, TrialMessage};
 use super::watchdog::Watchdog;
 use super::{trial_child, Session};
-use crate::run::CancelFlag;
+use crate::run::{CancelFlag, RanOutOf};
 
 /// A trial this worker is running.
 pub(super) struct Running {
@@ -33,6 +33,10 @@ pub(super) struct Running {
     pub(super) lost: bool,
     /// CPU threads it takes (its ranks × its `cpu_threads`); 0 on GPUs and for stand-ins.
     pub(super) cpu_threads: usize,
+    /// Another trial ran beside it on this worker at some point (its memory was shared).
+    pub(super) shared: bool,
+    /// It must run alone: no other trial starts here while it runs.
+    pub(super) alone: bool,
 }
 
 impl Running {
@@ -89,8 +93,18 @@ impl Trials {
         self.running.len()
     }
 
-    pub(super) fn insert(&mut self, lease_id: String, running: Running) {
+    /// Adds a trial; it and every trial already running now share this worker.
+    pub(super) fn insert(&mut self, lease_id: String, mut running: Running) {
+        if !self.running.is_empty() {
+            running.shared = true;
+            self.running.values_mut().for_each(|other| other.shared = true);
+        }
         self.running.insert(lease_id, running);
+    }
+
+    /// Whether a running trial must run alone (see `Assignment.alone`).
+    pub(super) fn has_one_alone(&self) -> bool {
+        self.running.values().any(|r| r.alone)
     }
 
     pub(super) fn get_mut(&mut self, lease_id: &str) -> Option<&mut Running> {
@@ -193,9 +207,11 @@ impl Session {
         }
         let end = match running.watchdog.fired() {
             // Whatever a killed trial process said last, the kill is why it ended.
-            Some(seconds) => {
-                TrialEnd::Failed { error: format!("no progress for {seconds} s"), retryable: true }
-            }
+            Some(seconds) => TrialEnd::Failed {
+                error: format!("no progress for {seconds} s"),
+                retryable: true,
+                ran_out_of: None,
+            },
             None => end,
         };
         match end {
@@ -220,9 +236,17 @@ impl Session {
                 }
                 self.outbox.push(Outgoing::Release { lease });
             }
-            TrialEnd::Failed { error, retryable } => {
+            TrialEnd::Failed { error, ran_out_of: Some(RanOutOf::Space), .. } => {
+                // The node's disk, not the trial: its lease goes back with no attempt charged,
+                // and this worker takes nothing until there is room.
+                self.outbox.push(Outgoing::Release { lease });
+                self.work_dir_full(error);
+            }
+            TrialEnd::Failed { error, retryable, ran_out_of } => {
                 tracing::warn!(trial = %lease.trial_id, retryable, "trial failed: {error}");
-                self.outbox.push(Outgoing::Fail { lease, error, retryable });
+                let out_of_memory = ran_out_of == Some(RanOutOf::Memory);
+                let shared = running.shared;
+                self.outbox.push(Outgoing::Fail { lease, error, retryable, out_of_memory, shared });
             }
         }
     }

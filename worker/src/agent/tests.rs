@@ -20,7 +20,7 @@ fn lease(name: &str) -> LeaseKey {
 }
 
 fn fail(lease: LeaseKey) -> Outgoing {
-    Outgoing::Fail { lease, error: "e".into(), retryable: true }
+    Outgoing::fail(lease, "e".into(), true)
 }
 
 const DEADLINE: Duration = Duration::from_secs(1);

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -13,8 +14,9 @@ use tokio::process::{ChildStdin, Command};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::trial_thread::{stage, TrialEnd, TrialMessage};
-use super::LeaseKey;
+use super::{exhaustion, LeaseKey};
 use crate::run::child_process::{TrialJob, TrialProcessEvent};
+use crate::run::RanOutOf;
 
 /// Lines of a trial process's stderr kept for its failure message.
 const STDERR_TAIL_LINES: usize = 20;
@@ -24,6 +26,8 @@ pub(super) struct TrialProcess {
     pid: u32,
     /// Closing it asks the trial to stop at the next step.
     stdin: Option<ChildStdin>,
+    /// Set when this agent kills it: a SIGKILL it did not send came from elsewhere (the kernel).
+    killed_by_agent: Arc<AtomicBool>,
 }
 
 impl TrialProcess {
@@ -38,6 +42,7 @@ impl TrialProcess {
 
     /// Ends the trial process and anything it started, at once.
     pub fn kill(&mut self) {
+        self.killed_by_agent.store(true, Ordering::SeqCst);
         self.stdin.take();
         if let Ok(pid) = libc::pid_t::try_from(self.pid) {
             // SAFETY: killpg(2) takes no memory. The group is the trial process's own (it was
@@ -102,8 +107,11 @@ pub(super) fn spawn(
     // Starting a trial costs a process, libtorch's load and the job's setup: timed from here to
     // the process's first event, and logged.
     let spawned = std::time::Instant::now();
+    let oom_kills_before = exhaustion::oom_kills();
     let mut child = command.spawn()?;
     let pid = child.id().unwrap_or(0);
+    let killed_by_agent = Arc::new(AtomicBool::new(false));
+    let peak_rss_kib = sample_peak_rss(pid);
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -127,6 +135,7 @@ pub(super) fn spawn(
     });
 
     let staging = launch.staging;
+    let killed = killed_by_agent.clone();
     tokio::spawn(async move {
         let mut last: Option<TrialEnd> = None;
         if let Some(stdout) = stdout {
@@ -156,9 +165,25 @@ pub(super) fn spawn(
         let end = match (last, status) {
             (Some(end), _) => end,
             (None, status) => {
-                let how = match status {
-                    Ok(status) => describe_exit(status),
-                    Err(e) => format!("could not be waited for ({e})"),
+                let peak = common::space::human(peak_rss_kib.load(Ordering::Relaxed) * 1024);
+                let killed_by_kernel = status.as_ref().ok().and_then(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    (s.signal() == Some(libc::SIGKILL) && !killed.load(Ordering::SeqCst))
+                        .then(|| oom_record(oom_kills_before.as_ref()))
+                });
+                let (how, ran_out_of) = match (status, killed_by_kernel) {
+                    (_, Some(Some(record))) => {
+                        (format!("was killed by the kernel's OOM killer ({record}; peak RSS {peak})"), Some(RanOutOf::Memory))
+                    }
+                    (_, Some(None)) => (
+                        format!(
+                            "was killed by SIGKILL, not sent by this agent (peak RSS {peak}): the kernel's OOM \
+                             killer or a memory limit, most likely, though no OOM record could be read"
+                        ),
+                        None,
+                    ),
+                    (Ok(status), None) => (format!("{} (peak RSS {peak})", describe_exit(status)), None),
+                    (Err(e), None) => (format!("could not be waited for ({e})"), None),
                 };
                 let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
                 let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
@@ -169,12 +194,41 @@ pub(super) fn spawn(
                         format!("trial process {how}; last lines of its stderr:\n{}", tail.join("\n"))
                     },
                     retryable: true,
+                    ran_out_of,
                 }
             }
         };
         let _ = events.send(TrialMessage::Ended { lease, end });
     });
-    Ok(TrialProcess { pid, stdin })
+    Ok(TrialProcess { pid, stdin, killed_by_agent })
+}
+
+/// How often a trial process's peak resident memory is read while it runs.
+const RSS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The peak resident memory of process `pid` in KiB, kept up to date while it lives: its
+/// failure message says how much it had taken when it was killed.
+fn sample_peak_rss(pid: u32) -> Arc<AtomicU64> {
+    let peak = Arc::new(AtomicU64::new(0));
+    let shared = peak.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RSS_EVERY);
+        loop {
+            tick.tick().await;
+            // The process is reaped (or its pid gone): nothing more to read.
+            let Some(kib) = exhaustion::peak_rss_kib(pid) else { return };
+            shared.fetch_max(kib, Ordering::Relaxed);
+        }
+    });
+    peak
+}
+
+/// The kernel's OOM record since `before`, in words; `None` when it says nothing new (or cannot
+/// be read).
+fn oom_record(before: Option<&(PathBuf, u64)>) -> Option<String> {
+    let (file, before) = before?;
+    let (_, after) = exhaustion::oom_kills()?;
+    (after > *before).then(|| format!("{}: oom_kill {before} -> {after}", file.display()))
 }
 
 /// Passes one event on; the final ones are returned, to be sent once the process has exited.
@@ -208,8 +262,8 @@ fn relay(
         TrialProcessEvent::Interrupted { epoch, checkpoint } => {
             Some(TrialEnd::Interrupted { epoch, checkpoint })
         }
-        TrialProcessEvent::Error { message, retryable } => {
-            Some(TrialEnd::Failed { error: message, retryable })
+        TrialProcessEvent::Error { message, retryable, ran_out_of } => {
+            Some(TrialEnd::Failed { error: message, retryable, ran_out_of })
         }
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::LeaseKey;
 use crate::outcome::{EpochReport, TrialResult};
-use crate::run::{run_trial, RunOptions, TrialEvent, TrialOutcome};
+use crate::run::{run_trial, RanOutOf, RunOptions, TrialEvent, TrialOutcome};
 use crate::trial::TrialSpec;
 
 /// What a trial (process or thread) tells the agent's loop.
@@ -38,13 +38,12 @@ pub(super) enum TrialEnd {
     /// Completed or diverged; the result says which.
     Finished(Box<TrialResult>),
     /// Cancelled; the last checkpoint, if any, lets another attempt resume.
-    Interrupted {
-        epoch: u32,
-        checkpoint: Option<PathBuf>,
-    },
+    Interrupted { epoch: u32, checkpoint: Option<PathBuf> },
     Failed {
         error: String,
         retryable: bool,
+        /// Failed for want of disk or memory (see [`RanOutOf`]).
+        ran_out_of: Option<RanOutOf>,
     },
 }
 
@@ -55,7 +54,11 @@ impl From<Result<TrialOutcome, crate::error::WorkerError>> for TrialEnd {
             Ok(TrialOutcome::Interrupted { epoch, checkpoint }) => {
                 TrialEnd::Interrupted { epoch, checkpoint }
             }
-            Err(error) => TrialEnd::Failed { error: error.to_string(), retryable: error.is_retryable() },
+            Err(error) => TrialEnd::Failed {
+                error: error.to_string(),
+                retryable: error.is_retryable(),
+                ran_out_of: RanOutOf::of(&error),
+            },
         }
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::{EpochReport, TrialResult};
-use crate::run::{run_trial, CancelFlag, RunOptions, TrialEvent, TrialOutcome};
+use crate::run::{run_trial, CancelFlag, RanOutOf, RunOptions, TrialEvent, TrialOutcome};
 use crate::trial::TrialSpec;
 
 /// What the agent asks a trial process to run: the trial, and the options it runs with as they
@@ -69,6 +69,9 @@ pub enum TrialProcessEvent {
     Error {
         message: String,
         retryable: bool,
+        /// Failed for want of disk or memory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ran_out_of: Option<RanOutOf>,
     },
 }
 
@@ -93,7 +96,11 @@ pub fn main(job_file: &std::path::Path) -> u8 {
         Ok(job) => job,
         Err(e) => {
             let message = format!("{}: {e}", job_file.display());
-            events.send(&TrialProcessEvent::Error { message: message.clone(), retryable: false });
+            events.send(&TrialProcessEvent::Error {
+                message: message.clone(),
+                retryable: false,
+                ran_out_of: None,
+            });
             eprintln!("error: {message}");
             return EXIT_BAD_JOB;
         }
@@ -128,7 +135,11 @@ pub fn main(job_file: &std::path::Path) -> u8 {
         Err(error) => {
             eprintln!("error: trial {}: {error}", job.trial_id);
             (
-                TrialProcessEvent::Error { message: error.to_string(), retryable: error.is_retryable() },
+                TrialProcessEvent::Error {
+                    message: error.to_string(),
+                    retryable: error.is_retryable(),
+                    ran_out_of: RanOutOf::of(&error),
+                },
                 EXIT_FAILED,
             )
         }

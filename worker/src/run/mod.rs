@@ -9,7 +9,7 @@ pub mod child_process;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::contract::{CancelFlag, Devices, RunOptions, TrialEvent, TrialOutcome};
+pub use crate::contract::{CancelFlag, Devices, RanOutOf, RunOptions, TrialEvent, TrialOutcome};
 use crate::error::WorkerError;
 use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
 use crate::trial::TrialSpec;

@@ -42,6 +42,9 @@ pub(in crate::agent) enum Outgoing {
         lease: LeaseKey,
         error: String,
         retryable: bool,
+        /// Ran out of memory, and whether other trials ran beside it (see `FailRequest`).
+        out_of_memory: bool,
+        shared: bool,
     },
     Release {
         lease: LeaseKey,
@@ -65,6 +68,11 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 impl Outgoing {
+    /// A failure that was neither for want of memory nor beside others.
+    pub(in crate::agent) fn fail(lease: LeaseKey, error: String, retryable: bool) -> Self {
+        Outgoing::Fail { lease, error, retryable, out_of_memory: false, shared: false }
+    }
+
     pub(in crate::agent) fn epoch(lease: LeaseKey, report: &EpochReport) -> Self {
         Outgoing::Epoch { lease, epoch: report.epoch, report_json: to_json(report) }
     }
@@ -148,11 +156,13 @@ impl Outgoing {
                 };
                 client.complete(request).await.map(drop)
             }
-            Outgoing::Fail { lease, error, retryable } => client
+            Outgoing::Fail { lease, error, retryable, out_of_memory, shared } => client
                 .fail(pb::FailRequest {
                     lease: Some(lease.to_pb()),
                     error: error.clone(),
                     retryable: *retryable,
+                    out_of_memory: *out_of_memory,
+                    shared: *shared,
                 })
                 .await
                 .map(drop),

@@ -131,15 +131,22 @@ impl Outbox {
         });
     }
 
-    /// Drops everything, waiting or on its way (a shutdown whose drain ran out).
-    pub(super) fn discard_all(&mut self) {
-        for message in self.waiting.drain(..) {
-            message.discard();
-        }
+    /// Gives up on everything, waiting or on its way (a shutdown whose drain ran out, a
+    /// coordinator away for too long); answers the finished trials' results among it, which are
+    /// never dropped (the caller keeps them on this node).
+    pub(super) fn give_up(&mut self) -> Vec<Outgoing> {
         for (_, in_flight) in self.in_flight.drain() {
             in_flight.task.abort();
-            in_flight.message.discard();
+            self.waiting.push_back(in_flight.message);
         }
+        let mut results = Vec::new();
+        for message in self.waiting.drain(..) {
+            match message {
+                Outgoing::Complete { .. } => results.push(message),
+                other => other.discard(),
+            }
+        }
+        results
     }
 
     /// Whether a lease's next message may go now: none of its messages is on its way, and its
