@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use cli::backup_command::{backup_command, BackupArgs};
 use cli::report_command::{report_command, ReportArgs};
 use cli::reproduce_command::{reproduce_command, ReproduceArgs};
 use cli::run_command::{run, RunArgs};
@@ -26,6 +27,7 @@ use cli::status_command::{status, StatusArgs};
 ///   coordinator report --format html --out report.html --plots sal-state/plots
 ///   coordinator show 3fa2c1   # one trial, by the start of its id
 ///   coordinator reproduce 3fa2c1   # rerun it here, compare bit for bit (exit 0 only if identical)
+///   coordinator backup --state-dir sal-state --to sal-state.backup.sqlite   # while it runs, too
 #[derive(Parser, Debug)]
 #[command(name = "coordinator", version, about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -49,6 +51,9 @@ enum Command {
     /// on this machine and compares epoch by epoch: bit-identical (exit 0), or the first epoch and
     /// metric that differ (exit 1); the two manifests side by side.
     Reproduce(ReproduceArgs),
+    /// A consistent copy of a state dir's store, even while its coordinator runs (SQLite's online
+    /// backup), checked before it is called done; says how to restore from it.
+    Backup(BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Some(Command::Report(args)) => report_command(args),
         Some(Command::Show(args)) => show_command(args),
         Some(Command::Reproduce(args)) => reproduce_command(args),
+        Some(Command::Backup(args)) => backup_command(args),
         None => run(cli.run),
     };
     match outcome {

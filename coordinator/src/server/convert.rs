@@ -235,6 +235,7 @@ impl From<StoreError> for Status {
             StoreError::Sqlite(_)
             | StoreError::Io { .. }
             | StoreError::Corrupt { .. }
+            | StoreError::Damaged { .. }
             | StoreError::Migration { .. } => Status::internal(message),
         }
     }

@@ -24,6 +24,9 @@ pub enum StoreError {
     NoCheckpoint { trial_id: String, epoch: u32 },
     #[error("state store holds unreadable {what}: {reason}")]
     Corrupt { what: String, reason: String },
+    /// The state file itself is damaged (or newer than this coordinator): refused at open.
+    #[error("{}: {what}; {restore}", file.display())]
+    Damaged { file: PathBuf, what: String, restore: &'static str },
     #[error("state store: commit failed: {message}")]
     Commit { message: String },
     /// The state dir has no room: nothing was committed (see `full.rs`).

@@ -42,6 +42,7 @@ mod error;
 mod full;
 mod handle;
 mod in_flight;
+pub mod integrity;
 mod leases;
 mod migrate;
 mod open;

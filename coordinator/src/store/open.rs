@@ -6,10 +6,12 @@ use rusqlite::Connection;
 
 use super::error::{Result, StoreError};
 use super::schema::SCHEMA;
-use super::{migrate, DB_FILE};
+use super::{integrity, migrate, DB_FILE};
 
 pub(super) fn open_connection(dir: &Path) -> Result<Connection> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    // A damaged (or newer) file is refused before anything here writes to it.
+    integrity::check(dir)?;
     let mut conn = Connection::open(dir.join(DB_FILE))?;
     // WAL: readers (`coordinator report`) never block the writer. synchronous=NORMAL: COMMIT does
     // not wait for the disk; the store's sync thread (`durable`) fsyncs the WAL before any answer

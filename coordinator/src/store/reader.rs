@@ -41,6 +41,7 @@ pub fn read_records(dir: &Path) -> Result<(String, Vec<TrialRecord>)> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no state store here"),
         ));
     }
+    super::integrity::check(dir)?;
     migrate::ensure_current(dir)?;
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(5))?;
