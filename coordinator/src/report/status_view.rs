@@ -151,5 +151,17 @@ mod tests {
             ..status
         };
         assert!(render(&stuck).contains("cannot run: trial t needs 4 devices"), "{}", render(&stuck));
+        assert!(!render(&stuck).contains("full"), "{}", render(&stuck));
+        // Running out of room is said before anything else, and each worker that takes nothing.
+        let mut full =
+            pb::StatusResponse { state_dir_full: "state dir /s is full (0 KiB free ...)".into(), ..stuck };
+        full.workers[0].condition = "work dir /w is full (12 KiB free; needs 1.0 MiB): ...".into();
+        let text = render(&full);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "state dir full: state dir /s is full (0 KiB free ...)", "{text}");
+        assert_eq!(
+            lines[2],
+            "worker w1 takes no trials: work dir /w is full (12 KiB free; needs 1.0 MiB): ..."
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! A damaged state file is refused before anything touches it, and a running store can be copied.
 //!
-//! [`check`] reads the database file as it lies on disk (SQLite's `immutable` mode: no lock, no
-//! write-ahead log or shared-memory file created, not a byte changed): a file that is not a
+//! [`check`] reads the store as it lies on disk, read-only (see [`open_as_it_lies`]): a file that is not a
 //! database, a truncated one, one whose pages `PRAGMA quick_check` finds damaged, or one made by
 //! a newer coordinator is refused with one line that names the file, says what is wrong and how
 //! to restore it. [`backup`] copies a store, even one a coordinator is writing, with SQLite's
@@ -55,9 +54,18 @@ pub(super) fn check(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The file as it lies: read-only and immutable (SQLite reads it without a lock and creates no
-/// file beside it).
+/// The store as it lies, read-only. With no write-ahead log beside it, the file alone is the
+/// store: it is read as immutable (no lock, no file created beside it). With one, the log holds
+/// commits the file has not taken in yet (and a checkpoint may have been cut short): the file is
+/// read through it, which may create SQLite's shared-memory index, never a write to either.
 fn open_as_it_lies(file: &Path) -> rusqlite::Result<Connection> {
+    let mut wal = file.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0) {
+        let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        return Ok(conn);
+    }
     let uri = format!("file:{}?mode=ro&immutable=1", uri_path(file));
     Connection::open_with_flags(uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
 }

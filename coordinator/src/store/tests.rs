@@ -470,3 +470,63 @@ async fn a_random_shrink_perturb_trial_fails_with_its_sal_trial_and_the_sweep_en
     let (store, _) = Store::open(dir.path(), &sweep, Duration::from_secs(30), false).unwrap();
     assert!(store.progress().borrow().is_complete());
 }
+
+#[tokio::test]
+async fn a_trial_out_of_memory_beside_others_runs_alone_next_uncharged_and_alone_fails_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "name: t\nepochs: 2\nbatch_size: 1\nlearning_rate: 0.1\nseeds: [1, 2]\nmethods: [baseline]\n\
+                architectures: [noop]\noptimizers: [sgd]\nresolutions: [32]\ngpus_per_trial: 1\n\
+                datasets:\n  s:\n    format: synthetic\n";
+    let sweep = spec::parse(Path::new("t.yaml"), text, &LoadOptions::default()).unwrap();
+    let (store, _) = Store::open(dir.path(), &sweep, Duration::from_secs(30), false).unwrap();
+    worker(&store).await;
+    let first = lease(&store).await.unwrap();
+    assert!(!first.alone);
+    store.out_of_memory(lease_ref(&first), "killed by the kernel's OOM killer".into(), true).await.unwrap();
+
+    // Beside others: pending again, no attempt charged, and only for a worker running nothing.
+    let (_, records) = read_records(dir.path()).unwrap();
+    let record = records.iter().find(|r| r.id == first.trial_id).unwrap();
+    assert_eq!(record.state, "pending");
+    assert!(record.last_error.as_deref().unwrap().contains("beside other trials"));
+    let failures: u32 = rusqlite::Connection::open(dir.path().join(DB_FILE))
+        .unwrap()
+        .query_row("SELECT failures FROM trials WHERE id = ?1", [&first.trial_id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(failures, 0);
+    // A worker with a free device beside a busy one.
+    let two =
+        Registration { worker_id: "w2".into(), hostname: "h".into(), devices: 2, memory_mb: Vec::new() };
+    store.register(two).await.unwrap();
+    let busy = LeaseAsk {
+        worker_id: "w2".into(),
+        devices: vec![vec!["another-lease".into()], Vec::new()],
+        held: Vec::new(),
+        cached: Vec::new(),
+        condition: String::new(),
+    };
+    let beside = store.lease(busy).await.unwrap().grant.unwrap();
+    assert_ne!(beside.trial_id, first.trial_id, "the trial that must run alone went to a busy worker");
+    let beside_ref = LeaseRef {
+        lease_id: beside.lease_id.clone(),
+        trial_id: beside.trial_id.clone(),
+        holder: "w2".into(),
+    };
+    store.release(beside_ref).await.unwrap();
+    let alone = loop {
+        let grant = lease(&store).await.unwrap();
+        if grant.trial_id == first.trial_id {
+            break grant;
+        }
+        store.release(lease_ref(&grant)).await.unwrap();
+    };
+    assert!(alone.alone, "the worker is told to run it alone");
+
+    // Alone, out of memory again: failed for good, with why.
+    store.out_of_memory(lease_ref(&alone), "CUDA out of memory".into(), false).await.unwrap();
+    let (_, records) = read_records(dir.path()).unwrap();
+    let record = records.iter().find(|r| r.id == first.trial_id).unwrap();
+    assert_eq!(record.state, "failed");
+    let error = record.last_error.as_deref().unwrap();
+    assert!(error.contains("out of memory running alone") && error.contains("CUDA out of memory"), "{error}");
+}

@@ -230,9 +230,9 @@ impl Link {
         }
     }
 
-    /// When waiting messages may go: now, or once a held-back coordinator is tried again.
-    pub(super) fn send_at(&self) -> Instant {
-        self.held.as_ref().map_or_else(Instant::now, |held| held.retry_at)
+    /// When waiting messages may go, while the coordinator cannot store them; `None`: now.
+    pub(super) fn held_until(&self) -> Option<Instant> {
+        self.held.as_ref().map(|held| held.retry_at)
     }
 
     /// The coordinator answered a call: no more backoff.

@@ -181,7 +181,7 @@ impl Session {
         }
         let mut wake = now + Duration::from_secs(3600);
         if let Some(ready) = self.outbox.next_sendable() {
-            wake = wake.min(ready.max(self.link.send_at()));
+            wake = wake.min(self.link.held_until().map_or(ready, |until| ready.max(until)));
         }
         if self.wants_work() {
             wake = wake.min(self.next_lease);
@@ -243,7 +243,7 @@ impl Session {
             answered = true;
         }
         let now = Instant::now();
-        if now >= self.link.send_at() {
+        if self.link.held_until().is_none_or(|until| now >= until) {
             self.outbox.flush(self.link.client(), self.link.deadline());
         }
         if self.wants_work() && now >= self.next_lease {
