@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use coordinator::report::grid::Grid;
 use coordinator::report::paper_tables::{self, PaperTables};
-use coordinator::report::{self, html, pivot_grid, plots, stats, Axis, Format, PaperFigures};
+use coordinator::report::{self, html, pivot_grid, plots, Axis, Format, PaperFigures};
 use coordinator::store::{self, TrialRecord};
 
 use super::{runtime, ClientArgs, USAGE};
@@ -139,7 +139,6 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let records = &selection.records;
     let name = selection.sweep.as_str();
     let rows = report::pivot(records, &axes);
-    let statistics = stats::grid(&stats::compare_cells(records));
     let paper_table = |n: u8| {
         paper_tables.as_ref().map_or_else(
             || {
@@ -153,17 +152,7 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     // The tables of a text report: the paper's table N, or the pivot and the statistics.
     let mut grids: Vec<Grid> = match args.table {
         Some(n) => vec![paper_table(n).map_err(anyhow::Error::msg)?],
-        None => {
-            let mut grids = vec![pivot_grid::grid(name, &rows, &axes, paper.as_ref()), statistics];
-            // One statistics table per method beyond SAL, then the arms side by side and the
-            // test of Equation 11 (with flatness measured).
-            for method in stats::other_methods(records) {
-                grids.push(stats::method_grid(&stats::compare_method(records, method), method));
-            }
-            grids.extend(report::ablation::ablation_grid(records));
-            grids.extend(report::ablation::equation11_grid(records));
-            grids
-        }
+        None => report::tables::report_grids(name, records, &axes, paper.as_ref()),
     };
     // Numbers of different builds side by side are worth a warning under every table.
     let versions = report::provenance::versions_warning(records);

@@ -25,6 +25,7 @@ pub mod provenance;
 pub mod select;
 pub mod stats;
 pub mod status_view;
+pub mod tables;
 pub mod trial_view;
 
 use std::collections::BTreeMap;
