@@ -120,6 +120,7 @@ mod tests {
                 trials: vec!["abcdef0123456789".into()],
                 idle_ms: 1500,
                 condition: String::new(),
+                usage: None,
             }],
             eta_seconds: Some(3725.0),
             in_flight: vec![pb::TrialProgress {

@@ -21,7 +21,7 @@ pub mod slots;
 mod tests;
 mod workers;
 
-pub use model::{AfterLoss, Lease, TrialEntry, TrialState, WorkerEntry};
+pub use model::{AfterLoss, DeviceUsage, Lease, TrialEntry, TrialState, Usage, WorkerEntry};
 use pending::PendingIndex;
 use slots::{MemoryBook, TrialsPerDevice};
 use workers::Stranger;

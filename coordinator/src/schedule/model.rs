@@ -115,6 +115,25 @@ pub struct WorkerEntry {
     pub told_done: bool,
     /// What keeps it from taking trials, as it said last (a full work dir); empty: nothing.
     pub condition: String,
+    /// What its node used when it last called.
+    pub usage: Option<Usage>,
+}
+
+/// A worker's node's use of its machine, as it said when it last called.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Usage {
+    pub cpu_percent: f32,
+    /// Resident memory of its trial processes together.
+    pub rss_mb: u64,
+    /// One per GPU, in its order (none on CPU workers).
+    pub devices: Vec<DeviceUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceUsage {
+    pub utilisation_percent: f32,
+    pub memory_used_mb: u64,
+    pub memory_total_mb: u64,
 }
 
 /// What becomes of a trial whose attempt ended without a result.

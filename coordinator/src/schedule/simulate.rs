@@ -121,6 +121,7 @@ pub fn replay(trials: &[SimTrial], gpus: u32, gpus_per_node: u32) -> Makespan {
             last_seen_ms: 0,
             told_done: false,
             condition: String::new(),
+            usage: None,
         })
         .collect();
     let mut on_devices: Vec<Vec<Vec<String>>> =

@@ -29,6 +29,7 @@ fn worker(devices: u32, cached: &[&str]) -> WorkerEntry {
         last_seen_ms: 0,
         told_done: false,
         condition: String::new(),
+        usage: None,
     }
 }
 

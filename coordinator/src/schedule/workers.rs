@@ -38,6 +38,7 @@ impl Scheduler {
             last_seen_ms: 0,
             told_done: false,
             condition: String::new(),
+            usage: None,
         });
         entry.hostname = spec.hostname;
         entry.devices = spec.devices;

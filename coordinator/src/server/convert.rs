@@ -98,7 +98,25 @@ pub fn lease_ask(request: pb::LeaseRequest, worker: &str) -> Result<LeaseAsk, St
         held: request.held_leases,
         cached: request.cached,
         condition: request.condition,
+        usage: request.usage.map(usage),
     })
+}
+
+/// What a worker's node uses, as the store keeps it.
+pub fn usage(usage: pb::NodeUsage) -> store::Usage {
+    store::Usage {
+        cpu_percent: usage.cpu_percent,
+        rss_mb: usage.rss_mb,
+        devices: usage
+            .devices
+            .into_iter()
+            .map(|d| store::DeviceUsage {
+                utilisation_percent: d.utilisation_percent,
+                memory_used_mb: d.memory_used_mb,
+                memory_total_mb: d.memory_total_mb,
+            })
+            .collect(),
+    }
 }
 
 /// An epoch report, parsed and as sent (its numbers are checked by `validate`).
@@ -143,6 +161,7 @@ pub fn completion(request: pb::CompleteRequest, lease: LeaseRef) -> Result<Compl
             held: Vec::new(),
             cached: request.cached,
             condition: String::new(),
+            usage: None,
         })
     };
     Ok(Completion { lease, result, result_json: request.result_json, epochs, next })
@@ -185,6 +204,19 @@ impl From<store::Status> for pb::StatusResponse {
                     trials: w.trials,
                     idle_ms: w.idle_ms,
                     condition: w.condition,
+                    usage: w.usage.map(|u| pb::NodeUsage {
+                        cpu_percent: u.cpu_percent,
+                        rss_mb: u.rss_mb,
+                        devices: u
+                            .devices
+                            .into_iter()
+                            .map(|d| pb::DeviceUsage {
+                                utilisation_percent: d.utilisation_percent,
+                                memory_used_mb: d.memory_used_mb,
+                                memory_total_mb: d.memory_total_mb,
+                            })
+                            .collect(),
+                    }),
                 })
                 .collect(),
             eta_seconds: status.eta_seconds,

@@ -212,7 +212,8 @@ impl Coordinator for CoordinatorService {
         convert::same_worker(&request.worker_id, &worker)?;
         validate::ids(&request.held_leases, "held_leases")?;
         validate::text(&request.condition, "condition", validate::MAX_ERROR, true)?;
-        let reply = self.store.heartbeat(worker, request.held_leases, request.condition).await?;
+        let usage = request.usage.map(convert::usage);
+        let reply = self.store.heartbeat(worker, request.held_leases, request.condition, usage).await?;
         Ok(Response::new(pb::HeartbeatResponse { lost_leases: reply.lost, sweep_done: reply.sweep_done }))
     }
 

@@ -2,6 +2,7 @@
 //! and grants, progress and status.
 
 use crate::schedule::slots::TrialsPerDevice;
+pub use crate::schedule::{DeviceUsage, Usage};
 
 use super::in_flight::TrialProgress;
 
@@ -35,6 +36,8 @@ pub struct LeaseAsk {
     pub cached: Vec<String>,
     /// What keeps the worker from taking trials (a full work dir), in words; empty: nothing.
     pub condition: String,
+    /// What its node uses now.
+    pub usage: Option<Usage>,
 }
 
 /// A trial handed to a worker.
@@ -94,6 +97,7 @@ pub struct WorkerStatus {
     pub idle_ms: u64,
     /// What keeps it from taking trials, as it said last; empty: nothing.
     pub condition: String,
+    pub usage: Option<Usage>,
 }
 
 #[derive(Debug, Clone)]

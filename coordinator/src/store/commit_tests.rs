@@ -38,6 +38,7 @@ fn ask() -> LeaseAsk {
         held: Vec::new(),
         cached: Vec::new(),
         condition: String::new(),
+        usage: None,
     }
 }
 
@@ -322,7 +323,7 @@ fn a_full_state_dir_refuses_writes_keeps_leases_alive_and_goes_on_by_itself_once
     let waiting = held.clone();
     let (ask_again, mut asked) = job(
         |core| core.lease(ask()),
-        Some(Box::new(move |core: &mut Core| core.keep_alive("w", &waiting, ""))),
+        Some(Box::new(move |core: &mut Core| core.keep_alive("w", &waiting, "", None))),
         |_| false,
     );
     let (report, mut reported) = job(

@@ -13,7 +13,7 @@ use super::actor::{job, Job, WhenFull};
 use super::api::{LeaseAsk, LeaseRef, LeaseReply, LoadSummary, Progress, Registration, Status};
 use super::durable::WalSync;
 use super::error::{Result, StoreError};
-use super::{now_ms, Core, Full, CHECKPOINT_DIR, DB_FILE};
+use super::{now_ms, Core, Full, Usage, CHECKPOINT_DIR, DB_FILE};
 
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
@@ -103,21 +103,30 @@ impl Store {
     /// memory and it hears that there is no trial for it now.
     pub async fn lease(&self, ask: LeaseAsk) -> Result<LeaseReply> {
         let waiting = ask.clone();
-        let when_full: WhenFull<LeaseReply> =
-            Box::new(move |core| core.keep_alive(&waiting.worker_id, &waiting.held, &waiting.condition));
+        let when_full: WhenFull<LeaseReply> = Box::new(move |core| {
+            core.keep_alive(&waiting.worker_id, &waiting.held, &waiting.condition, waiting.usage.as_ref())
+        });
         self.run(move |core| core.lease(ask), Some(when_full), answered_at_commit).await
     }
 
-    /// A worker's heartbeat, with what keeps it from taking trials (empty: nothing).
+    /// A worker's heartbeat, with what keeps it from taking trials (empty: nothing) and what its
+    /// node uses.
     pub async fn heartbeat(
         &self,
         worker_id: String,
         held: Vec<String>,
         condition: String,
+        usage: Option<Usage>,
     ) -> Result<LeaseReply> {
-        let (id, leases, said) = (worker_id.clone(), held.clone(), condition.clone());
-        let when_full: WhenFull<LeaseReply> = Box::new(move |core| core.keep_alive(&id, &leases, &said));
-        self.run(move |core| core.heartbeat(&worker_id, &held, &condition), Some(when_full), |_| false).await
+        let (id, leases, said, used) = (worker_id.clone(), held.clone(), condition.clone(), usage.clone());
+        let when_full: WhenFull<LeaseReply> =
+            Box::new(move |core| core.keep_alive(&id, &leases, &said, used.as_ref()));
+        self.run(
+            move |core| core.heartbeat(&worker_id, &held, &condition, usage.as_ref()),
+            Some(when_full),
+            |_| false,
+        )
+        .await
     }
 
     pub async fn report_epoch(&self, lease: LeaseRef, report: EpochReport, json: String) -> Result<()> {

@@ -6,7 +6,7 @@ use crate::schedule::{AfterLoss, Lease, TrialState};
 
 use super::api::{Grant, LeaseAsk, LeaseRef, LeaseReply};
 use super::error::{Result, StoreError};
-use super::workers::note_condition;
+use super::workers::note_news;
 use super::{now_ms, Core};
 
 /// A fresh random id: 128 bits, hex.
@@ -21,7 +21,7 @@ impl Core {
         }
         let worker = self.touch_worker(&ask.worker_id)?;
         worker.cached.extend(ask.cached.iter().cloned());
-        note_condition(worker, &ask.condition);
+        note_news(worker, &ask.condition, ask.usage.as_ref());
         let lost = self.extend(&ask.worker_id, &ask.held)?;
         let Some(worker) = self.sched.worker(&ask.worker_id) else {
             return Err(StoreError::UnknownWorker { worker_id: ask.worker_id });

@@ -57,7 +57,8 @@ mod trials;
 mod workers;
 
 pub use api::{
-    Grant, LeaseAsk, LeaseRef, LeaseReply, LoadSummary, Progress, Registration, Status, WorkerStatus,
+    DeviceUsage, Grant, LeaseAsk, LeaseRef, LeaseReply, LoadSummary, Progress, Registration, Status, Usage,
+    WorkerStatus,
 };
 use error::Result;
 pub use error::StoreError;

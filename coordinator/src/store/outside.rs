@@ -118,6 +118,7 @@ mod tests {
                 held: Vec::new(),
                 cached: Vec::new(),
                 condition: String::new(),
+                usage: None,
             };
             store.lease(ask).await.unwrap().grant.unwrap()
         };

@@ -22,6 +22,7 @@ impl Core {
                     .collect(),
                 idle_ms: now.saturating_sub(w.last_seen_ms),
                 condition: w.condition.clone(),
+                usage: w.usage.clone(),
             })
             .collect();
         workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));

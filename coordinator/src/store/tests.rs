@@ -47,6 +47,7 @@ async fn lease(store: &Store) -> Option<Grant> {
         held: Vec::new(),
         cached: Vec::new(),
         condition: String::new(),
+        usage: None,
     };
     store.lease(ask).await.unwrap().grant
 }
@@ -191,6 +192,7 @@ async fn after_a_restart_an_unregistered_worker_is_waited_for_and_told_that_the_
         held: vec![grant.lease_id.clone()],
         cached: Vec::new(),
         condition: String::new(),
+        usage: None,
     };
     let unknown = store.lease(ask()).await;
     assert!(matches!(unknown, Err(StoreError::UnknownWorker { .. })), "{unknown:?}");
@@ -304,6 +306,7 @@ async fn measured_device_memory_packs_trials_under_auto_and_survives_a_restart()
         held: Vec::new(),
         cached: Vec::new(),
         condition: String::new(),
+        usage: None,
     };
     let ttl = Duration::from_secs(30);
     let first = {
@@ -504,6 +507,7 @@ async fn a_trial_out_of_memory_beside_others_runs_alone_next_uncharged_and_alone
         held: Vec::new(),
         cached: Vec::new(),
         condition: String::new(),
+        usage: None,
     };
     let beside = store.lease(busy).await.unwrap().grant.unwrap();
     assert_ne!(beside.trial_id, first.trial_id, "the trial that must run alone went to a busy worker");

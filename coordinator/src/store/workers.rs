@@ -2,7 +2,7 @@
 
 use rusqlite::params;
 
-use crate::schedule::{WorkerEntry, WorkerSpec};
+use crate::schedule::{Usage, WorkerEntry, WorkerSpec};
 
 use super::api::{LeaseReply, Registration};
 use super::error::{Result, StoreError};
@@ -77,11 +77,12 @@ impl Core {
         worker_id: &str,
         held: &[String],
         condition: &str,
+        usage: Option<&Usage>,
     ) -> Result<LeaseReply> {
         if let Some(reply) = self.answer_stranger(worker_id, held) {
             return reply;
         }
-        note_condition(self.touch_worker(worker_id)?, condition);
+        note_news(self.touch_worker(worker_id)?, condition, usage);
         let lost = self.extend(worker_id, held)?;
         let sweep_done = self.sched.sweep_done();
         self.touch_worker(worker_id)?.told_done = sweep_done;
@@ -95,11 +96,12 @@ impl Core {
         worker_id: &str,
         held: &[String],
         condition: &str,
+        usage: Option<&Usage>,
     ) -> Result<LeaseReply> {
         if let Some(reply) = self.answer_stranger(worker_id, held) {
             return reply;
         }
-        note_condition(self.touch_worker(worker_id)?, condition);
+        note_news(self.touch_worker(worker_id)?, condition, usage);
         let deadline = now_ms() + self.lease_ttl_ms;
         let mut lost = Vec::new();
         for lease_id in held {
@@ -114,8 +116,12 @@ impl Core {
     }
 }
 
-/// Keeps what a worker says keeps it from taking trials, and says so in the log when it changes.
-pub(super) fn note_condition(worker: &mut WorkerEntry, condition: &str) {
+/// Keeps what a worker says of itself when it calls: its use of its node, and what keeps it from
+/// taking trials (said in the log when it changes).
+pub(super) fn note_news(worker: &mut WorkerEntry, condition: &str, usage: Option<&Usage>) {
+    if usage.is_some() {
+        worker.usage = usage.cloned();
+    }
     if worker.condition == condition {
         return;
     }

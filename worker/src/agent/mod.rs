@@ -35,6 +35,7 @@ mod running;
 mod tests;
 mod trial_child;
 mod trial_thread;
+mod usage;
 mod watchdog;
 
 use std::collections::BTreeSet;
@@ -83,6 +84,8 @@ struct Session {
     sweep_done: bool,
     /// The work dir has no room: no trials until it has (see [`exhaustion`]).
     disk_full: Option<exhaustion::DiskFull>,
+    /// What the node uses, sent with every lease request and heartbeat.
+    usage: usage::UsageSampler,
     shutting_down: Option<Instant>,
     next_lease: Instant,
     next_heartbeat: Instant,
@@ -92,6 +95,7 @@ impl Session {
     fn new(config: ClientConfig) -> Result<Self, WorkerError> {
         let link = Link::new(&config)?;
         let devices = device_slots::DeviceTable::new(&config.devices);
+        let usage = usage::UsageSampler::new(&config.devices);
         if devices.is_empty() {
             return Err(WorkerError::InvalidTrial("a worker needs at least one device".into()));
         }
@@ -105,6 +109,7 @@ impl Session {
             cached: BTreeSet::new(),
             sweep_done: false,
             disk_full: None,
+            usage,
             shutting_down: None,
             next_lease: now,
             next_heartbeat: now,
@@ -261,6 +266,7 @@ impl Session {
             worker_id: self.config.worker_id.clone(),
             held_leases: self.trials.held(),
             condition: self.condition(),
+            usage: Some(self.usage.sample(self.trials.pids())),
         };
         let reply = self.link.call(self.link.client().clone().heartbeat(request)).await?.into_inner();
         self.next_heartbeat = Instant::now() + self.link.heartbeat();
@@ -278,6 +284,7 @@ impl Session {
             cached: self.cached.iter().cloned().collect(),
             devices: self.devices.loads(),
             condition: self.condition(),
+            usage: Some(self.usage.sample(self.trials.pids())),
         };
         let reply = self.link.call(self.link.client().clone().lease(request)).await?.into_inner();
         let now = Instant::now();

@@ -120,6 +120,11 @@ impl Trials {
         self.running.iter().filter(|(_, r)| !r.lost).map(|(id, _)| id.clone()).collect()
     }
 
+    /// The trial processes' ids (stand-in trials run as threads of the agent).
+    pub(super) fn pids(&self) -> Vec<u32> {
+        self.running.values().filter_map(|r| r.process.as_ref()).map(trial_child::TrialProcess::pid).collect()
+    }
+
     pub(super) fn is_live(&self, lease_id: &str) -> bool {
         self.running.get(lease_id).is_some_and(|r| !r.lost)
     }
