@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cli::backup_command::{backup_command, BackupArgs};
+use cli::dashboard_command::{dashboard_command, DashboardArgs};
 use cli::report_command::{report_command, ReportArgs};
 use cli::reproduce_command::{reproduce_command, ReproduceArgs};
 use cli::run_command::{run, RunArgs};
@@ -28,6 +29,7 @@ use cli::status_command::{status, StatusArgs};
 ///   coordinator show 3fa2c1   # one trial, by the start of its id
 ///   coordinator reproduce 3fa2c1   # rerun it here, compare bit for bit (exit 0 only if identical)
 ///   coordinator backup --state-dir sal-state --to sal-state.backup.sqlite   # while it runs, too
+///   coordinator dashboard --state-dir sal-state   # the live page, from a login node too
 #[derive(Parser, Debug)]
 #[command(name = "coordinator", version, about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -54,6 +56,9 @@ enum Command {
     /// A consistent copy of a state dir's store, even while its coordinator runs (SQLite's online
     /// backup), checked before it is called done; says how to restore from it.
     Backup(BackupArgs),
+    /// The live dashboard over a state dir whose coordinator runs elsewhere (read-only), or
+    /// that has finished: trials, curves, comparisons, the report's tables, /metrics.
+    Dashboard(DashboardArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Some(Command::Show(args)) => show_command(args),
         Some(Command::Reproduce(args)) => reproduce_command(args),
         Some(Command::Backup(args)) => backup_command(args),
+        Some(Command::Dashboard(args)) => dashboard_command(args),
         None => run(cli.run),
     };
     match outcome {

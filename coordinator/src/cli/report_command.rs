@@ -58,20 +58,8 @@ pub(crate) struct ReportArgs {
     pub(crate) plots: Option<PathBuf>,
 }
 
-/// The axes with more than one value, then method.
 pub(crate) fn default_axes(records: &[TrialRecord]) -> Vec<Axis> {
-    let mut axes: Vec<Axis> = [Axis::Architecture, Axis::Optimizer, Axis::Dataset, Axis::Resolution]
-        .into_iter()
-        .filter(|axis| {
-            let values: std::collections::HashSet<String> = records.iter().map(|r| axis.value(r)).collect();
-            values.len() > 1
-        })
-        .collect();
-    if axes.is_empty() {
-        axes.push(Axis::Architecture);
-    }
-    axes.push(Axis::Method);
-    axes
+    report::tables::default_axes(records)
 }
 
 /// The diverged and failed trials (the first ten), on stderr.

@@ -94,6 +94,14 @@ pub(crate) struct RunArgs {
     /// sweep goes on by itself as soon as there is), then stop; 0: wait for ever.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub(crate) full_disk_wait: u64,
+    /// Serve the live dashboard (a web page: trials, curves, comparisons, /metrics) on this
+    /// address; its URL is printed. On by default with --local (127.0.0.1, any free port). Off
+    /// loopback it asks for the token; with --tls-cert it is served over HTTPS.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) dashboard: Option<SocketAddr>,
+    /// No dashboard, even with --local.
+    #[arg(long, conflicts_with = "dashboard")]
+    pub(crate) no_dashboard: bool,
     /// Also write the bound address to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) addr_file: Option<PathBuf>,
@@ -212,6 +220,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         progress_bar: std::io::stderr().is_terminal(),
         security,
         full_disk_wait: (args.full_disk_wait > 0).then(|| Duration::from_secs(args.full_disk_wait)),
+        dashboard: match (args.dashboard, args.local && !args.no_dashboard) {
+            (Some(addr), _) => Some(addr),
+            (None, true) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            (None, false) => None,
+        },
     };
     let progress =
         match runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal())) {

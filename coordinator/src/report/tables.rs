@@ -24,3 +24,19 @@ pub fn report_grids(
     grids.extend(ablation::equation11_grid(records));
     grids
 }
+
+/// The axes with more than one value, then method.
+pub fn default_axes(records: &[TrialRecord]) -> Vec<Axis> {
+    let mut axes: Vec<Axis> = [Axis::Architecture, Axis::Optimizer, Axis::Dataset, Axis::Resolution]
+        .into_iter()
+        .filter(|axis| {
+            let values: std::collections::HashSet<String> = records.iter().map(|r| axis.value(r)).collect();
+            values.len() > 1
+        })
+        .collect();
+    if axes.is_empty() {
+        axes.push(Axis::Architecture);
+    }
+    axes.push(Axis::Method);
+    axes
+}

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod convert;
 pub mod local_workers;
+pub mod rpc_timing;
 pub mod runner;
 pub mod service;
 pub mod sessions;

@@ -41,6 +41,8 @@ pub enum RunnerError {
     Server(#[from] tonic::transport::Error),
     #[error(transparent)]
     Local(#[from] LocalError),
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardError),
     #[error("every local worker has exited with trials left; their logs are in {}", dir.display())]
     WorkersGone { dir: PathBuf },
     /// The state dir stayed full for longer than `--full-disk-wait`.
@@ -101,6 +103,8 @@ pub struct ServeOptions {
     pub security: Security,
     /// How long a full state dir is waited out before the coordinator stops; `None`: for ever.
     pub full_disk_wait: Option<Duration>,
+    /// Serve the dashboard on this address (port 0: any free port).
+    pub dashboard: Option<SocketAddr>,
 }
 
 /// Serves `sweep` until every trial has ended (or `shutdown` resolves); answers the final counts.
@@ -149,10 +153,42 @@ pub async fn serve_sweep(
             .map_err(|source| RunnerError::Io { path: partial.clone(), source })?;
         std::fs::rename(&partial, path).map_err(|source| RunnerError::Io { path: path.clone(), source })?;
     }
+    let rpc_times = crate::dashboard::metrics::RpcTimes::default();
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(service::serve(store.clone(), listener, options.lease_ttl, settings, async {
-        let _ = server_stopped.await;
-    }));
+    let server = tokio::spawn(service::serve(
+        store.clone(),
+        listener,
+        options.lease_ttl,
+        settings,
+        rpc_times.clone(),
+        async {
+            let _ = server_stopped.await;
+        },
+    ));
+    // The dashboard reads the store beside the server; stopped when this function returns.
+    let dashboard = match options.dashboard {
+        Some(listen) => {
+            let dashboard = crate::dashboard::start(
+                crate::dashboard::DashboardOptions {
+                    state_dir: options.state_dir.clone(),
+                    sweep: Some(sweep.name.clone()),
+                    listen,
+                    token: options.security.token.clone(),
+                    tls: options.security.tls.clone(),
+                    rpc: rpc_times,
+                },
+                Some(store.clone()),
+            )
+            .await?;
+            {
+                use std::io::Write as _;
+                // Readiness, like `listening on`: scripts and tests wait for this line.
+                let _ = writeln!(std::io::stdout(), "dashboard on {}", dashboard.url);
+            }
+            Some(dashboard)
+        }
+        None => None,
+    };
 
     let local_dir = options.state_dir.join("local-workers");
     let workers = match &options.local {
@@ -173,7 +209,9 @@ pub async fn serve_sweep(
         (stopper, waiter)
     });
 
-    let bar = options.progress_bar.then(|| progress_bar(store.progress(), store.health()));
+    let bar = options
+        .progress_bar
+        .then(|| progress_bar(store.progress(), store.health(), dashboard.as_ref().map(|d| d.url.clone())));
     let mut progress = store.progress();
     tokio::pin!(shutdown);
     let interrupted = tokio::select! {
@@ -274,13 +312,20 @@ async fn full_for(mut health: watch::Receiver<Option<Full>>, wait: Duration) -> 
 fn progress_bar(
     mut progress: watch::Receiver<Progress>,
     mut health: watch::Receiver<Option<Full>>,
+    dashboard: Option<String>,
 ) -> ProgressBar {
     let initial = *progress.borrow();
     let bar = ProgressBar::new(u64::from(initial.total()));
-    let style =
-        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} trials {msg} (eta {eta})")
-            .map(|s| s.progress_chars("=> "))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    // The dashboard's address beside the bar, for the whole run: one click to watch it.
+    let template = match &dashboard {
+        Some(url) => {
+            format!("{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} trials {{msg}} (eta {{eta}}) {url}")
+        }
+        None => "{elapsed_precise} [{bar:40}] {pos}/{len} trials {msg} (eta {eta})".to_string(),
+    };
+    let style = ProgressStyle::with_template(&template)
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     let shown = bar.clone();
     tokio::spawn(async move {

@@ -96,6 +96,7 @@ pub async fn serve(
     listener: TcpListener,
     lease_ttl: Duration,
     settings: ServerSettings,
+    rpc_times: crate::dashboard::metrics::RpcTimes,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -134,6 +135,7 @@ pub async fn serve(
     if let Some(tls) = settings.tls {
         builder = builder.tls_config(tls)?;
     }
+    let mut builder = builder.layer(super::rpc_timing::RpcTiming::new(rpc_times));
     // The store was opened before the server started; it stays open until the server stops.
     set_health(&health, true).await;
     let result = builder

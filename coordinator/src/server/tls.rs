@@ -51,6 +51,51 @@ impl ServerTlsFiles {
     }
 }
 
+impl ServerTlsFiles {
+    /// The same certificate as a rustls server configuration, for the dashboard (HTTP over the
+    /// same TLS as the gRPC service); `None` without a certificate. A client CA (mutual TLS) is
+    /// asked of the dashboard's browsers too.
+    pub fn rustls(&self) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{self, server::WebPkiClientVerifier, RootCertStore};
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else { return Ok(None) };
+        let bad = |what: &'static str, path: &Path, e: String| TlsError::Read {
+            what,
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read("certificate", cert)?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("certificate", cert, e.to_string()))?;
+        let key_der =
+            PrivateKeyDer::from_pem_slice(&read("key", key)?).map_err(|e| bad("key", key, e.to_string()))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Usage(e.to_string()))?;
+        let builder = match &self.client_ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for der in CertificateDer::pem_slice_iter(&read("client CA", ca)?) {
+                    let der = der.map_err(|e| bad("client CA", ca, e.to_string()))?;
+                    roots.add(der).map_err(|e| bad("client CA", ca, e.to_string()))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| bad("client CA", ca, e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config =
+            builder.with_single_cert(certs, key_der).map_err(|e| bad("certificate", cert, e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Some(std::sync::Arc::new(config)))
+    }
+}
+
 /// A client's TLS settings: trust `ca` (a private CA: the usual case for a cluster), and present
 /// `identity` when the server asks for a client certificate.
 pub fn client_config(
