@@ -230,6 +230,18 @@ pub fn equation11_grid(records: &[TrialRecord]) -> Option<Grid> {
         header: header.map(String::from).to_vec(),
         rows,
         numeric_from: 5,
+        // The test of Tr H and its verdict first, then the figures it is made of, then λ_max.
+        importance: &[
+            &["Δ Tr H", "95% CI"],
+            &["Holm p"],
+            &["verdict"],
+            &["pairs"],
+            &["Tr H baseline", "Tr H arm"],
+            &["p"],
+            &["Δ λ_max", "95% CI (λ)"],
+            &["Holm p (λ)"],
+            &["λ_max baseline", "λ_max arm"],
+        ],
         notes: vec![
             "Tr H: Hutchinson's estimate with Rademacher probes; λ_max: power iteration (largest-magnitude \
              eigenvalue); both over the fixed seeded subset of training images, batch norm in eval mode."
@@ -337,6 +349,17 @@ pub fn ablation_grid(records: &[TrialRecord]) -> Option<Grid> {
         header: header.map(String::from).to_vec(),
         rows,
         numeric_from: 5,
+        // Accuracy and its paired test first, then flatness, then the cost.
+        importance: &[
+            &["top-1 %"],
+            &["Δ top-1 (pp)", "95% CI"],
+            &["Holm p"],
+            &["pairs"],
+            &["Tr H"],
+            &["λ_max"],
+            &["× baseline train s"],
+            &["train s"],
+        ],
         notes: vec![
             "Δ top-1 = arm − baseline in percentage points, paired by seed, 95% CI from Student's t; Holm \
              over every (cell, arm). Tr H, λ_max and train s are means over the arm's completed seeds."

@@ -6,6 +6,7 @@
 //!
 //! Around the pivot, each in its own module:
 //! - [`grid`]: a table as data, rendered as text, Markdown, LaTeX or HTML;
+//! - [`fit`]: a table fitted to a terminal's width; [`terminal`]: the report printed there;
 //! - [`stats`]: SAL vs baseline paired by seed (CI, t-test, signed-rank, Holm–Bonferroni);
 //! - [`paper_tables`]: our results in the layout of the paper's tables 1–5, its figures beside;
 //! - [`trial_view`]: one trial's spec, history with SAL's actions, per-class table, confusion;
@@ -14,6 +15,7 @@
 //! - [`status_view`]: a running sweep's workers and trials in flight, as text.
 
 pub mod ablation;
+pub mod fit;
 pub mod grid;
 pub mod html;
 pub mod model;
@@ -26,6 +28,7 @@ pub mod select;
 pub mod stats;
 pub mod status_view;
 pub mod tables;
+pub mod terminal;
 pub mod trial_view;
 
 use std::collections::BTreeMap;
@@ -420,6 +423,23 @@ pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> 
         table.add_row(cells);
     }
     table.to_string()
+}
+
+/// [`table`] fitted to a terminal `width` columns wide ([`fit`]), with the pivot's order of
+/// importance ([`pivot_grid::IMPORTANCE`]); `None` (piped): [`table`] itself. No newline at the end.
+pub fn table_fitted(
+    rows: &[GroupRow],
+    axes: &[Axis],
+    paper: Option<&PaperFigures>,
+    width: Option<u16>,
+) -> String {
+    match width {
+        None => table(rows, axes, paper),
+        Some(width) => {
+            let grid = grid::Grid { notes: Vec::new(), ..pivot_grid::grid("", rows, axes, paper) };
+            fit::render(&grid, usize::from(width)).trim_end_matches('\n').to_string()
+        }
+    }
 }
 
 fn csv_field(text: &str) -> String {

@@ -288,7 +288,8 @@ pub fn table(number: u8, records: &[TrialRecord], paper: &PaperTables) -> Result
             unpublished.len()
         ),
     ];
-    Ok(Grid { title: layout.title.into(), header, rows, numeric_from: 3, notes })
+    // Every metric's column of ours before the paper's, left to right: the default order.
+    Ok(Grid { title: layout.title.into(), header, rows, numeric_from: 3, notes, importance: &[] })
 }
 
 /// Imagenette's folder names (WordNet ids) and the class names the paper prints.
@@ -431,5 +432,12 @@ fn per_class_table(records: &[TrialRecord], paper: &PaperTables) -> Grid {
             .to_string(),
         format!("{matched_setups} of {} setups of ours match the paper's table 5 setup.", setups.len()),
     ];
-    Grid { title: "Table 5: per-class Baseline vs SAL".into(), header, rows, numeric_from: 2, notes }
+    Grid {
+        title: "Table 5: per-class Baseline vs SAL".into(),
+        header,
+        rows,
+        numeric_from: 2,
+        notes,
+        importance: &[],
+    }
 }

@@ -430,5 +430,14 @@ pub fn method_grid(comparisons: &[CellComparison], method: Method) -> super::gri
         rows,
         numeric_from: 4,
         notes,
+        // The difference and what it is worth first; the raw p-values and the signed-rank test
+        // (which needs 6 pairs) last.
+        importance: &[
+            &["pairs"],
+            &["Δ top-1 (pp)", "95% CI"],
+            &["Holm p"],
+            &["t-test p"],
+            &["Wilcoxon p", "Holm p (W)"],
+        ],
     }
 }
