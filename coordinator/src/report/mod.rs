@@ -23,6 +23,7 @@ pub mod paper;
 pub mod paper_tables;
 pub mod pivot_grid;
 pub mod plots;
+pub mod precision;
 pub mod provenance;
 pub mod select;
 pub mod stats;
@@ -316,10 +317,12 @@ fn shared_training(members: &[&TrialRecord]) -> Option<paper::Training> {
     members.iter().all(|r| training(r) == first).then_some(first)
 }
 
+/// A mean with its CI by [`precision`]'s rule; `decimals` where the CI gives no place, and without
+/// a CI (one seed).
 fn show(estimate: Option<Estimate>, decimals: usize) -> String {
     match estimate {
         None => "–".into(),
-        Some(Estimate { mean, ci95: Some(ci), .. }) => format!("{mean:.decimals$} ± {ci:.decimals$}"),
+        Some(Estimate { mean, ci95: Some(ci), .. }) => precision::mean_ci(mean, ci, decimals),
         Some(Estimate { mean, ci95: None, .. }) => format!("{mean:.decimals$}"),
     }
 }
@@ -333,12 +336,12 @@ fn count(n: usize) -> String {
     }
 }
 
-/// A Hessian figure (from 1e-4 to 1e4 and beyond) with its CI half-width.
+/// A Hessian figure (from 1e-4 to 1e4 and beyond) with its CI half-width, by [`precision`]'s rule.
 fn show_figure(estimate: Option<Estimate>) -> String {
     let figure = ablation::figure;
     match estimate {
         None => "–".into(),
-        Some(Estimate { mean, ci95: Some(ci), .. }) => format!("{} ± {}", figure(mean), figure(ci)),
+        Some(Estimate { mean, ci95: Some(ci), .. }) => precision::figure_ci(mean, ci, figure),
         Some(Estimate { mean, ci95: None, .. }) => figure(mean),
     }
 }
@@ -583,7 +586,8 @@ mod tests {
         assert_eq!(csv.lines().count(), 3);
         assert!(csv.lines().nth(2).unwrap().starts_with("noop,sal,3,2,0,1,85"), "{csv}");
         let table = table(&rows, &[Axis::Architecture, Axis::Method], None);
-        assert!(table.contains("+4.00") && table.contains("81.00 ± 12.71"), "{table}");
+        // 81 ± 12.706: the CI to two significant digits, the mean to units.
+        assert!(table.contains("+4.00") && table.contains("81 ± 13"), "{table}");
     }
 
     #[test]

@@ -231,7 +231,7 @@ fn show_ours(results: &[&TrialResult], metric: Metric) -> String {
     match estimate(&values) {
         None => "–".into(),
         Some(e) => match e.ci95 {
-            Some(ci) => format!("{:.d$} ± {ci:.d$} (n={})", e.mean, e.n),
+            Some(ci) => format!("{} (n={})", super::precision::mean_ci(e.mean, ci, d), e.n),
             None => format!("{:.d$} (n=1)", e.mean),
         },
     }
@@ -278,10 +278,12 @@ pub fn table(number: u8, records: &[TrialRecord], paper: &PaperTables) -> Result
     let unpublished: Vec<&Setup> = ours.keys().filter(|s| !published.iter().any(|(p, _)| p == *s)).collect();
     rows.extend(unpublished.iter().map(|setup| row(setup, None)));
     let notes = vec![
-        "Ours: mean ± 95% CI over seeds (n completed trials); paper: the published figure, shown on \
-         its own row. A row joins ours and the paper's only when architecture, optimizer, dataset, \
-         resolution and method all match."
-            .to_string(),
+        format!(
+            "Ours: mean ± 95% CI over seeds (n completed trials; {}); paper: the published figure, \
+             shown on its own row. A row joins ours and the paper's only when architecture, optimizer, \
+             dataset, resolution and method all match.",
+            super::precision::RULE
+        ),
         format!(
             "{matched} of {} published rows matched by our results; {} rows of ours have no published figure.",
             published.len(),

@@ -43,10 +43,10 @@ pub fn grid(title: &str, rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperF
         rows: body,
         numeric_from: axes.len(),
         importance: IMPORTANCE,
-        notes: vec![
-            "done: completed / all trials; the numbers are over completed trials, mean ± 95% CI over seeds \
-             (Student's t); Δ = SAL − baseline of the means."
-                .into(),
-        ],
+        notes: vec![format!(
+            "done: completed / all trials; the numbers are over completed trials, mean ± 95% CI over \
+             seeds (Student's t; {}); Δ = SAL − baseline of the means.",
+            super::precision::RULE
+        )],
     }
 }
