@@ -4,11 +4,10 @@
 //! when it holds one value in every row), no cell wraps, a line says which columns moved; piped,
 //! every table is printed whole.
 
-use coordinator::report::ablation::{ablation_grid, equation11_grid};
 use coordinator::report::fit::display_width;
 use coordinator::report::grid::Grid;
 use coordinator::report::model::{Method, TrialRecord, TrialResult, TrialStatus};
-use coordinator::report::{pivot, pivot_grid, stats, table, table_fitted, terminal, Axis};
+use coordinator::report::{pivot, pivot_grid, table, table_fitted, tables, terminal, Axis};
 
 const METHODS: [Method; 8] = [
     Method::Baseline,
@@ -103,13 +102,7 @@ const AXES: [Axis; 3] = [Axis::Architecture, Axis::Dataset, Axis::Method];
 
 /// Every table of the report after the pivot, as `coordinator report` prints them.
 fn grids(records: &[TrialRecord]) -> Vec<Grid> {
-    let mut grids = vec![stats::grid(&stats::compare_cells(records))];
-    for method in stats::other_methods(records) {
-        grids.push(stats::method_grid(&stats::compare_method(records, method), method));
-    }
-    grids.extend(ablation_grid(records));
-    grids.extend(equation11_grid(records));
-    grids
+    tables::report_grids("ablation", records, &AXES, None).split_off(1)
 }
 
 /// The pivot as the terminal prints it: its cells, no notes.
