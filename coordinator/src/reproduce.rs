@@ -180,6 +180,7 @@ pub fn manifests_grid(stored: Option<&RunManifest>, rerun: Option<&RunManifest>)
         rows: grid_rows,
         numeric_from: usize::MAX,
         notes: vec!["* differs".into()],
+        importance: &[],
     }
 }
 

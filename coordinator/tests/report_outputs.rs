@@ -128,17 +128,19 @@ fn table_1_puts_ours_beside_the_published_row_of_the_same_setup() {
     assert_eq!(grid.cell(0, "architecture"), Some("densenet201"));
     assert_eq!(grid.cell(0, "setup"), Some("adam imagenette 64px"));
     assert_eq!(grid.cell(0, "method"), Some("baseline"));
-    // Baseline 86 and 88: mean 87, s = √2, t(1) = 12.706: ± 12.706·√2/√2.
-    assert_eq!(grid.cell(0, "top-1 % (ours)"), Some("87.00 ± 12.71 (n=2)"));
+    // Baseline 86 and 88: mean 87, s = √2, t(1) = 12.706: ± 12.706·√2/√2; the CI to two
+    // significant digits (13), the mean to the same place.
+    assert_eq!(grid.cell(0, "top-1 % (ours)"), Some("87 ± 13 (n=2)"));
     assert_eq!(grid.cell(0, "top-1 % (paper)"), Some("86.98"));
-    // SAL 89 and 90: mean 89.5, s = √0.5: ± 12.706·0.5.
-    assert_eq!(grid.cell(1, "top-1 % (ours)"), Some("89.50 ± 6.35 (n=2)"));
+    // SAL 89 and 90: mean 89.5, s = √0.5: ± 12.706·0.5 = 6.353.
+    assert_eq!(grid.cell(1, "top-1 % (ours)"), Some("89.5 ± 6.4 (n=2)"));
     assert_eq!(grid.cell(1, "top-1 % (paper)"), Some("88.43"));
-    // Train seconds 100 and 200 (mean 150, s = 70.71, ± 12.706·50); the paper's 1594.13 beside.
-    assert_eq!(grid.cell(1, "train s (ours)"), Some("150.00 ± 635.30 (n=2)"));
+    // Train seconds 100 and 200 (mean 150, s = 70.71, ± 12.706·50 = 635.3); the paper's 1594.13
+    // beside.
+    assert_eq!(grid.cell(1, "train s (ours)"), Some("150 ± 640 (n=2)"));
     assert_eq!(grid.cell(1, "train s (paper)"), Some("1594.13"));
     // Host memory (the paper's psutil figure) 501 and 502.
-    assert_eq!(grid.cell(0, "host MB (ours)"), Some("501.50 ± 6.35 (n=2)"));
+    assert_eq!(grid.cell(0, "host MB (ours)"), Some("501.5 ± 6.4 (n=2)"));
     assert_eq!(grid.cell(0, "host MB (paper)"), Some("1604.84"));
     // A published row we did not run.
     assert_eq!(grid.cell(2, "architecture"), Some("densenet121"));
@@ -152,10 +154,10 @@ fn table_1_puts_ours_beside_the_published_row_of_the_same_setup() {
     // The same numbers in every format.
     assert!(grid
         .markdown()
-        .contains("| densenet201 | adam imagenette 64px | baseline | 87.00 ± 12.71 (n=2) | 86.98 |"));
+        .contains("| densenet201 | adam imagenette 64px | baseline | 87 ± 13 (n=2) | 86.98 |"));
     assert!(grid
         .latex()
-        .contains("densenet201 & adam imagenette 64px & baseline & 87.00 $\\pm$ 12.71 (n=2) & 86.98"));
+        .contains("densenet201 & adam imagenette 64px & baseline & 87 $\\pm$ 13 (n=2) & 86.98"));
 }
 
 #[test]
@@ -166,14 +168,14 @@ fn tables_2_to_4_lead_with_their_axis_and_table_5_is_per_class() {
     assert_eq!(t2.header[0], "dataset");
     assert_eq!(t2.cell(0, "dataset"), Some("imagenette"));
     assert_eq!(t2.cell(0, "setup"), Some("densenet201 adam 64px"));
-    assert_eq!(t2.cell(1, "top-1 % (ours)"), Some("89.50 ± 6.35 (n=2)"));
+    assert_eq!(t2.cell(1, "top-1 % (ours)"), Some("89.5 ± 6.4 (n=2)"));
     let t3 = paper_tables::table(3, &records, &paper).unwrap();
     assert_eq!(t3.header[0], "optimizer");
     let t4 = paper_tables::table(4, &records, &paper).unwrap();
     assert_eq!(t4.header[0], "resolution");
     // Table 4's 64px row is SAL only: our SAL matches it.
     let row = (0..t4.rows.len()).find(|&i| t4.cell(i, "resolution") == Some("64")).unwrap();
-    assert_eq!(t4.cell(row, "top-1 % (ours)"), Some("89.50 ± 6.35 (n=2)"));
+    assert_eq!(t4.cell(row, "top-1 % (ours)"), Some("89.5 ± 6.4 (n=2)"));
     assert_eq!(t4.cell(row, "top-1 % (paper)"), Some("88.43"));
     assert!(paper_tables::table(6, &records, &paper).unwrap_err().contains("tables 1 to 5"));
 
@@ -203,9 +205,10 @@ fn statistics_pair_by_seed_and_say_when_there_is_no_test() {
     assert_eq!(grid.cell(0, "architecture"), Some("densenet201"));
     assert_eq!(grid.cell(0, "pairs"), Some("2"));
     // Differences 3 and 2: mean 2.5, s = √0.5, t = 5 with 1 df: p = 1 − 2·atan(5)/π = 0.1257;
-    // CI 2.5 ± 12.7062·0.5.
-    assert_eq!(grid.cell(0, "Δ top-1 (pp)"), Some("+2.50"));
-    assert_eq!(grid.cell(0, "95% CI"), Some("[-3.85, +8.85]"));
+    // CI 2.5 ± 12.7062·0.5 = [-3.853, +8.853]: the half-width to two significant digits (6.4),
+    // the difference and the ends to the same place.
+    assert_eq!(grid.cell(0, "Δ top-1 (pp)"), Some("+2.5"));
+    assert_eq!(grid.cell(0, "95% CI"), Some("[-3.9, +8.9]"));
     assert_eq!(grid.cell(0, "t-test p"), Some("0.126"));
     let p = comparisons[0].comparison.t_test.value().unwrap();
     assert!((p - (1.0 - 2.0 * 5f64.atan() / std::f64::consts::PI)).abs() < 1e-12, "{p}");

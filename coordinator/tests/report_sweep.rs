@@ -71,9 +71,11 @@ fn a_real_sweep_gives_every_report_output() {
         .count();
     assert!(acted > 0, "SAL never acted: the comparison would be of identical runs");
 
-    // Statistics: the Δ of each cell computed here from the stored results, by hand.
+    // Statistics: the Δ of each cell computed here from the stored results, by hand, printed to
+    // the precision of its CI (the CI's half-width to two significant digits).
     let (ok, markdown, stderr) = run(&["report", "--state-dir", state_arg, "--format", "markdown"]);
     assert!(ok, "{stderr}");
+    let comparisons = stats::compare_cells(&records);
     for optimizer in ["adam", "sgd"] {
         let top1 = |method: &str, seed: u64| {
             records
@@ -88,11 +90,15 @@ fn a_real_sweep_gives_every_report_output() {
                 .unwrap()
         };
         let delta = (1..=3).map(|seed| top1("sal", seed) - top1("baseline", seed)).sum::<f64>() / 3.0;
-        let row = format!("| small_cnn | {optimizer} | synthetic | 32 | 3 | {delta:+.2} |");
+        let ci = comparisons.iter().find(|c| c.cell.optimizer == optimizer).unwrap().comparison.mean_ci;
+        let shown = ci
+            .and_then(|c| c.ci95)
+            .and_then(|ci| coordinator::report::precision::difference(delta, ci, false))
+            .map_or_else(|| format!("{delta:+.2}"), |(shown, _)| shown);
+        let row = format!("| small_cnn | {optimizer} | synthetic | 32 | 3 | {shown} |");
         assert!(markdown.contains(&row), "no `{row}` in\n{markdown}");
     }
     assert!(markdown.contains("Wilcoxon") && markdown.contains("n<6: no test"), "{markdown}");
-    let comparisons = stats::compare_cells(&records);
     assert_eq!(comparisons.len(), 2, "{markdown}");
     assert!(
         comparisons.iter().all(|c| c.comparison.n == 3 && c.comparison.t_test.value().is_some()),

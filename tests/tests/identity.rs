@@ -409,7 +409,7 @@ fn paper_figures_stand_only_beside_groups_of_the_paper_s_setup() {
             "adam",
             "sal",
             "top-1 %",
-            "88.50 ± 1.24",
+            "88.5 ± 1.2",
             "3",
             "88.43",
             "+0.07",

@@ -26,6 +26,18 @@ use clap::Args;
 use coordinator::client::Remote;
 use coordinator::server::auth::{self, READ_TOKEN_ENV, TOKEN_ENV};
 
+/// The width to fit terminal tables to: stdout's terminal's (`COLUMNS` overrides it), `None`
+/// when stdout is not a terminal (piped output is printed whole). See
+/// [`coordinator::report::fit::terminal_width`].
+pub(crate) fn terminal_width() -> Option<u16> {
+    use std::io::IsTerminal as _;
+    let is_terminal = std::io::stdout().is_terminal();
+    let columns = std::env::var("COLUMNS").ok();
+    // comfy-table asks the terminal (crossterm) when stdout is one.
+    let measured = if is_terminal { comfy_table::Table::new().width() } else { None };
+    coordinator::report::fit::terminal_width(is_terminal, columns.as_deref(), measured)
+}
+
 /// Exit code of a bad sweep file or command line.
 pub(crate) const USAGE: u8 = 2;
 /// The state dir stayed full for longer than `--full-disk-wait` (sysexits' EX_TEMPFAIL: run the

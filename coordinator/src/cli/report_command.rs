@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use coordinator::report::grid::Grid;
 use coordinator::report::paper_tables::{self, PaperTables};
-use coordinator::report::{self, html, pivot_grid, plots, Axis, Format, PaperFigures};
+use coordinator::report::{self, html, pivot_grid, plots, terminal, Axis, Format, PaperFigures};
 use coordinator::store::{self, TrialRecord};
 
 use super::{runtime, ClientArgs, USAGE};
@@ -25,7 +25,10 @@ pub(crate) struct ReportArgs {
     /// Group by these axes: architecture, optimizer, dataset, resolution, method, seed.
     #[arg(long, default_value = "architecture,dataset,method", value_name = "AXES")]
     pub(crate) by: String,
-    /// table: mean ± 95% CI over seeds and SAL − baseline deltas, then the paired statistics;
+    /// table: mean ± 95% CI over seeds and SAL − baseline deltas, then the paired statistics; in a
+    /// terminal, fitted to its width (COLUMNS, when set, overrides the measured width): headers
+    /// wrapped, columns with one value in every row said once above the table, the least
+    /// important columns moved to a table below; piped or with --out, every table whole;
     /// markdown, latex: the same tables; csv: the pivot, one column per number; json: the groups
     /// and every trial's spec, result and epoch history; html: one self-contained page with
     /// everything (tables, statistics, the paper's tables, plots, a section per trial).
@@ -149,37 +152,22 @@ pub(crate) fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
             grid.notes.push(warning.clone());
         }
     }
+    // Only a terminal gets tables fitted to its width; a file or a pipe gets them whole.
+    let width = if args.out.is_none() { super::terminal_width() } else { None };
     let text = match format {
-        Format::Table if args.table.is_none() => {
-            let mut text = format!("{name}\n{}\n", report::table(&rows, &axes, paper.as_ref()));
-            if let Some(paper) = &paper {
-                let comparisons = paper.compare(&rows);
-                if comparisons.is_empty() {
-                    text.push_str("no group has a setup the paper published\n");
-                } else {
-                    text.push_str("ours against the paper, where the setups are equal:\n");
-                    text.push_str(&format!("{}\n", report::comparison_table(&comparisons)));
-                }
-                let misses = paper.near_misses(&rows);
-                if let Some(first) = misses.first() {
-                    text.push_str(&format!(
-                        "no paper figure beside {} groups with a published setup's axes but another training (first: {first})\n",
-                        misses.len()
-                    ));
-                }
-            }
-            if let Some(warning) = &versions {
-                text.push_str(&format!("{warning}\n"));
-            }
-            let tables: Vec<String> = grids[1..].iter().map(Grid::text).collect();
-            text.push_str(&tables.join("\n"));
-            text.push_str(&summary);
-            text
-        }
-        Format::Table => {
-            let tables: Vec<String> = grids.iter().map(Grid::text).collect();
-            format!("{}\n{summary}", tables.join("\n"))
-        }
+        Format::Table if args.table.is_none() => terminal::text(
+            &terminal::Report {
+                sweep: name,
+                rows: &rows,
+                axes: &axes,
+                paper: paper.as_ref(),
+                versions: versions.as_deref(),
+                grids: &grids[1..],
+                summary: &summary,
+            },
+            width,
+        ),
+        Format::Table => terminal::grids_text(&grids, &summary, width),
         Format::Markdown | Format::Latex => {
             eprintln!("{summary}");
             let render = if format == Format::Markdown { Grid::markdown } else { Grid::latex };

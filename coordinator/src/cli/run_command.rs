@@ -253,7 +253,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let records: Vec<TrialRecord> = records.into_iter().filter(|r| ids.contains(r.id.as_str())).collect();
     let axes = by.unwrap_or_else(|| default_axes(&records));
     let rows = report::pivot(&records, &axes);
-    out!("{}", report::table(&rows, &axes, None));
+    out!("{}", report::table_fitted(&rows, &axes, None, super::terminal_width()));
     print_failures(&sweep.name, &records);
     let other_sweeps = total - records.len();
     let selection =

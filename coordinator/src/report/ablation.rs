@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use super::grid::Grid;
 use super::model::{Method, TrialRecord, TrialResult, TrialStatus};
+use super::precision;
 use super::stats::{compare, format_p, holm, Cell, MeanCi, PairedComparison};
 use crate::sweep::spec::method_name;
 
@@ -153,11 +154,15 @@ fn signed(value: f64) -> String {
     }
 }
 
-fn mean_and_ci(mean_ci: Option<MeanCi>, show: fn(f64) -> String) -> (String, String) {
+/// A paired difference and its CI, rounded at the CI's place ([`precision::difference`]; Hessian
+/// figures in scientific notation where they are out of [`figure`]'s range when `hessian`);
+/// `show` without a CI or where it gives no place.
+fn mean_and_ci(mean_ci: Option<MeanCi>, show: fn(f64) -> String, hessian: bool) -> (String, String) {
     match mean_ci {
         None => (String::new(), String::new()),
         Some(MeanCi { mean, ci95: None }) => (show(mean), "n=1".into()),
-        Some(MeanCi { mean, ci95: Some((lo, hi)) }) => (show(mean), format!("[{}, {}]", show(lo), show(hi))),
+        Some(MeanCi { mean, ci95: Some((lo, hi)) }) => precision::difference(mean, (lo, hi), hessian)
+            .unwrap_or_else(|| (show(mean), format!("[{}, {}]", show(lo), show(hi)))),
     }
 }
 
@@ -202,8 +207,8 @@ pub fn equation11_grid(records: &[TrialRecord]) -> Option<Grid> {
         .iter()
         .map(|trace| {
             let lambda = lambdas.get(&(trace.cell.clone(), trace.arm));
-            let (delta, ci) = mean_and_ci(trace.comparison.mean_ci, signed);
-            let (delta_l, ci_l) = mean_and_ci(lambda.and_then(|l| l.comparison.mean_ci), signed);
+            let (delta, ci) = mean_and_ci(trace.comparison.mean_ci, signed, true);
+            let (delta_l, ci_l) = mean_and_ci(lambda.and_then(|l| l.comparison.mean_ci), signed, true);
             let mut row = cell_columns(&trace.cell);
             row.extend([
                 method_name(trace.arm).to_string(),
@@ -230,13 +235,26 @@ pub fn equation11_grid(records: &[TrialRecord]) -> Option<Grid> {
         header: header.map(String::from).to_vec(),
         rows,
         numeric_from: 5,
+        // The test of Tr H and its verdict first, then the figures it is made of, then λ_max.
+        importance: &[
+            &["Δ Tr H", "95% CI"],
+            &["Holm p"],
+            &["verdict"],
+            &["pairs"],
+            &["Tr H baseline", "Tr H arm"],
+            &["p"],
+            &["Δ λ_max", "95% CI (λ)"],
+            &["Holm p (λ)"],
+            &["λ_max baseline", "λ_max arm"],
+        ],
         notes: vec![
             "Tr H: Hutchinson's estimate with Rademacher probes; λ_max: power iteration (largest-magnitude \
              eigenvalue); both over the fixed seeded subset of training images, batch norm in eval mode."
                 .into(),
             format!(
-                "Δ = arm − baseline per seed; 95% CI from Student's t (n − 1 df); paired t-test, two-sided; \
-                 Holm–Bonferroni over the {family} tested (cell, arm) pair(s) of each metric."
+                "Δ = arm − baseline per seed; 95% CI from Student's t (n − 1 df; Δ and the CI's ends rounded \
+                 to two significant digits of its half-width); paired t-test, two-sided; Holm–Bonferroni \
+                 over the {family} tested (cell, arm) pair(s) of each metric."
             ),
             format!(
                 "verdict on Tr H: flatter (Δ < 0) or sharper (Δ > 0) when the Holm-adjusted p < {ALPHA}; \
@@ -311,7 +329,7 @@ pub fn ablation_grid(records: &[TrialRecord]) -> Option<Grid> {
         rows.push(row);
         for arm in top1.iter().filter(|c| &c.cell == cell) {
             let key = (cell.clone(), arm.arm);
-            let (delta, ci) = mean_and_ci(arm.comparison.mean_ci, |v| format!("{v:+.2}"));
+            let (delta, ci) = mean_and_ci(arm.comparison.mean_ci, |v| format!("{v:+.2}"), false);
             let arm_seconds = seconds.get(&key).copied();
             let mut row = cell_columns(cell);
             row.extend([
@@ -337,9 +355,21 @@ pub fn ablation_grid(records: &[TrialRecord]) -> Option<Grid> {
         header: header.map(String::from).to_vec(),
         rows,
         numeric_from: 5,
+        // Accuracy and its paired test first, then flatness, then the cost.
+        importance: &[
+            &["top-1 %"],
+            &["Δ top-1 (pp)", "95% CI"],
+            &["Holm p"],
+            &["pairs"],
+            &["Tr H"],
+            &["λ_max"],
+            &["× baseline train s"],
+            &["train s"],
+        ],
         notes: vec![
-            "Δ top-1 = arm − baseline in percentage points, paired by seed, 95% CI from Student's t; Holm \
-             over every (cell, arm). Tr H, λ_max and train s are means over the arm's completed seeds."
+            "Δ top-1 = arm − baseline in percentage points, paired by seed, 95% CI from Student's t (Δ and \
+             the CI's ends rounded to two significant digits of its half-width); Holm over every (cell, \
+             arm). Tr H, λ_max and train s are means over the arm's completed seeds."
                 .into(),
             "× baseline train s: SAM computes two gradients per step; `baseline_2x` (twice the epochs) is the \
              compute-matched baseline."

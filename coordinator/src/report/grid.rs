@@ -4,8 +4,6 @@
 
 use std::fmt::Write as _;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
-
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Grid {
     pub title: String,
@@ -15,6 +13,10 @@ pub struct Grid {
     pub numeric_from: usize,
     /// Stated under the table: what was computed, how, and what was left out.
     pub notes: Vec<String>,
+    /// The columns from `numeric_from` on, by header, in groups that stay in one table (a figure
+    /// and its CI), most important first: in a narrow terminal the last ones move to a table
+    /// below ([`super::fit`]); columns not named follow, each on its own, left to right.
+    pub importance: &'static [&'static [&'static str]],
 }
 
 impl Grid {
@@ -24,29 +26,27 @@ impl Grid {
         self.rows.get(row)?.get(index).map(String::as_str)
     }
 
+    /// The table whole, as comfy-table draws it, with its title and notes.
     pub fn text(&self) -> String {
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled);
-        table.set_header(self.header.clone());
-        for row in &self.rows {
-            table.add_row(row.iter().enumerate().map(|(i, text)| {
-                let cell = Cell::new(text);
-                if i >= self.numeric_from {
-                    cell.set_alignment(CellAlignment::Right)
-                } else {
-                    cell
-                }
-            }));
-        }
+        let all: Vec<usize> = (0..self.header.len()).collect();
         let mut out = String::new();
         if !self.title.is_empty() {
             let _ = writeln!(out, "{}", self.title);
         }
-        let _ = writeln!(out, "{table}");
+        let _ = writeln!(out, "{}", super::fit::draw(self, &all, None));
         for note in &self.notes {
             let _ = writeln!(out, "  {note}");
         }
         out
+    }
+
+    /// [`Grid::text`] fitted to a terminal `width` columns wide ([`super::fit`]); `None` (piped
+    /// output, other formats): the table whole.
+    pub fn render(&self, width: Option<u16>) -> String {
+        match width {
+            Some(width) => super::fit::render(self, usize::from(width)),
+            None => self.text(),
+        }
     }
 
     pub fn markdown(&self) -> String {
@@ -172,6 +172,7 @@ mod tests {
             rows: vec![vec!["a_b|c".into(), "1.00 ± 0.50".into()]],
             numeric_from: 1,
             notes: vec!["50% <done>".into()],
+            importance: &[],
         }
     }
 

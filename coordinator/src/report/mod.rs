@@ -6,6 +6,7 @@
 //!
 //! Around the pivot, each in its own module:
 //! - [`grid`]: a table as data, rendered as text, Markdown, LaTeX or HTML;
+//! - [`fit`]: a table fitted to a terminal's width; [`terminal`]: the report printed there;
 //! - [`stats`]: SAL vs baseline paired by seed (CI, t-test, signed-rank, Holm–Bonferroni);
 //! - [`paper_tables`]: our results in the layout of the paper's tables 1–5, its figures beside;
 //! - [`trial_view`]: one trial's spec, history with SAL's actions, per-class table, confusion;
@@ -14,6 +15,7 @@
 //! - [`status_view`]: a running sweep's workers and trials in flight, as text.
 
 pub mod ablation;
+pub mod fit;
 pub mod grid;
 pub mod html;
 pub mod model;
@@ -21,11 +23,13 @@ pub mod paper;
 pub mod paper_tables;
 pub mod pivot_grid;
 pub mod plots;
+pub mod precision;
 pub mod provenance;
 pub mod select;
 pub mod stats;
 pub mod status_view;
 pub mod tables;
+pub mod terminal;
 pub mod trial_view;
 
 use std::collections::BTreeMap;
@@ -313,10 +317,12 @@ fn shared_training(members: &[&TrialRecord]) -> Option<paper::Training> {
     members.iter().all(|r| training(r) == first).then_some(first)
 }
 
+/// A mean with its CI by [`precision`]'s rule; `decimals` where the CI gives no place, and without
+/// a CI (one seed).
 fn show(estimate: Option<Estimate>, decimals: usize) -> String {
     match estimate {
         None => "–".into(),
-        Some(Estimate { mean, ci95: Some(ci), .. }) => format!("{mean:.decimals$} ± {ci:.decimals$}"),
+        Some(Estimate { mean, ci95: Some(ci), .. }) => precision::mean_ci(mean, ci, decimals),
         Some(Estimate { mean, ci95: None, .. }) => format!("{mean:.decimals$}"),
     }
 }
@@ -330,12 +336,12 @@ fn count(n: usize) -> String {
     }
 }
 
-/// A Hessian figure (from 1e-4 to 1e4 and beyond) with its CI half-width.
+/// A Hessian figure (from 1e-4 to 1e4 and beyond) with its CI half-width, by [`precision`]'s rule.
 fn show_figure(estimate: Option<Estimate>) -> String {
     let figure = ablation::figure;
     match estimate {
         None => "–".into(),
-        Some(Estimate { mean, ci95: Some(ci), .. }) => format!("{} ± {}", figure(mean), figure(ci)),
+        Some(Estimate { mean, ci95: Some(ci), .. }) => precision::figure_ci(mean, ci, figure),
         Some(Estimate { mean, ci95: None, .. }) => figure(mean),
     }
 }
@@ -420,6 +426,23 @@ pub fn table(rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> 
         table.add_row(cells);
     }
     table.to_string()
+}
+
+/// [`table`] fitted to a terminal `width` columns wide ([`fit`]), with the pivot's order of
+/// importance ([`pivot_grid::IMPORTANCE`]); `None` (piped): [`table`] itself. No newline at the end.
+pub fn table_fitted(
+    rows: &[GroupRow],
+    axes: &[Axis],
+    paper: Option<&PaperFigures>,
+    width: Option<u16>,
+) -> String {
+    match width {
+        None => table(rows, axes, paper),
+        Some(width) => {
+            let grid = grid::Grid { notes: Vec::new(), ..pivot_grid::grid("", rows, axes, paper) };
+            fit::render(&grid, usize::from(width)).trim_end_matches('\n').to_string()
+        }
+    }
 }
 
 fn csv_field(text: &str) -> String {
@@ -563,7 +586,8 @@ mod tests {
         assert_eq!(csv.lines().count(), 3);
         assert!(csv.lines().nth(2).unwrap().starts_with("noop,sal,3,2,0,1,85"), "{csv}");
         let table = table(&rows, &[Axis::Architecture, Axis::Method], None);
-        assert!(table.contains("+4.00") && table.contains("81.00 ± 12.71"), "{table}");
+        // 81 ± 12.706: the CI to two significant digits, the mean to units.
+        assert!(table.contains("+4.00") && table.contains("81 ± 13"), "{table}");
     }
 
     #[test]

@@ -259,40 +259,78 @@ pub struct Comparison {
     pub inside_ci: Option<bool>,
 }
 
-/// The comparisons as a table.
+/// The comparisons' header and cells, for [`comparison_table`] and [`comparison_grid`].
+fn comparison_cells(comparisons: &[Comparison]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut header: Vec<String> = SETUP_AXES.map(String::from).to_vec();
+    header.extend(
+        ["metric", "ours (mean ± 95% CI)", "n", "paper", "ours − paper", "paper in our CI", "tables"]
+            .map(String::from),
+    );
+    let rows = comparisons
+        .iter()
+        .map(|c| {
+            let mut cells: Vec<String> = SETUP_AXES.iter().map(|a| c.setup[a].clone()).collect();
+            let tables: Vec<&str> = c.tables.iter().map(|t| t.split('_').next().unwrap_or(t)).collect();
+            cells.extend([
+                c.metric.to_string(),
+                super::show(Some(c.ours), 2),
+                c.ours.n.to_string(),
+                format!("{:.2}", c.paper),
+                format!("{:+.2}", c.difference),
+                match c.inside_ci {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "– (n < 2)",
+                }
+                .to_string(),
+                tables.join(", "),
+            ]);
+            cells
+        })
+        .collect();
+    (header, rows)
+}
+
+/// The comparisons as a table (whole, as printed when piped).
 pub fn comparison_table(comparisons: &[Comparison]) -> String {
     use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled);
-    let mut header: Vec<&str> = SETUP_AXES.to_vec();
-    header.extend([
-        "metric",
-        "ours (mean ± 95% CI)",
-        "n",
-        "paper",
-        "ours − paper",
-        "paper in our CI",
-        "tables",
-    ]);
+    let (header, rows) = comparison_cells(comparisons);
+    // The numbers right-aligned; the answer and the table names read as text.
+    let numbers = SETUP_AXES.len() + 1..SETUP_AXES.len() + 5;
     table.set_header(header);
-    for c in comparisons {
-        let mut cells: Vec<Cell> = SETUP_AXES.iter().map(|a| Cell::new(&c.setup[a])).collect();
-        cells.push(Cell::new(c.metric));
-        let right = |text: String| Cell::new(text).set_alignment(CellAlignment::Right);
-        cells.push(right(super::show(Some(c.ours), 2)));
-        cells.push(right(c.ours.n.to_string()));
-        cells.push(right(format!("{:.2}", c.paper)));
-        cells.push(right(format!("{:+.2}", c.difference)));
-        cells.push(Cell::new(match c.inside_ci {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "– (n < 2)",
+    for row in rows {
+        table.add_row(row.into_iter().enumerate().map(|(i, text)| {
+            let cell = Cell::new(text);
+            if numbers.contains(&i) {
+                cell.set_alignment(CellAlignment::Right)
+            } else {
+                cell
+            }
         }));
-        let tables: Vec<&str> = c.tables.iter().map(|t| t.split('_').next().unwrap_or(t)).collect();
-        cells.push(Cell::new(tables.join(", ")));
-        table.add_row(cells);
     }
     table.to_string()
+}
+
+/// The comparisons as a [`Grid`] titled `title`, for a terminal's width ([`super::fit`]): the
+/// setup and metric are its keys, every other column right-aligned.
+pub fn comparison_grid(title: &str, comparisons: &[Comparison]) -> super::grid::Grid {
+    let (header, rows) = comparison_cells(comparisons);
+    super::grid::Grid {
+        title: title.to_string(),
+        header,
+        rows,
+        numeric_from: SETUP_AXES.len() + 1,
+        notes: Vec::new(),
+        importance: &[
+            &["ours (mean ± 95% CI)", "paper"],
+            &["ours − paper"],
+            &["paper in our CI"],
+            &["n"],
+            &["tables"],
+        ],
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +396,14 @@ table5_per_class:
         assert_eq!(top1.tables, vec!["table1_architectures".to_string(), "table4_resolutions".to_string()]);
         let top5 = comparisons.iter().find(|c| c.metric == "top-5 %").unwrap();
         assert_eq!(top5.inside_ci, Some(false), "99 ± 0 does not hold 98.73");
+        // Whole (piped): the numbers right-aligned, the answer and the tables left-aligned.
+        let table = comparison_table(&comparisons);
+        let line = table.lines().find(|l| l.contains("top-1 %")).unwrap();
+        assert!(line.ends_with("┆        +0.07 ┆ yes             ┆ table1, table4 │"), "{table}");
+        // Fitted to 60 columns: every line inside, the setup said once above the table.
+        let fitted = comparison_grid("ours against the paper", &comparisons).render(Some(60));
+        assert!(fitted.lines().all(|l| l.chars().count() <= 60), "{fitted}");
+        assert!(fitted.contains("(the same in every row: architecture densenet201"), "{fitted}");
 
         records.push(record(
             "other",

@@ -231,7 +231,7 @@ fn show_ours(results: &[&TrialResult], metric: Metric) -> String {
     match estimate(&values) {
         None => "–".into(),
         Some(e) => match e.ci95 {
-            Some(ci) => format!("{:.d$} ± {ci:.d$} (n={})", e.mean, e.n),
+            Some(ci) => format!("{} (n={})", super::precision::mean_ci(e.mean, ci, d), e.n),
             None => format!("{:.d$} (n=1)", e.mean),
         },
     }
@@ -278,17 +278,20 @@ pub fn table(number: u8, records: &[TrialRecord], paper: &PaperTables) -> Result
     let unpublished: Vec<&Setup> = ours.keys().filter(|s| !published.iter().any(|(p, _)| p == *s)).collect();
     rows.extend(unpublished.iter().map(|setup| row(setup, None)));
     let notes = vec![
-        "Ours: mean ± 95% CI over seeds (n completed trials); paper: the published figure, shown on \
-         its own row. A row joins ours and the paper's only when architecture, optimizer, dataset, \
-         resolution and method all match."
-            .to_string(),
+        format!(
+            "Ours: mean ± 95% CI over seeds (n completed trials; {}); paper: the published figure, \
+             shown on its own row. A row joins ours and the paper's only when architecture, optimizer, \
+             dataset, resolution and method all match.",
+            super::precision::RULE
+        ),
         format!(
             "{matched} of {} published rows matched by our results; {} rows of ours have no published figure.",
             published.len(),
             unpublished.len()
         ),
     ];
-    Ok(Grid { title: layout.title.into(), header, rows, numeric_from: 3, notes })
+    // Every metric's column of ours before the paper's, left to right: the default order.
+    Ok(Grid { title: layout.title.into(), header, rows, numeric_from: 3, notes, importance: &[] })
 }
 
 /// Imagenette's folder names (WordNet ids) and the class names the paper prints.
@@ -431,5 +434,12 @@ fn per_class_table(records: &[TrialRecord], paper: &PaperTables) -> Grid {
             .to_string(),
         format!("{matched_setups} of {} setups of ours match the paper's table 5 setup.", setups.len()),
     ];
-    Grid { title: "Table 5: per-class Baseline vs SAL".into(), header, rows, numeric_from: 2, notes }
+    Grid {
+        title: "Table 5: per-class Baseline vs SAL".into(),
+        header,
+        rows,
+        numeric_from: 2,
+        notes,
+        importance: &[],
+    }
 }

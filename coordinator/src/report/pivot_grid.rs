@@ -4,6 +4,26 @@
 use super::grid::Grid;
 use super::{metric_columns, row_numbers, Axis, GroupRow, PaperFigures};
 
+/// The pivot's metric columns, most important first: what became of the trials and their
+/// accuracy against the baseline (and the paper), flatness, then top-5, time and memory.
+pub const IMPORTANCE: &[&[&str]] = &[
+    &["done"],
+    &["failed"],
+    &["diverged"],
+    &["top-1 %"],
+    &["Δ top-1"],
+    &["paper top-1 %"],
+    &["Tr H"],
+    &["λ_max"],
+    &["top-5 %"],
+    &["Δ top-5"],
+    &["train s"],
+    &["train img/s"],
+    &["infer ms"],
+    &["GPU MB"],
+    &["host MB"],
+];
+
 pub fn grid(title: &str, rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperFigures>) -> Grid {
     let metrics = metric_columns(rows, paper.is_some());
     let flatness = rows.iter().any(GroupRow::has_flatness);
@@ -22,10 +42,11 @@ pub fn grid(title: &str, rows: &[GroupRow], axes: &[Axis], paper: Option<&PaperF
         header,
         rows: body,
         numeric_from: axes.len(),
-        notes: vec![
-            "done: completed / all trials; the numbers are over completed trials, mean ± 95% CI over seeds \
-             (Student's t); Δ = SAL − baseline of the means."
-                .into(),
-        ],
+        importance: IMPORTANCE,
+        notes: vec![format!(
+            "done: completed / all trials; the numbers are over completed trials, mean ± 95% CI over \
+             seeds (Student's t; {}); Δ = SAL − baseline of the means.",
+            super::precision::RULE
+        )],
     }
 }

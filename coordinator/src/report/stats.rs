@@ -383,7 +383,8 @@ pub fn method_grid(comparisons: &[CellComparison], method: Method) -> super::gri
                 None => (String::new(), String::new()),
                 Some(MeanCi { mean, ci95: None }) => (format!("{mean:+.2}"), "n=1".into()),
                 Some(MeanCi { mean, ci95: Some((lo, hi)) }) => {
-                    (format!("{mean:+.2}"), format!("[{lo:+.2}, {hi:+.2}]"))
+                    super::precision::difference(mean, (lo, hi), false)
+                        .unwrap_or_else(|| (format!("{mean:+.2}"), format!("[{lo:+.2}, {hi:+.2}]")))
                 }
             };
             let adjusted = |p: Option<f64>| p.map(format_p).unwrap_or_default();
@@ -408,7 +409,8 @@ pub fn method_grid(comparisons: &[CellComparison], method: Method) -> super::gri
     let mut notes = vec![
         format!(
             "Δ = {shown} − baseline top-1 in percentage points, paired by seed; 95% CI of the mean \
-             difference from Student's t (n − 1 df); p-values two-sided."
+             difference from Student's t (n − 1 df; Δ and the CI's ends rounded to two significant \
+             digits of its half-width); p-values two-sided."
         ),
         format!(
             "Holm–Bonferroni across the cells of this report: {t_family} cell(s) in the t-test family, \
@@ -430,5 +432,14 @@ pub fn method_grid(comparisons: &[CellComparison], method: Method) -> super::gri
         rows,
         numeric_from: 4,
         notes,
+        // The difference and what it is worth first; the raw p-values and the signed-rank test
+        // (which needs 6 pairs) last.
+        importance: &[
+            &["pairs"],
+            &["Δ top-1 (pp)", "95% CI"],
+            &["Holm p"],
+            &["t-test p"],
+            &["Wilcoxon p", "Holm p (W)"],
+        ],
     }
 }

@@ -70,6 +70,7 @@ pub fn render(status: &pb::StatusResponse) -> String {
                 .collect(),
             numeric_from: 2,
             notes: Vec::new(),
+            importance: &[],
         };
         out.push_str(&workers.text());
     }
@@ -96,6 +97,7 @@ pub fn render(status: &pb::StatusResponse) -> String {
                 .collect(),
             numeric_from: 3,
             notes: Vec::new(),
+            importance: &[],
         };
         out.push_str(&trials.text());
     }

@@ -94,7 +94,14 @@ pub fn history_grid(record: &TrialRecord) -> Grid {
             sal.s_noise, sal.s_yield, sal.warmup_epochs
         ));
     }
-    Grid { title: "History".into(), header: header.map(String::from).to_vec(), rows, numeric_from: 0, notes }
+    Grid {
+        title: "History".into(),
+        header: header.map(String::from).to_vec(),
+        rows,
+        numeric_from: 0,
+        notes,
+        importance: &[],
+    }
 }
 
 /// Precision, recall, F1 (percent) and support per class, then the averages; `None` before a result.
@@ -127,6 +134,7 @@ pub fn per_class_grid(record: &TrialRecord) -> Option<Grid> {
             result.top5 * 100.0,
             result.test_loss
         )],
+        importance: &[],
     })
 }
 
@@ -151,7 +159,14 @@ pub fn confusion_grid(record: &TrialRecord) -> Option<Grid> {
             row
         })
         .collect();
-    Some(Grid { title: "Confusion matrix".into(), header, rows, numeric_from: 1, notes: Vec::new() })
+    Some(Grid {
+        title: "Confusion matrix".into(),
+        header,
+        rows,
+        numeric_from: 1,
+        notes: Vec::new(),
+        importance: &[],
+    })
 }
 
 /// What `coordinator show TRIAL` prints: the spec, the history, the per-class table and where the
