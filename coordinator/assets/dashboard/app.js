@@ -11,6 +11,8 @@ const App = {
   version: 0,
   // What the browser test reads: every epoch event id received, in order.
   seen: [],
+  // And every script error and failed promise on the page (none is expected).
+  errors: [],
   listeners: new Set(),
 };
 
@@ -106,12 +108,14 @@ function closeStream() {
   document.getElementById('live').classList.remove('on');
 }
 
-// For the browser test: drop the stream as a network would, and let the page resume it.
-App.dropStream = () => {
-  const trial = App.streamTrial;
+// For the browser test: drop the stream as a network would (pauseStream), and resume it from the
+// last event the page saw (resumeStream), when the test says: epochs stored in between must
+// arrive once each.
+App.pauseStream = () => {
+  App.pausedTrial = App.streamTrial;
   closeStream();
-  setTimeout(() => openStream(trial, App.lastEventId), 50);
 };
+App.resumeStream = () => openStream(App.pausedTrial, App.lastEventId);
 
 function showCounts(summary) {
   const states = summary.states || {};
@@ -133,10 +137,13 @@ async function render() {
   try {
     await view(current);
   } catch (error) {
+    App.errors.push(String(error.message || error));
     setView(el('h1', {}, 'Something went wrong'), el('p', { class: 'muted' }, String(error.message || error)));
   }
 }
 
+window.addEventListener('error', (event) => App.errors.push(String(event.message)));
+window.addEventListener('unhandledrejection', (event) => App.errors.push(String(event.reason)));
 window.addEventListener('hashchange', render);
 window.addEventListener('DOMContentLoaded', async () => {
   try {

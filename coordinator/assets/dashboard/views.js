@@ -176,6 +176,7 @@ App.views.trial = async (current) => {
     state.views.forEach((v) => charts.append(v.box));
     markers.replaceChildren(...d.markers.map((m) => el('span', { class: `marker ${m.kind}`, 'data-marker': m.kind, 'data-epoch': m.epoch }, `epoch ${m.epoch}: ${m.kind.replace('_', ' + ')}`)));
     charts.dataset.points = String(d.epoch.length);
+    charts.dataset.epochs = d.epoch.join(',');
   };
   setView(header, el('h2', {}, 'Curves'), el('p', { class: 'muted' }, 'Dashed lines mark the epochs where SAL injected noise (orange), deformed plastically (red) or recovered the yield point (green).'),
     markers, charts, el('h2', {}, 'Spec'), el('pre', {}, JSON.stringify(info.spec, null, 2)),

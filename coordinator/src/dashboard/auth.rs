@@ -72,7 +72,8 @@ fn same(given: &str, expected: &str) -> bool {
 /// Lets a request through, or answers 401: the login form for a page, a JSON error for the API.
 pub async fn require(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path == "/login" || shared.auth.admits(request.headers()) {
+    // The login form and the embedded assets (no sweep data in them) are open to all.
+    if path == "/login" || path.starts_with("/assets/") || shared.auth.admits(request.headers()) {
         return next.run(request).await;
     }
     if path.starts_with("/api/") || path == "/metrics" {

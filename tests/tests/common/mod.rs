@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use coordinator::store::{self, TrialRecord};
 
+pub mod browser;
+
 /// How long a wait may last before it counts as a hang. Generous: it only turns a hang into a
 /// failure, and a two-core machine running real trials in parallel test binaries is slow.
 pub const PATIENCE: Duration = Duration::from_secs(300);

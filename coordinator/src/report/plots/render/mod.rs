@@ -181,6 +181,25 @@ pub(super) fn range_of(values: impl Iterator<Item = f64>, floor_at_zero: bool) -
     if floor_at_zero {
         lo = lo.min(0.0);
     }
-    let pad = ((hi - lo) * 0.08).max(1e-6);
+    // Every value the same (one seed, a Δ of zero): a span of its own, or the axis would spread
+    // a millionth over its whole width.
+    let pad = if hi - lo > 1e-9 { (hi - lo) * 0.08 } else { hi.abs().max(1.0) * 0.5 };
     (if floor_at_zero && lo >= 0.0 { lo } else { lo - pad })..hi + pad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range_of;
+
+    #[test]
+    fn an_axis_spans_its_values_with_a_margin_and_a_single_value_gets_a_span_of_its_own() {
+        let range = range_of([1.0, 3.0].into_iter(), false);
+        assert!(range.start < 1.0 && range.end > 3.0 && range.end - range.start < 2.5, "{range:?}");
+        let flat = range_of([0.0, 0.0].into_iter(), false);
+        assert_eq!(flat, -0.5..0.5);
+        let bars = range_of([40.0].into_iter(), true);
+        assert_eq!(bars.start, 0.0);
+        assert!((bars.end - 43.2).abs() < 1e-9, "{bars:?}");
+        assert!(range_of(std::iter::empty(), false).start < 0.0);
+    }
 }
