@@ -200,12 +200,20 @@ fn a_browser_watches_a_local_sweep_train_live_and_the_dashboard_guards_itself_of
             let up: Vec<f64> = families["sal_worker_up"].iter().map(|(_, v)| *v).collect();
             assert_eq!(up, vec![1.0, 1.0], "{metrics}");
             assert!(families.keys().any(|k| k.starts_with("sal_rpc_seconds")), "{metrics}");
-            // No series is labelled by trial: the budget does not grow with the grid.
+            // The series budget: no label names a trial; besides the RPC histograms, 6 states,
+            // the epoch counter, the leases, and 3 per worker (no GPU here): the cluster's size.
             for (name, samples) in &families {
                 for (labels, _) in samples {
                     assert!(!labels.contains_key("trial"), "{name} {labels:?}");
+                    assert!(!labels.values().any(|v| *v == baseline || *v == sal), "{name} {labels:?}");
                 }
             }
+            let series: usize = families
+                .iter()
+                .filter(|(name, _)| !name.starts_with("sal_rpc_seconds") && !name.ends_with("_created"))
+                .map(|(_, samples)| samples.len())
+                .sum();
+            assert_eq!(series, 6 + 1 + 1 + 3 * 2, "{metrics}");
         }
         Err(reason) => skip(&reason),
     }
