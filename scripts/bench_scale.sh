@@ -13,9 +13,7 @@
 # `report` (text), `report --format json`, `report --format html` (and the page's size),
 # `status --state-dir`, each with its peak RSS.
 #
-# A no-op trial has no architecture of its own, so the 6 architectures are stood in for by 6
-# variants of each dataset (`DATASET_a1` .. `_a6`, differing in their size): the same number of
-# trials, cells and epochs as the paper grid, which is what the coordinator and reports pay for.
+# The sweep is scripts/paper_noop_sweep.sh's.
 #
 # Environment: WORKERS (default 8), KEEP=1 keeps the run folder (target/bench-scale/), BIN=DIR
 # takes the binaries from DIR instead of building target/release.
@@ -36,25 +34,8 @@ run=target/bench-scale/run-$$
 rm -rf "$run"
 mkdir -p "$run"
 
-# 6 "architectures" x 4 optimizers x 7 datasets x 4 resolutions x 2 methods x 10 seeds.
 sweep="$run/paper-noop.yaml"
-{
-    echo "name: paper-noop"
-    echo "epochs: 5"
-    echo "batch_size: 64"
-    echo "learning_rate: 0.001"
-    echo "seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"
-    echo "methods: [baseline, sal]"
-    echo "architectures: [noop]"
-    echo "optimizers: [adam, adamax, nadam, rmsprop]"
-    echo "resolutions: [32, 64, 128, 224]"
-    echo "datasets:"
-    for d in imagenette imagewoof tiny_imagenet eurosat pacs cifar10 corel1k; do
-        for a in 1 2 3 4 5 6; do
-            echo "  ${d}_a$a: {format: synthetic, options: {epoch_ms: 0, train_size: $((64 + a)), val_size: 16}}"
-        done
-    done
-} >"$sweep"
+scripts/paper_noop_sweep.sh "$sweep"
 
 now_ms() { date +%s%3N; }
 pids=()
