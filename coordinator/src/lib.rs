@@ -11,9 +11,11 @@
 //!   transport), serving a sweep to its end, and `--local`'s worker processes;
 //! - [`client`]: a client of a running coordinator, for `status` and `report --coordinator URL`;
 //! - [`reproduce`]: `coordinator reproduce TRIAL`, a stored trial rerun here and compared bit for bit;
-//! - [`report`]: pivots, paired statistics, the paper's tables, plots, one HTML page, `status`.
+//! - [`report`]: pivots, paired statistics, the paper's tables, plots, one HTML page, `status`;
+//! - [`export`]: the trials in other tools' formats (TensorBoard's event files).
 
 pub mod client;
+pub mod export;
 pub mod report;
 pub mod reproduce;
 pub mod schedule;

@@ -1,0 +1,3 @@
+//! A state dir's trials in other tools' formats: [`tensorboard`].
+
+pub mod tensorboard;
