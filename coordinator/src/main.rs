@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cli::backup_command::{backup_command, BackupArgs};
+use cli::export_command::{export_command, ExportArgs};
 use cli::report_command::{report_command, ReportArgs};
 use cli::reproduce_command::{reproduce_command, ReproduceArgs};
 use cli::run_command::{run, RunArgs};
@@ -28,6 +29,7 @@ use cli::status_command::{status, StatusArgs};
 ///   coordinator show 3fa2c1   # one trial, by the start of its id
 ///   coordinator reproduce 3fa2c1   # rerun it here, compare bit for bit (exit 0 only if identical)
 ///   coordinator backup --state-dir sal-state --to sal-state.backup.sqlite   # while it runs, too
+///   coordinator export tensorboard --state-dir sal-state --out tb   # then: tensorboard --logdir tb
 #[derive(Parser, Debug)]
 #[command(name = "coordinator", version, about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -54,6 +56,10 @@ enum Command {
     /// A consistent copy of a state dir's store, even while its coordinator runs (SQLite's online
     /// backup), checked before it is called done; says how to restore from it.
     Backup(BackupArgs),
+    /// The trials of a sweep in another tool's format: `export tensorboard` writes a TensorBoard
+    /// logdir (a run per trial: every epoch's scalars, SAL's interventions, the HParams dashboard's
+    /// hyperparameters and final metrics).
+    Export(ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,7 @@ fn main() -> ExitCode {
         Some(Command::Show(args)) => show_command(args),
         Some(Command::Reproduce(args)) => reproduce_command(args),
         Some(Command::Backup(args)) => backup_command(args),
+        Some(Command::Export(args)) => export_command(args),
         None => run(cli.run),
     };
     match outcome {

@@ -1,3 +1,4 @@
-//! A state dir's trials in other tools' formats: [`tensorboard`].
+//! A state dir's trials in other tools' formats: [`tensorboard`] (`coordinator export
+//! tensorboard`).
 
 pub mod tensorboard;

@@ -1,5 +1,5 @@
 //! TensorBoard event files: a small writer (no TensorFlow, no `tensorboard-rs`, which has had no
-//! release since 2022).
+//! release since 2022), what a trial's run holds, and `coordinator export tensorboard`.
 //!
 //! The writer, here: [`EventWriter`] writes scalars (`simple_value`), text (the text plugin) and
 //! the HParams plugin's records in the on-disk form of TensorBoard's own Python writers; [`proto`]
@@ -15,10 +15,15 @@
 //!   metric scalars (a metric is a scalar tag of the session's own run: `MetricName.group` "");
 //! * one experiment record, written once (by convention in the logdir itself), declares the
 //!   hparam columns and metrics; without one, TensorBoard infers them by scanning every run.
+//!
+//! [`run`] is what a trial's run holds; [`export`] writes a state dir's sweep.
 
+mod export;
 pub mod hparams;
 pub mod proto;
 pub mod record;
+pub mod run;
+mod run_file;
 #[cfg(test)]
 mod writer_tests;
 
@@ -32,6 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 
+pub use export::{check_out_dir, export, ExportError, ExportSummary};
 pub use hparams::{HParamDomain, HParamInfo, HParamValue};
 use proto::{event, hparams_plugin_data, summary, Event, HParamsPluginData, PluginData, Summary};
 use proto::{SummaryMetadata, TensorProto, TensorShapeProto};
