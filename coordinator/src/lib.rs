@@ -12,7 +12,7 @@
 //! - [`client`]: a client of a running coordinator, for `status` and `report --coordinator URL`;
 //! - [`reproduce`]: `coordinator reproduce TRIAL`, a stored trial rerun here and compared bit for bit;
 //! - [`report`]: pivots, paired statistics, the paper's tables, plots, one HTML page, `status`;
-//! - [`export`]: the trials in other tools' formats (TensorBoard's event files).
+//! - [`export`]: the trials in other tools' formats (TensorBoard), after a sweep or while it runs.
 
 pub mod client;
 pub mod export;

@@ -1,5 +1,6 @@
 //! TensorBoard event files: a small writer (no TensorFlow, no `tensorboard-rs`, which has had no
-//! release since 2022), what a trial's run holds, and `coordinator export tensorboard`.
+//! release since 2022), what a trial's run holds, `coordinator export tensorboard`, and
+//! `--tensorboard DIR`, which writes them while a sweep runs.
 //!
 //! The writer, here: [`EventWriter`] writes scalars (`simple_value`), text (the text plugin) and
 //! the HParams plugin's records in the on-disk form of TensorBoard's own Python writers; [`proto`]
@@ -16,9 +17,11 @@
 //! * one experiment record, written once (by convention in the logdir itself), declares the
 //!   hparam columns and metrics; without one, TensorBoard infers them by scanning every run.
 //!
-//! [`run`] is what a trial's run holds; [`export`] writes a state dir's sweep.
+//! [`run`] is what a trial's run holds; [`export`] writes a state dir's sweep; [`follow`] tails a
+//! running sweep's store.
 
 mod export;
+mod follow;
 pub mod hparams;
 pub mod proto;
 pub mod record;
@@ -38,6 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prost::Message;
 
 pub use export::{check_out_dir, export, ExportError, ExportSummary};
+pub use follow::{follow, FollowSummary, Following};
 pub use hparams::{HParamDomain, HParamInfo, HParamValue};
 use proto::{event, hparams_plugin_data, summary, Event, HParamsPluginData, PluginData, Summary};
 use proto::{SummaryMetadata, TensorProto, TensorShapeProto};

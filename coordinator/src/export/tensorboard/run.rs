@@ -1,6 +1,7 @@
 //! What a trial's run holds: its folder's name, the scalars of each epoch, the text of each SAL
 //! intervention, its hyperparameters and final metrics, and the experiment record of a sweep.
-//! Runs are written through [`super::run_file::RunFile`].
+//! The export and `--tensorboard` both write a run through [`super::run_file::RunFile`], so both
+//! write the same thing.
 //!
 //! - every epoch report: one event at step = epoch (1-based) with the scalars of
 //!   [`epoch_scalars`]; the learning rate is the trial's, a constant;

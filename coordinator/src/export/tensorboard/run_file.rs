@@ -92,6 +92,15 @@ impl RunFile {
         Ok(())
     }
 
+    /// Writes a final result: its history's epochs not written yet (or changed), then the final
+    /// metrics at the last epoch's step.
+    pub(super) fn result(&mut self, result: &TrialResult) -> io::Result<()> {
+        for report in &result.history {
+            self.epoch(report)?;
+        }
+        self.final_metrics(result)
+    }
+
     /// The final metrics, at the last epoch's step (of the result's history, else of what was
     /// written).
     pub(super) fn final_metrics(&mut self, result: &TrialResult) -> io::Result<()> {
@@ -133,6 +142,10 @@ impl RunFile {
             self.bytes += writer.bytes();
         }
         Ok(())
+    }
+
+    pub(super) fn is_open(&self) -> bool {
+        self.writer.is_some()
     }
 
     fn wall(&self, epoch: u32) -> f64 {
