@@ -5,8 +5,9 @@
 //! The writer, here: [`EventWriter`] writes scalars (`simple_value`), text (the text plugin) and
 //! the HParams plugin's records in the on-disk form of TensorBoard's own Python writers; [`proto`]
 //! holds the hand-written prost messages, [`record`] the TFRecord framing with masked CRC32C,
-//! [`hparams`] the HParams vocabulary. Field numbers and record layout were checked by reading
-//! files back with the `tensorboard` package's own EventAccumulator.
+//! [`hparams`] the HParams vocabulary. The files are checked by reading them back with the
+//! `tensorboard` package's own EventAccumulator (`tests/tests/tensorboard.rs`,
+//! `scripts/tensorboard_readback.py`).
 //!
 //! What TensorBoard expects of the layout:
 //! * every directory holding an `*tfevents*` file is a *run*, named by its path relative to the
