@@ -12,10 +12,12 @@
 //! - [`client`]: a client of a running coordinator, for `status` and `report --coordinator URL`;
 //! - [`reproduce`]: `coordinator reproduce TRIAL`, a stored trial rerun here and compared bit for bit;
 //! - [`report`]: pivots, paired statistics, the paper's tables, plots, one HTML page, `status`;
-//! - [`dashboard`]: the live web page over a state dir (its API, its event stream, `/metrics`).
+//! - [`dashboard`]: the live web page over a state dir (its API, its event stream, `/metrics`);
+//! - [`export`]: the trials in other tools' formats (TensorBoard), after a sweep or while it runs.
 
 pub mod client;
 pub mod dashboard;
+pub mod export;
 pub mod report;
 pub mod reproduce;
 pub mod schedule;

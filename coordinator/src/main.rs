@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use cli::backup_command::{backup_command, BackupArgs};
 use cli::dashboard_command::{dashboard_command, DashboardArgs};
+use cli::export_command::{export_command, ExportArgs};
 use cli::report_command::{report_command, ReportArgs};
 use cli::reproduce_command::{reproduce_command, ReproduceArgs};
 use cli::run_command::{run, RunArgs};
@@ -30,6 +31,7 @@ use cli::status_command::{status, StatusArgs};
 ///   coordinator reproduce 3fa2c1   # rerun it here, compare bit for bit (exit 0 only if identical)
 ///   coordinator backup --state-dir sal-state --to sal-state.backup.sqlite   # while it runs, too
 ///   coordinator dashboard --state-dir sal-state   # the live page, from a login node too
+///   coordinator export tensorboard --state-dir sal-state --out tb   # then: tensorboard --logdir tb
 #[derive(Parser, Debug)]
 #[command(name = "coordinator", version, about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -59,6 +61,10 @@ enum Command {
     /// The live dashboard over a state dir whose coordinator runs elsewhere (read-only), or
     /// that has finished: trials, curves, comparisons, the report's tables, /metrics.
     Dashboard(DashboardArgs),
+    /// The trials of a sweep in another tool's format: `export tensorboard` writes a TensorBoard
+    /// logdir (a run per trial: every epoch's scalars, SAL's interventions, the HParams dashboard's
+    /// hyperparameters and final metrics).
+    Export(ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Some(Command::Reproduce(args)) => reproduce_command(args),
         Some(Command::Backup(args)) => backup_command(args),
         Some(Command::Dashboard(args)) => dashboard_command(args),
+        Some(Command::Export(args)) => export_command(args),
         None => run(cli.run),
     };
     match outcome {

@@ -1,5 +1,5 @@
 //! The `coordinator` binary's subcommands, parsed in `main.rs` and run here: [`run_command`] (serve a
-//! sweep, or `--dry-run` it), [`status_command`], [`report_command`], [`show_command`], [`reproduce_command`], [`backup_command`] and [`dashboard_command`]; and what they share: how a
+//! sweep, or `--dry-run` it), [`status_command`], [`report_command`], [`show_command`], [`reproduce_command`], [`backup_command`], [`dashboard_command`] and [`export_command`]; and what they share: how a
 //! client command reaches a running coordinator ([`ClientArgs`]), the exit code of bad input, one-line
 //! errors.
 
@@ -13,6 +13,7 @@ macro_rules! out {
 
 pub(crate) mod backup_command;
 pub(crate) mod dashboard_command;
+pub(crate) mod export_command;
 pub(crate) mod report_command;
 pub(crate) mod reproduce_command;
 pub(crate) mod run_command;

@@ -108,6 +108,11 @@ pub(crate) struct RunArgs {
     /// Keep serving after the sweep is done.
     #[arg(long)]
     pub(crate) keep_serving: bool,
+    /// Also write a TensorBoard logdir here as the epochs arrive (about once a second; what
+    /// `coordinator export tensorboard` writes): `tensorboard --logdir DIR` to watch the sweep.
+    /// A new or empty folder, or an earlier export (its runs are written afresh).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) tensorboard: Option<PathBuf>,
     /// Validate the sweep file, count its trials per axis and estimate the checkpoint storage
     /// its state dir needs; run nothing.
     #[arg(long)]
@@ -202,6 +207,12 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         tracing::warn!(%listen, "--insecure: serving without a token; anyone who reaches this address can read and change the sweep");
     }
+    if let Some(dir) = &args.tensorboard {
+        if let Err(e) = coordinator::export::tensorboard::check_out_dir(dir) {
+            eprintln!("error: --tensorboard {e}");
+            return Ok(ExitCode::from(USAGE));
+        }
+    }
     let options = ServeOptions {
         state_dir: args.state_dir.clone(),
         listen,
@@ -225,6 +236,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             (None, true) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             (None, false) => None,
         },
+        tensorboard: args.tensorboard.clone(),
     };
     let progress =
         match runtime()?.block_on(serve_sweep(&sweep, &options, common::shutdown::shutdown_signal())) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
+use crate::export::tensorboard;
 use crate::server::auth::{self, Tokens};
 use crate::server::local_workers::{LocalError, LocalWorkerProcesses, LocalWorkers};
 use crate::server::service::{self, ServerSettings};
@@ -105,6 +106,9 @@ pub struct ServeOptions {
     pub full_disk_wait: Option<Duration>,
     /// Serve the dashboard on this address (port 0: any free port).
     pub dashboard: Option<SocketAddr>,
+    /// Also write the sweep's TensorBoard logdir here as its epochs arrive
+    /// ([`crate::export::tensorboard::follow`]).
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// Serves `sweep` until every trial has ended (or `shutdown` resolves); answers the final counts.
@@ -154,6 +158,10 @@ pub async fn serve_sweep(
         std::fs::rename(&partial, path).map_err(|source| RunnerError::Io { path: path.clone(), source })?;
     }
     let rpc_times = crate::dashboard::metrics::RpcTimes::default();
+    let tensorboard = options.tensorboard.as_ref().map(|dir| {
+        let trials = sweep.trials.iter().map(|t| t.id.clone()).collect();
+        tensorboard::Following::start(options.state_dir.clone(), dir.clone(), trials)
+    });
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(service::serve(
         store.clone(),
@@ -280,6 +288,10 @@ pub async fn serve_sweep(
             );
             server.abort();
         }
+    }
+    if let Some(following) = tensorboard {
+        // Every result is committed: it reads the store once more, then closes its files.
+        following.stop().await;
     }
     if let Some(bar) = bar {
         bar.finish();

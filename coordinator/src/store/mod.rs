@@ -19,7 +19,8 @@
 //! [`trials`] (loading a sweep, rebuilding memory on restart), [`workers`], [`leases`], [`results`]
 //! (and [`outside`] for trials not scheduled today), [`checkpoints`] (the index;
 //! [`checkpoint_files`] the files), [`sweeps`]; [`status`] and [`in_flight`] for `coordinator
-//! status`; [`reader`], read-only, for reports; [`state_lock`]: one coordinator per state dir.
+//! status`; [`reader`], read-only, for reports, and [`tail`], read-only, what was committed since
+//! it last looked (`--tensorboard`); [`state_lock`]: one coordinator per state dir.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ mod schema;
 pub mod state_lock;
 mod status;
 mod sweeps;
+mod tail;
 mod trials;
 mod workers;
 
@@ -68,6 +70,7 @@ pub use in_flight::TrialProgress;
 pub use leases::random_id;
 pub use reader::{read_records, StoredEpoch, TrialRecord};
 pub use sweeps::{read_sweeps, SweepInfo};
+pub use tail::{first_attempt_starts, Tail, Tailed, TailedEpoch};
 
 /// The database file inside the state dir.
 pub const DB_FILE: &str = "coordinator.sqlite";
