@@ -189,6 +189,13 @@ fn a_browser_watches_a_local_sweep_train_live_and_the_dashboard_guards_itself_of
     expected.sort();
     assert_eq!(listed, serde_json::json!(expected));
     browser.screenshot(&screenshots().join("trials-running.png"));
+    // The overview names both workers with what their nodes use.
+    browser.goto(&url);
+    browser.wait_for(
+        "the workers table",
+        "document.querySelectorAll('tr[data-worker]').length === 2 && [...document.querySelectorAll('tr[data-worker] td:nth-child(7)')].every((td) => Number(td.textContent) > 0)",
+    );
+    browser.screenshot(&screenshots().join("overview-running.png"));
 
     // Metrics while both trials are held: a real Prometheus parser reads them.
     let metrics = http().get(&format!("{url}metrics")).call().unwrap().body_mut().read_to_string().unwrap();

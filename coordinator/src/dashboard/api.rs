@@ -17,7 +17,7 @@ use super::Shared;
 use crate::report::{self, stats, Axis};
 
 /// Runs `f` on the fresh model on a blocking thread (SQLite); errors become 500s in one line.
-async fn with_model<T: Send + 'static>(
+pub(super) async fn with_model<T: Send + 'static>(
     shared: &Arc<Shared>,
     f: impl FnOnce(&Model) -> Result<T, String> + Send + 'static,
 ) -> Result<T, Response> {
@@ -85,8 +85,10 @@ pub async fn summary(State(shared): State<Arc<Shared>>) -> Response {
 /// at the mean epoch time of its profile (architecture, resolution, batch) where one is measured,
 /// else of the sweep; spread over the trials running at once.
 fn eta_seconds(model: &Model) -> Option<f64> {
-    let profile = |t: &TrialRow| (t.spec.architecture.clone(), t.spec.resolution, t.spec.batch_size);
-    let mut measured: HashMap<(String, u32, u32), (f64, u32)> = HashMap::new();
+    fn profile(t: &TrialRow) -> (&str, u32, u32) {
+        (t.spec.architecture.as_str(), t.spec.resolution, t.spec.batch_size)
+    }
+    let mut measured: HashMap<(&str, u32, u32), (f64, u32)> = HashMap::new();
     for trial in &model.trials {
         let seconds = match (&trial.result, &trial.last) {
             (Some(result), _) if result.train_seconds > 0.0 => {
@@ -121,116 +123,6 @@ fn eta_seconds(model: &Model) -> Option<f64> {
     Some(remaining / at_once as f64)
 }
 
-/// A trial's row in the table.
-fn row(trial: &TrialRow) -> Value {
-    let spec = &trial.spec;
-    json!({
-        "id": trial.id,
-        "label": spec.label(),
-        "architecture": spec.architecture,
-        "optimizer": spec.optimizer,
-        "dataset": spec.dataset.name,
-        "resolution": spec.resolution,
-        "method": spec.method.name(),
-        "seed": spec.seed,
-        "state": trial.state,
-        "attempts": trial.attempts,
-        "epoch": trial.last.as_ref().map(|e| e.epoch),
-        "epochs": spec.epochs,
-        "train_loss": trial.last.as_ref().map(|e| e.train_loss),
-        "last_val_accuracy": trial.last.as_ref().map(|e| e.val_accuracy),
-        "best_val_accuracy": trial.best_val_accuracy,
-        "top1": trial.result.as_ref().map(|r| r.top1),
-    })
-}
-
-/// The columns the table sorts by, each a number or a text of a row.
-fn sort_key(trial: &TrialRow, column: &str) -> (Option<f64>, String) {
-    let spec = &trial.spec;
-    let number = |v: Option<f64>| (Some(v.unwrap_or(f64::NEG_INFINITY)), String::new());
-    match column {
-        "resolution" => number(Some(f64::from(spec.resolution))),
-        "seed" => number(Some(spec.seed as f64)),
-        "attempts" => number(Some(f64::from(trial.attempts))),
-        "epoch" => number(trial.last.as_ref().map(|e| f64::from(e.epoch))),
-        "train_loss" => number(trial.last.as_ref().map(|e| e.train_loss)),
-        "last_val_accuracy" => number(trial.last.as_ref().map(|e| e.val_accuracy)),
-        "best_val_accuracy" => number(trial.best_val_accuracy),
-        "top1" => number(trial.result.as_ref().map(|r| r.top1)),
-        "architecture" => (None, spec.architecture.clone()),
-        "optimizer" => (None, spec.optimizer.clone()),
-        "dataset" => (None, spec.dataset.name.clone()),
-        "method" => (None, spec.method.name().to_string()),
-        "state" => (None, trial.state.clone()),
-        _ => (None, trial.id.clone()),
-    }
-}
-
-/// The grid's axes and the other columns a filter may name.
-const FILTERS: [&str; 7] = ["architecture", "optimizer", "dataset", "resolution", "method", "seed", "state"];
-
-fn value_of(trial: &TrialRow, key: &str) -> String {
-    let spec = &trial.spec;
-    match key {
-        "architecture" => spec.architecture.clone(),
-        "optimizer" => spec.optimizer.clone(),
-        "dataset" => spec.dataset.name.clone(),
-        "resolution" => spec.resolution.to_string(),
-        "method" => spec.method.name().to_string(),
-        "seed" => spec.seed.to_string(),
-        _ => trial.state.clone(),
-    }
-}
-
-/// `/api/trials?page=0&size=50&sort=top1&desc=1&method=sal&state=done&q=text`: one page of the
-/// sweep's trials, with every filter's values (facets) for the page's menus.
-pub async fn trials(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let answer = with_model(&shared, move |model| {
-        let size = query.get("size").and_then(|s| s.parse::<usize>().ok()).unwrap_or(50).clamp(1, 500);
-        let page = query.get("page").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
-        let words: Vec<String> =
-            query.get("q").map(|q| q.to_lowercase().split_whitespace().map(String::from).collect()).unwrap_or_default();
-        let filters: Vec<(&str, &String)> =
-            FILTERS.iter().filter_map(|key| query.get(*key).filter(|v| !v.is_empty()).map(|v| (*key, v))).collect();
-        let mut rows: Vec<&TrialRow> = model
-            .trials
-            .iter()
-            .filter(|t| filters.iter().all(|(key, value)| value_of(t, key) == **value))
-            .filter(|t| {
-                words.is_empty() || {
-                    let text = format!("{} {}", t.id, t.spec.label()).to_lowercase();
-                    words.iter().all(|w| text.contains(w))
-                }
-            })
-            .collect();
-        let column = query.get("sort").map_or("id", String::as_str);
-        let descending = query.get("desc").is_some_and(|d| d == "1");
-        rows.sort_by(|a, b| {
-            let (ka, kb) = (sort_key(a, column), sort_key(b, column));
-            let order = match (ka.0, kb.0) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                _ => ka.1.cmp(&kb.1),
-            };
-            let order = order.then_with(|| a.id.cmp(&b.id));
-            if descending {
-                order.reverse()
-            } else {
-                order
-            }
-        });
-        let facets: BTreeMap<&str, BTreeSet<String>> =
-            FILTERS.iter().map(|key| (*key, model.trials.iter().map(|t| value_of(t, key)).collect())).collect();
-        let total = rows.len();
-        let page_rows: Vec<Value> = rows.into_iter().skip(page * size).take(size).map(row).collect();
-        Ok(json!({ "total": total, "page": page, "size": size, "rows": page_rows, "facets": facets, "version": model.version }))
-    })
-    .await;
-    answer.map_or_else(|r| r, |body| Json(body).into_response())
-}
-
 /// One trial: its row, spec and manifest as stored, its SAL thresholds, the command that
 /// reproduces it.
 pub async fn trial(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
@@ -242,7 +134,7 @@ pub async fn trial(State(shared): State<Arc<Shared>>, Path(id): Path<String>) ->
         let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
         let spec = &trial.spec;
         Ok(Some(json!({
-            "row": row(trial),
+            "row": super::table::row(trial),
             "spec": parse(&spec_json),
             "manifest": manifest_json.as_deref().map(parse),
             "error": trial.last_error,
@@ -351,12 +243,12 @@ pub async fn cell(
         let want = |t: &TrialRow| {
             ["architecture", "optimizer", "dataset", "resolution"]
                 .iter()
-                .all(|key| query.get(*key).is_none_or(|v| value_of(t, key) == *v))
+                .all(|key| query.get(*key).is_none_or(|v| super::table::matches(t, key, v)))
         };
         let members: Vec<&TrialRow> = model.trials.iter().filter(|t| want(t)).collect();
         let Some(first) = members.first() else { return Ok(None) };
-        let cell = stats::Cell::of(&first.record());
-        let records = model.records();
+        let cell = stats::Cell::of(&first.record(None));
+        let records = model.records().map_err(|e| e.to_string())?;
         let methods: BTreeSet<common::Method> =
             members.iter().map(|t| t.spec.method).filter(|m| *m != common::Method::Baseline).collect();
         let baseline: BTreeMap<u64, &TrialRow> =
@@ -427,7 +319,7 @@ pub async fn grid(
         let method = query.get("method").map_or("sal", String::as_str);
         let method: common::Method =
             serde_json::from_value(json!(method)).map_err(|_| format!("`method`: unknown method {method}"))?;
-        let records = model.records();
+        let records = model.records().map_err(|e| e.to_string())?;
         let methods: Vec<&str> = stats::other_methods(&records)
             .into_iter()
             .chain((records.iter().any(|r| r.spec.method == common::Method::Sal)).then_some(common::Method::Sal))
@@ -465,7 +357,7 @@ pub async fn grid(
 /// fragments escaped by the report itself.
 pub async fn report(State(shared): State<Arc<Shared>>) -> Response {
     let answer = with_model(&shared, |model| {
-        let records = model.records();
+        let records = model.records().map_err(|e| e.to_string())?;
         let axes: Vec<Axis> = report::tables::default_axes(&records);
         let tables: Vec<String> = report::tables::report_grids(&model.sweep, &records, &axes, None)
             .iter()

@@ -17,6 +17,7 @@ mod events;
 pub mod metrics;
 pub mod model;
 mod serve;
+mod table;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,8 +82,10 @@ impl Shared {
         let mut model = self.model.lock().unwrap_or_else(|p| p.into_inner());
         let mut refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
         if refreshed.elapsed() >= FRESH_FOR {
-            model.refresh()?;
+            let started = Instant::now();
+            let changed = model.refresh()?;
             *refreshed = Instant::now();
+            tracing::debug!(changed, took_ms = started.elapsed().as_secs_f64() * 1e3, "dashboard model read");
         }
         Ok(model)
     }
@@ -136,7 +139,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/assets/{file}", get(assets::file))
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/api/summary", get(api::summary))
-        .route("/api/trials", get(api::trials))
+        .route("/api/trials", get(table::trials))
         .route("/api/trials/{id}", get(api::trial))
         .route("/api/trials/{id}/series", get(api::series))
         .route("/api/cell", get(api::cell))

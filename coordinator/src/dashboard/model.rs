@@ -8,12 +8,14 @@
 //! rows. The same numbers the report computes come from the report's own functions, fed with
 //! these records (see [`Model::records`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{EpochReport, TrialResult, TrialSpec};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::Deserialize;
 
 use crate::report::select::{self, Selection};
 use crate::store::{self, StoreError, TrialRecord, DB_FILE};
@@ -26,27 +28,69 @@ pub struct TrialRow {
     pub state: String,
     pub attempts: u32,
     pub last_error: Option<String>,
-    /// Its result, without the epoch history (the epochs are read per trial when asked).
-    pub result: Option<TrialResult>,
-    /// The latest attempt's newest epoch report.
-    pub last: Option<EpochReport>,
+    /// What the table and the ETA read of its result; the whole result is read when a view asks
+    /// for the report's records ([`Model::records`]).
+    pub result: Option<Finished>,
+    /// The latest attempt's newest epoch report, as far as the table reads it.
+    pub last: Option<EpochBrief>,
     /// The best validation accuracy of any epoch reported.
     pub best_val_accuracy: Option<f64>,
 }
 
 impl TrialRow {
-    /// The report's view of the trial (no epochs: the statistics read results only).
-    pub fn record(&self) -> TrialRecord {
+    /// The report's view of the trial with `result` (no epochs: the statistics read results only).
+    pub fn record(&self, result: Option<TrialResult>) -> TrialRecord {
         TrialRecord {
             id: self.id.clone(),
             spec: self.spec.clone(),
             state: self.state.clone(),
             attempts: self.attempts,
             last_error: self.last_error.clone(),
-            result: self.result.clone(),
+            result,
             epochs: Vec::new(),
         }
     }
+}
+
+/// What the table and the ETA read of an epoch report: parsing only these fields (serde skips
+/// the rest without building it) keeps a fast sweep cheap to follow.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EpochBrief {
+    pub epoch: u32,
+    pub train_loss: f64,
+    pub val_accuracy: f64,
+    pub seconds: f64,
+}
+
+impl From<&EpochReport> for EpochBrief {
+    fn from(e: &EpochReport) -> Self {
+        Self { epoch: e.epoch, train_loss: e.train_loss, val_accuracy: e.val_accuracy, seconds: e.seconds }
+    }
+}
+
+/// What the table and the ETA read of a result.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub top1: f64,
+    pub train_seconds: f64,
+}
+
+/// A result as the refresh reads it.
+#[derive(Deserialize)]
+struct ResultBrief {
+    top1: f64,
+    train_seconds: f64,
+    history: Vec<EpochBrief>,
+}
+
+/// The sweep's whole results, for the report's records: read once at load, then the new ones
+/// only when a view asks ([`Model::records`]).
+#[derive(Default)]
+struct FullResults {
+    /// The results' rowid read up to.
+    cursor: i64,
+    /// By the trial's index in [`Model::trials`], without their epoch histories.
+    by_trial: HashMap<usize, TrialResult>,
 }
 
 /// Where the model has read up to.
@@ -66,8 +110,11 @@ pub struct Model {
     pub trials: Vec<TrialRow>,
     index: HashMap<String, usize>,
     pub cursors: Cursors,
+    /// The values of each axis of the grid, for the trial table's filters (fixed with the trials).
+    pub facets: std::collections::BTreeMap<&'static str, Vec<String>>,
     /// Bumped whenever anything changed: tabs wait on it.
     pub version: u64,
+    full: Mutex<FullResults>,
 }
 
 fn open(db: &Path) -> Result<Connection, StoreError> {
@@ -96,17 +143,22 @@ impl Model {
             trials: Vec::new(),
             index: HashMap::new(),
             cursors: Cursors::default(),
+            facets: Default::default(),
             version: 1,
+            full: Mutex::new(FullResults::default()),
         };
+        let mut full = FullResults::default();
         for record in records {
             let history = crate::report::model::history(&record);
             let best = history
                 .iter()
                 .map(|e| e.val_accuracy)
                 .fold(None, |best: Option<f64>, v| Some(best.map_or(v, |b| b.max(v))));
-            let mut result = record.result;
-            if let Some(result) = &mut result {
+            let finished =
+                record.result.as_ref().map(|r| Finished { top1: r.top1, train_seconds: r.train_seconds });
+            if let Some(mut result) = record.result {
                 result.history = Vec::new();
+                full.by_trial.insert(model.trials.len(), result);
             }
             model.index.insert(record.id.clone(), model.trials.len());
             model.trials.push(TrialRow {
@@ -115,12 +167,15 @@ impl Model {
                 state: record.state,
                 attempts: record.attempts,
                 last_error: record.last_error,
-                result,
-                last: history.last().cloned(),
+                result: finished,
+                last: history.last().map(EpochBrief::from),
                 best_val_accuracy: best,
             });
         }
         model.cursors = model.current_cursors()?;
+        full.cursor = model.cursors.results;
+        model.full = Mutex::new(full);
+        model.facets = super::table::axis_values(&model.trials);
         Ok(model)
     }
 
@@ -132,14 +187,18 @@ impl Model {
             epochs: max("SELECT MAX(rowid) FROM epochs")?,
             results: max("SELECT MAX(rowid) FROM results")?,
             updated_ms: max("SELECT MAX(updated_ms) FROM trials")?,
-            sweep_trials: max("SELECT COUNT(*) FROM sweep_trials")?,
+            sweep_trials: max("SELECT MAX(rowid) FROM sweep_trials")?,
         })
     }
 
     /// Reads what changed since the last refresh; answers whether anything did. A sweep that
     /// gained trials (another run of a changed sweep file) is loaded again whole.
     pub fn refresh(&mut self) -> Result<bool, StoreError> {
-        let members: i64 = self.conn.query_row("SELECT COUNT(*) FROM sweep_trials", [], |r| r.get(0))?;
+        // Membership only grows: its newest rowid says whether it did (without counting it).
+        let members: i64 = self
+            .conn
+            .query_row("SELECT MAX(rowid) FROM sweep_trials", [], |r| r.get::<_, Option<i64>>(0))?
+            .unwrap_or(0);
         if members != self.cursors.sweep_trials {
             let state_dir = self.db.parent().map(Path::to_path_buf).unwrap_or_default();
             let version = self.version;
@@ -149,8 +208,11 @@ impl Model {
         }
         let mut changed = false;
         changed |= self.read_states()?;
-        changed |= self.read_epochs()?;
-        changed |= self.read_results()?;
+        // Results first: the epoch reports of a trial whose result is in need no reading (its
+        // result holds them), which in a fast sweep is most of them.
+        let finished = self.read_results()?;
+        changed |= !finished.is_empty();
+        changed |= self.read_epochs(&finished)?;
         if changed {
             self.version += 1;
         }
@@ -179,7 +241,8 @@ impl Model {
         Ok(changed)
     }
 
-    fn read_epochs(&mut self) -> Result<bool, StoreError> {
+    /// Reads the epoch reports stored since the last look, but those of the `finished` trials.
+    fn read_epochs(&mut self, finished: &HashSet<usize>) -> Result<bool, StoreError> {
         let mut statement = self.conn.prepare_cached(
             "SELECT rowid, trial_id, report_json FROM epochs WHERE rowid > ?1 ORDER BY rowid",
         )?;
@@ -190,8 +253,11 @@ impl Model {
             self.cursors.epochs = rowid;
             let trial_id: String = row.get(1)?;
             let Some(&i) = self.index.get(&trial_id) else { continue };
+            if finished.contains(&i) {
+                continue;
+            }
             let json: String = row.get(2)?;
-            let report: EpochReport =
+            let report: EpochBrief =
                 serde_json::from_str(&json).map_err(|e| corrupt(format!("epoch report of {trial_id}"), e))?;
             let trial = &mut self.trials[i];
             trial.best_val_accuracy =
@@ -202,32 +268,32 @@ impl Model {
         Ok(changed)
     }
 
-    fn read_results(&mut self) -> Result<bool, StoreError> {
+    /// Reads the results stored since the last look; answers the trials (by index) they finished.
+    fn read_results(&mut self) -> Result<HashSet<usize>, StoreError> {
         let mut statement = self.conn.prepare_cached(
             "SELECT rowid, trial_id, result_json FROM results WHERE rowid > ?1 ORDER BY rowid",
         )?;
         let mut rows = statement.query(params![self.cursors.results])?;
-        let mut changed = false;
+        let mut finished = HashSet::new();
         while let Some(row) = rows.next()? {
             self.cursors.results = row.get(0)?;
             let trial_id: String = row.get(1)?;
             let Some(&i) = self.index.get(&trial_id) else { continue };
             let json: String = row.get(2)?;
-            let mut result: TrialResult =
+            let result: ResultBrief =
                 serde_json::from_str(&json).map_err(|e| corrupt(format!("result of {trial_id}"), e))?;
             let trial = &mut self.trials[i];
-            if let Some(last) = result.history.last() {
-                trial.last = Some(last.clone());
-            }
             let best = result.history.iter().map(|e| e.val_accuracy).fold(f64::NEG_INFINITY, f64::max);
             if best.is_finite() {
                 trial.best_val_accuracy = Some(trial.best_val_accuracy.map_or(best, |b| b.max(best)));
             }
-            result.history = Vec::new();
-            trial.result = Some(result);
-            changed = true;
+            if let Some(last) = result.history.into_iter().last() {
+                trial.last = Some(last);
+            }
+            trial.result = Some(Finished { top1: result.top1, train_seconds: result.train_seconds });
+            finished.insert(i);
         }
-        Ok(changed)
+        Ok(finished)
     }
 
     /// Every epoch report the store holds (of every sweep and attempt): a counter.
@@ -239,9 +305,25 @@ impl Model {
         self.index.get(id).map(|&i| &self.trials[i])
     }
 
-    /// The report's records of the sweep, for its statistics (results only, no epochs).
-    pub fn records(&self) -> Vec<TrialRecord> {
-        self.trials.iter().map(TrialRow::record).collect()
+    /// The report's records of the sweep, for its statistics (results only, no epochs): the
+    /// results stored since the last call are read whole first.
+    pub fn records(&self) -> Result<Vec<TrialRecord>, StoreError> {
+        let mut full = self.full.lock().unwrap_or_else(|p| p.into_inner());
+        let mut statement = self.conn.prepare_cached(
+            "SELECT rowid, trial_id, result_json FROM results WHERE rowid > ?1 AND rowid <= ?2 ORDER BY rowid",
+        )?;
+        let mut rows = statement.query(params![full.cursor, self.cursors.results])?;
+        while let Some(row) = rows.next()? {
+            full.cursor = row.get(0)?;
+            let trial_id: String = row.get(1)?;
+            let Some(&i) = self.index.get(&trial_id) else { continue };
+            let json: String = row.get(2)?;
+            let mut result: TrialResult =
+                serde_json::from_str(&json).map_err(|e| corrupt(format!("result of {trial_id}"), e))?;
+            result.history = Vec::new();
+            full.by_trial.insert(i, result);
+        }
+        Ok(self.trials.iter().enumerate().map(|(i, t)| t.record(full.by_trial.get(&i).cloned())).collect())
     }
 
     /// A trial's epoch reports: its result's history when finished, else every attempt's stored
@@ -272,7 +354,7 @@ impl Model {
                 .map(|json| serde_json::from_str(&json))
                 .transpose()
                 .map_err(|e| corrupt(format!("result of {id}"), e))?;
-            let record = TrialRecord { result, epochs, ..trial.record() };
+            let record = TrialRecord { epochs, ..trial.record(result) };
             return Ok((crate::report::model::history(&record), newest));
         }
         // Resuming: only what is new, the latest attempt's last word on each epoch.

@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS trials (
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL
 );
+-- Readers that follow a running sweep (the dashboard) ask for the trials changed since a moment:
+-- without it each look would scan every trial's row, specs included.
+CREATE INDEX IF NOT EXISTS trials_by_update ON trials (updated_ms);
 CREATE TABLE IF NOT EXISTS attempts (
     trial_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,
