@@ -271,6 +271,13 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let selection =
         report::select::Selection { sweep: sweep.name.clone(), records, superseded: 0, other_sweeps };
     out!("{}", report::select::summary(&selection));
+    if options.dashboard.is_some() {
+        // The page went with the coordinator; the same views over the finished state dir:
+        eprintln!(
+            "the dashboard stopped with the sweep; to look again: coordinator dashboard --state-dir {}",
+            args.state_dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
