@@ -85,6 +85,16 @@ fn signal(pid: &str, signal: &str) {
     assert!(status.success(), "kill {signal} {pid}");
 }
 
+/// `coordinator dashboard --state-dir STATE ARGS...`, and the address it serves on.
+fn serve_dashboard(state: &Path, args: &[&str]) -> (Process, String) {
+    let served = Process::spawn(
+        Command::new(binary("coordinator")).arg("dashboard").args(args).arg("--state-dir").arg(state),
+    );
+    let line = served.stdout.wait_for("`dashboard on`", |l| l.starts_with("dashboard on "));
+    let url = line.trim_start_matches("dashboard on ").trim().to_string();
+    (served, url)
+}
+
 /// Epochs the dashboard's API says are stored for a trial.
 fn stored_epochs(url: &str, trial: &str) -> usize {
     get_json(&format!("{url}api/trials/{trial}/series"))["points"].as_u64().unwrap() as usize
@@ -288,13 +298,7 @@ fn a_browser_watches_a_local_sweep_train_live_and_the_dashboard_guards_itself_of
     assert_eq!(browser.eval("return window.__dashboard.errors"), serde_json::json!([]));
 
     // The finished state dir, served read-only by `coordinator dashboard`.
-    let mut served = Process::spawn(
-        Command::new(binary("coordinator"))
-            .args(["dashboard", "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(&state),
-    );
-    let line = served.stdout.wait_for("`dashboard on`", |l| l.starts_with("dashboard on "));
-    let url = line.trim_start_matches("dashboard on ").trim().to_string();
+    let (mut served, url) = serve_dashboard(&state, &["--listen", "127.0.0.1:0"]);
     for (view, ready) in [
         ("", "document.querySelector('.card[data-state=done] .n') && document.querySelector('.card[data-state=done] .n').textContent === '2'"),
         ("#/trials", "document.querySelectorAll('tr[data-trial]').length === 2"),
@@ -335,15 +339,9 @@ fn a_browser_watches_a_local_sweep_train_live_and_the_dashboard_guards_itself_of
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-token\n").unwrap();
     std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let mut guarded = Process::spawn(
-        Command::new(binary("coordinator"))
-            .args(["dashboard", "--listen", "0.0.0.0:0", "--token-file"])
-            .arg(&token_file)
-            .arg("--state-dir")
-            .arg(&state),
-    );
-    let line = guarded.stdout.wait_for("`dashboard on`", |l| l.starts_with("dashboard on "));
-    let port = line.rsplit(':').next().unwrap().trim_end_matches('/').trim().to_string();
+    let (mut guarded, served_at) =
+        serve_dashboard(&state, &["--listen", "0.0.0.0:0", "--token-file", token_file.to_str().unwrap()]);
+    let port = served_at.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
     let url = format!("http://127.0.0.1:{port}/");
     for path in ["api/summary", "api/trials", "metrics", "api/events"] {
         let response = http().get(&format!("{url}{path}")).call().unwrap();
@@ -390,13 +388,7 @@ fn a_stream_resumed_with_last_event_id_sends_exactly_the_epochs_after_it() {
         "--no-dashboard",
     ]);
     Process::spawn(&mut command).wait_success("coordinator --local");
-    let mut served = Process::spawn(
-        Command::new(binary("coordinator"))
-            .args(["dashboard", "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(&state),
-    );
-    let line = served.stdout.wait_for("`dashboard on`", |l| l.starts_with("dashboard on "));
-    let url = line.trim_start_matches("dashboard on ").trim().to_string();
+    let (mut served, url) = serve_dashboard(&state, &["--listen", "127.0.0.1:0"]);
     let trial = get_json(&format!("{url}api/trials"))["rows"][0]["id"].as_str().unwrap().to_string();
 
     // The first event of a stream opened at the beginning holds all six epochs.

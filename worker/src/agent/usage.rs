@@ -44,8 +44,10 @@ impl UsageSampler {
         if now.is_some() {
             self.previous_cpu = now;
         }
-        let rss_kib: u64 =
-            std::iter::once(std::process::id()).chain(trial_pids).filter_map(resident_kib).sum();
+        let rss_kib: u64 = std::iter::once(std::process::id())
+            .chain(trial_pids)
+            .filter_map(super::exhaustion::rss_kib)
+            .sum();
         pb::NodeUsage { cpu_percent, rss_mb: rss_kib / 1024, devices: self.devices() }
     }
 
@@ -95,14 +97,6 @@ fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
     let total: u64 = counted.iter().sum();
     let idle = counted.get(3).copied().unwrap_or(0) + counted.get(4).copied().unwrap_or(0);
     Some((total - idle, total))
-}
-
-/// A live process's resident memory (`VmRSS`) in KiB.
-fn resident_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:")?.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 #[cfg(test)]
