@@ -13,24 +13,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::model::{Model, TrialRow};
-use super::Shared;
+use super::{with_model, Shared};
 use crate::report::{self, stats, Axis};
-
-/// Runs `f` on the fresh model on a blocking thread (SQLite); errors become 500s in one line.
-pub(super) async fn with_model<T: Send + 'static>(
-    shared: &Arc<Shared>,
-    f: impl FnOnce(&Model) -> Result<T, String> + Send + 'static,
-) -> Result<T, Response> {
-    let shared = shared.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let model = shared.fresh().map_err(|e| e.to_string())?;
-        f(&model)
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    outcome.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e }))).into_response())
-}
 
 fn not_found(what: &str) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no {what} here") }))).into_response()

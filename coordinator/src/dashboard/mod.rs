@@ -4,7 +4,7 @@
 //!
 //! Everything is read-only and comes from the store, read beside the coordinator (never through
 //! its commit thread): [`model`] follows the state dir by cursors, [`api`] answers the page's
-//! questions with the report's own functions, [`events`] pushes what is new to each open tab
+//! questions with the report's own functions ([`table`]: the trial table), [`events`] pushes what is new to each open tab
 //! (server-sent events, resumable), [`metrics`] is Prometheus' `/metrics`. The page itself
 //! ([`assets`]) is embedded in the binary: no build step, no external URL, so that it works on an
 //! air-gapped cluster. [`auth`] asks for the token off loopback; the sweep's TLS certificate, when
@@ -24,8 +24,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use serde_json::json;
 
 use crate::server::tls::ServerTlsFiles;
 use crate::store::{Store, StoreError};
@@ -89,6 +92,22 @@ impl Shared {
         }
         Ok(model)
     }
+}
+
+/// Runs `f` on the fresh model on a blocking thread (SQLite); errors become 500s in one line.
+async fn with_model<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&Model) -> Result<T, String> + Send + 'static,
+) -> Result<T, Response> {
+    let shared = shared.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let model = shared.fresh().map_err(|e| e.to_string())?;
+        f(&model)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    outcome.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e }))).into_response())
 }
 
 /// A dashboard being served.

@@ -8,7 +8,7 @@
 //! rows. The same numbers the report computes come from the report's own functions, fed with
 //! these records (see [`Model::records`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -111,7 +111,7 @@ pub struct Model {
     index: HashMap<String, usize>,
     pub cursors: Cursors,
     /// The values of each axis of the grid, for the trial table's filters (fixed with the trials).
-    pub facets: std::collections::BTreeMap<&'static str, Vec<String>>,
+    pub facets: BTreeMap<&'static str, Vec<String>>,
     /// Bumped whenever anything changed: tabs wait on it.
     pub version: u64,
     full: Mutex<FullResults>,
@@ -175,7 +175,7 @@ impl Model {
         model.cursors = model.current_cursors()?;
         full.cursor = model.cursors.results;
         model.full = Mutex::new(full);
-        model.facets = super::table::axis_values(&model.trials);
+        model.facets = axis_values(&model.trials);
         Ok(model)
     }
 
@@ -377,4 +377,25 @@ impl Model {
             .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
+}
+
+/// The values of each axis of the grid among `trials`, for the filter menus: numbers in their
+/// order, names in the alphabet's.
+fn axis_values(trials: &[TrialRow]) -> BTreeMap<&'static str, Vec<String>> {
+    let texts = |f: &dyn Fn(&TrialRow) -> &str| -> Vec<String> {
+        trials.iter().map(f).collect::<BTreeSet<&str>>().into_iter().map(String::from).collect()
+    };
+    let numbers = |f: &dyn Fn(&TrialRow) -> u64| -> Vec<String> {
+        trials.iter().map(f).collect::<BTreeSet<u64>>().into_iter().map(|n| n.to_string()).collect()
+    };
+    [
+        ("architecture", texts(&|t| t.spec.architecture.as_str())),
+        ("optimizer", texts(&|t| t.spec.optimizer.as_str())),
+        ("dataset", texts(&|t| t.spec.dataset.name.as_str())),
+        ("resolution", numbers(&|t| u64::from(t.spec.resolution))),
+        ("method", texts(&|t| t.spec.method.name())),
+        ("seed", numbers(&|t| t.spec.seed)),
+    ]
+    .into_iter()
+    .collect()
 }

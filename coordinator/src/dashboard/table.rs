@@ -15,9 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::api::with_model;
 use super::model::TrialRow;
-use super::Shared;
+use super::{with_model, Shared};
 
 /// The columns a filter may name: the grid's axes, the method, the seed, the state.
 pub const FILTERS: [&str; 7] =
@@ -157,27 +156,6 @@ pub(super) fn row(trial: &TrialRow) -> Value {
         "best_val_accuracy": trial.best_val_accuracy,
         "top1": trial.result.as_ref().map(|r| r.top1),
     })
-}
-
-/// The values of each axis of the grid among `trials`, for the filter menus: numbers in their
-/// order, names in the alphabet's.
-pub fn axis_values(trials: &[TrialRow]) -> std::collections::BTreeMap<&'static str, Vec<String>> {
-    let texts = |f: &dyn Fn(&TrialRow) -> &str| -> Vec<String> {
-        trials.iter().map(f).collect::<BTreeSet<&str>>().into_iter().map(String::from).collect()
-    };
-    let numbers = |f: &dyn Fn(&TrialRow) -> u64| -> Vec<String> {
-        trials.iter().map(f).collect::<BTreeSet<u64>>().into_iter().map(|n| n.to_string()).collect()
-    };
-    [
-        ("architecture", texts(&|t| t.spec.architecture.as_str())),
-        ("optimizer", texts(&|t| t.spec.optimizer.as_str())),
-        ("dataset", texts(&|t| t.spec.dataset.name.as_str())),
-        ("resolution", numbers(&|t| u64::from(t.spec.resolution))),
-        ("method", texts(&|t| t.spec.method.name())),
-        ("seed", numbers(&|t| t.spec.seed)),
-    ]
-    .into_iter()
-    .collect()
 }
 
 #[cfg(test)]

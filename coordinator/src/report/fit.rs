@@ -21,6 +21,32 @@ use comfy_table::{
 
 use super::grid::Grid;
 
+/// A grid as terminal text (here rather than in [`super::grid`], which knows no terminal).
+impl Grid {
+    /// The table whole, as comfy-table draws it, with its title and notes.
+    pub fn text(&self) -> String {
+        let all: Vec<usize> = (0..self.header.len()).collect();
+        let mut out = String::new();
+        if !self.title.is_empty() {
+            let _ = writeln!(out, "{}", self.title);
+        }
+        let _ = writeln!(out, "{}", draw(self, &all, None));
+        for note in &self.notes {
+            let _ = writeln!(out, "  {note}");
+        }
+        out
+    }
+
+    /// [`Grid::text`] fitted to a terminal `width` columns wide (this module); `None` (piped
+    /// output, other formats): the table whole.
+    pub fn render(&self, width: Option<u16>) -> String {
+        match width {
+            Some(width) => render(self, usize::from(width)),
+            None => self.text(),
+        }
+    }
+}
+
 /// The width to fit the terminal report to; `None` prints every table whole.
 ///
 /// Only a terminal gets fitted tables (`is_terminal`: stdout is one): piped output stays whole,

@@ -15,7 +15,7 @@ pub struct Grid {
     pub notes: Vec<String>,
     /// The columns from `numeric_from` on, by header, in groups that stay in one table (a figure
     /// and its CI), most important first: in a narrow terminal the last ones move to a table
-    /// below ([`super::fit`]); columns not named follow, each on its own, left to right.
+    /// below (see `report::fit`); columns not named follow, each on its own, left to right.
     pub importance: &'static [&'static [&'static str]],
 }
 
@@ -24,29 +24,6 @@ impl Grid {
     pub fn cell(&self, row: usize, column: &str) -> Option<&str> {
         let index = self.header.iter().position(|h| h == column)?;
         self.rows.get(row)?.get(index).map(String::as_str)
-    }
-
-    /// The table whole, as comfy-table draws it, with its title and notes.
-    pub fn text(&self) -> String {
-        let all: Vec<usize> = (0..self.header.len()).collect();
-        let mut out = String::new();
-        if !self.title.is_empty() {
-            let _ = writeln!(out, "{}", self.title);
-        }
-        let _ = writeln!(out, "{}", super::fit::draw(self, &all, None));
-        for note in &self.notes {
-            let _ = writeln!(out, "  {note}");
-        }
-        out
-    }
-
-    /// [`Grid::text`] fitted to a terminal `width` columns wide ([`super::fit`]); `None` (piped
-    /// output, other formats): the table whole.
-    pub fn render(&self, width: Option<u16>) -> String {
-        match width {
-            Some(width) => super::fit::render(self, usize::from(width)),
-            None => self.text(),
-        }
     }
 
     pub fn markdown(&self) -> String {

@@ -4,8 +4,7 @@
 use common::flatness::Flatness;
 
 use super::epoch::Measured;
-use super::rank::Output;
-use super::replica::Replica;
+use super::replica::{Output, Replica};
 use super::report;
 use crate::contract::TrialOutcome;
 use crate::error::WorkerError;

@@ -140,7 +140,7 @@ impl Engine {
         let stop_at = Arc::new(AtomicU64::new(u64::MAX));
         let collectives = collectives::collectives(&options.devices)?;
         let threads = crate::provenance::rank_threads(spec, &options.devices);
-        let mut setups = collectives.into_iter().enumerate().map(|(index, collective)| rank::Setup {
+        let mut setups = collectives.into_iter().enumerate().map(|(index, collective)| replica::Setup {
             rank: index,
             world,
             device: match &options.devices {

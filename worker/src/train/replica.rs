@@ -1,5 +1,6 @@
-//! What a rank owns while it trains, and preparing it: data on the device, the model broadcast
-//! from rank 0, the optimizer, SAL, a resumed checkpoint, the epoch's batches.
+//! What a rank owns while it trains ([`Setup`] in, [`Output`] out), and preparing it: data on
+//! the device, the model broadcast from rank 0, the optimizer, SAL, a resumed checkpoint, the
+//! epoch's batches.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -11,9 +12,9 @@ use tch::{Device, Tensor};
 
 use super::acceleration::Acceleration;
 use super::batches::plan_batches;
+use super::collectives::CollectiveSeed;
 use super::evaluate::{evaluate, Evaluation};
 use super::model::build_locked;
-use super::rank::{Output, Setup};
 use super::step::{float_buffers, Learner};
 use super::{checkpoint, report, ModelFactory};
 use crate::contract::{RunOptions, TrialOutcome};
@@ -23,6 +24,30 @@ use crate::optim;
 use crate::optim::sam;
 use crate::outcome::EpochReport;
 use crate::trial::{Method, TrialSpec};
+
+/// Everything a rank thread owns.
+pub struct Setup {
+    pub rank: usize,
+    pub world: usize,
+    pub device: Device,
+    pub collective: CollectiveSeed,
+    pub train: Split,
+    pub val: Split,
+    pub classes: Vec<String>,
+    pub spec: TrialSpec,
+    pub options: RunOptions,
+    pub factory: Arc<ModelFactory>,
+    pub check_replicas: bool,
+    /// Intra-op threads for this rank's thread (CPU ranks share the cores), or libtorch's default.
+    pub threads: Option<i32>,
+    pub stop_at: Arc<AtomicU64>,
+}
+
+/// How a rank ended, and its checksum after every epoch (when asked for).
+pub struct Output {
+    pub outcome: TrialOutcome,
+    pub checksums: Vec<u64>,
+}
 
 /// One rank's trainer, from its setup to its result.
 pub(super) struct Replica {
