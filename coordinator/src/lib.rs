@@ -13,7 +13,8 @@
 //! - [`reproduce`]: `coordinator reproduce TRIAL`, a stored trial rerun here and compared bit for bit;
 //! - [`report`]: pivots, paired statistics, the paper's tables, plots, one HTML page, `status`;
 //! - [`dashboard`]: the live web page over a state dir (its API, its event stream, `/metrics`);
-//! - [`export`]: the trials in other tools' formats (TensorBoard), after a sweep or while it runs.
+//! - [`export`]: the trials in other tools' formats (TensorBoard), after a sweep or while it runs;
+//! - [`tls`]: TLS for the gRPC server, its clients and the dashboard (rustls), below all three.
 
 pub mod client;
 pub mod dashboard;
@@ -24,6 +25,7 @@ pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod sweep;
+pub mod tls;
 
 pub use server::local_workers::LocalWorkers;
 pub use server::runner::{serve_sweep, RunnerError, Security, ServeOptions};

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Args;
 use coordinator::dashboard::{self, DashboardOptions};
 use coordinator::server::auth::{self, TOKEN_ENV};
-use coordinator::server::tls::ServerTlsFiles;
+use coordinator::tls::ServerTlsFiles;
 
 use super::runtime;
 

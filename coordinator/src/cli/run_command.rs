@@ -11,11 +11,11 @@ use anyhow::Context;
 use clap::Args;
 use coordinator::report;
 use coordinator::server::auth::{self, READ_TOKEN_ENV, TOKEN_ENV};
-use coordinator::server::tls::ServerTlsFiles;
 use coordinator::store::state_lock::StateLockError;
 use coordinator::store::{self, TrialRecord};
 use coordinator::sweep::data_check;
 use coordinator::sweep::spec::{self, LoadOptions, Sweep};
+use coordinator::tls::ServerTlsFiles;
 use coordinator::{serve_sweep, LocalWorkers, RunnerError, Security, ServeOptions};
 
 use super::report_command::{default_axes, print_failures};

@@ -11,8 +11,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::server::tls;
 use crate::store::{StoredEpoch, TrialRecord};
+use crate::tls;
 
 /// How to reach a coordinator.
 #[derive(Clone, Default)]

@@ -30,8 +30,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::server::tls::ServerTlsFiles;
 use crate::store::{Store, StoreError};
+use crate::tls::ServerTlsFiles;
 use model::Model;
 
 /// How the dashboard is served.

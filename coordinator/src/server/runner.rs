@@ -12,10 +12,10 @@ use crate::export::tensorboard;
 use crate::server::auth::{self, Tokens};
 use crate::server::local_workers::{LocalError, LocalWorkerProcesses, LocalWorkers};
 use crate::server::service::{self, ServerSettings};
-use crate::server::tls::{ServerTlsFiles, TlsError};
 use crate::store::state_lock::{StateLock, StateLockError};
 use crate::store::{Full, Progress, Store, StoreError};
 use crate::sweep::spec::Sweep;
+use crate::tls::{ServerTlsFiles, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {

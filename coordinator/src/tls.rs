@@ -1,5 +1,6 @@
 //! TLS for the coordinator's server (`--tls-cert`, `--tls-key`, optionally `--tls-client-ca` for
-//! mutual TLS) and for its client commands (`--tls-ca`), through rustls.
+//! mutual TLS), its dashboard (the same files) and its client commands (`--tls-ca`), through
+//! rustls. Below the server, the client and the dashboard, which all read it.
 
 use std::path::{Path, PathBuf};
 
