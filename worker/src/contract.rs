@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::{EpochReport, TrialResult};
+use common::outcome::{EpochReport, TrialResult};
 pub use common::Devices;
 
 /// Asks a running trial to stop at the next step boundary; cloneable across threads.

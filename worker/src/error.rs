@@ -76,8 +76,8 @@ impl From<common::layout::LayoutError> for WorkerError {
     }
 }
 
-impl From<crate::weights_manifest::WeightsError> for WorkerError {
-    fn from(e: crate::weights_manifest::WeightsError) -> Self {
+impl From<common::weights_manifest::WeightsError> for WorkerError {
+    fn from(e: common::weights_manifest::WeightsError) -> Self {
         WorkerError::Pretrained { path: e.path, reason: e.reason }
     }
 }

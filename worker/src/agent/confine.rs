@@ -5,7 +5,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::WorkerError;
-use crate::trial::TrialSpec;
+use common::trial::TrialSpec;
 
 /// Longest id accepted from the coordinator.
 const MAX_ID: usize = 128;

@@ -13,7 +13,7 @@ use super::trial_child::{self, TrialProcess};
 use super::{confine, trial_thread, watchdog, ClientConfig, LeaseKey, Session};
 use crate::run::child_process::TrialJob;
 use crate::run::{CancelFlag, Devices, RunOptions};
-use crate::trial::TrialSpec;
+use common::trial::TrialSpec;
 
 /// Everything about starting one trial, decided before anything starts.
 pub(super) struct Plan {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::LeaseKey;
-use crate::outcome::{EpochReport, TrialResult};
 use crate::run::{run_trial, RanOutOf, RunOptions, TrialEvent, TrialOutcome};
-use crate::trial::TrialSpec;
+use common::outcome::{EpochReport, TrialResult};
+use common::trial::TrialSpec;
 
 /// What a trial (process or thread) tells the agent's loop.
 pub(super) enum TrialMessage {

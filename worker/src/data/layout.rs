@@ -7,7 +7,7 @@ pub use common::layout::{Item, Listing};
 
 use super::Format;
 use crate::error::WorkerError;
-use crate::trial::DatasetSpec;
+use common::trial::DatasetSpec;
 
 /// Lists the files of `root` in `format`'s layout.
 pub fn list(format: Format, root: &Path, spec: &DatasetSpec) -> Result<Listing, WorkerError> {

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use tch::Tensor;
 
 use crate::error::WorkerError;
-use crate::trial::DatasetSpec;
+use common::trial::DatasetSpec;
 
 pub mod cache;
 pub mod cifar;

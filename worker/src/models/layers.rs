@@ -4,7 +4,7 @@
 use tch::nn::{self, init, Module, ModuleT};
 use tch::Tensor;
 
-use crate::trial::Head;
+use common::trial::Head;
 
 /// How a trunk's convolutions are initialized: Kaiming normal (He et al.) with the fan each
 /// torchvision model uses. ResNet, MobileNetV2 and EfficientNet use `fan_out`; DenseNet uses

@@ -27,8 +27,8 @@ use tch::nn::{self, ModuleT, VarStore};
 use tch::Tensor;
 
 use crate::error::WorkerError;
-use crate::trial::Head;
-use crate::weights_manifest::{self, is_skipped_entry, is_trunk_variable, Shapes};
+use common::trial::Head;
+use common::weights_manifest::{self, is_skipped_entry, is_trunk_variable, Shapes};
 
 mod densenet;
 pub mod dropout;

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::{EpochReport, TrialResult};
 use crate::run::{run_trial, CancelFlag, RanOutOf, RunOptions, TrialEvent, TrialOutcome};
-use crate::trial::TrialSpec;
+use common::outcome::{EpochReport, TrialResult};
+use common::trial::TrialSpec;
 
 /// What the agent asks a trial process to run: the trial, and the options it runs with as they
 /// are (its devices as the process sees them: the agent narrows CUDA devices with

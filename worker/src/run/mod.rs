@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::contract::{CancelFlag, Devices, RanOutOf, RunOptions, TrialEvent, TrialOutcome};
 use crate::error::WorkerError;
-use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
-use crate::trial::TrialSpec;
+use common::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
+use common::trial::TrialSpec;
 
 /// Runs a trial to its end, its divergence, or its cancellation.
 pub fn run_trial(
@@ -113,7 +113,7 @@ fn run_noop(
         macro_avg: average.clone(),
         weighted_avg: average,
         confusion: Vec::new(),
-        train_seconds: crate::outcome::total_seconds(&history),
+        train_seconds: common::outcome::total_seconds(&history),
         peak_host_mb: 0.0,
         peak_device_mb: device_mb,
         inference_ms_per_batch: 0.0,

@@ -9,7 +9,7 @@ use tch::{Device, Tensor};
 
 use crate::contract::Devices;
 use crate::error::WorkerError;
-use crate::trial::{Precision, TrialSpec};
+use common::trial::{Precision, TrialSpec};
 
 extern "C" {
     // csrc/autocast.cpp

@@ -18,8 +18,8 @@ use tch::{Device, Tensor};
 
 use super::ModelFactory;
 use crate::error::WorkerError;
-use crate::outcome::EpochReport;
-use crate::trial::TrialSpec;
+use common::outcome::EpochReport;
+use common::trial::TrialSpec;
 
 const FORMAT: &str = "sal-sweep checkpoint v1";
 /// The file name in the checkpoint folder; each checkpoint replaces the previous one.

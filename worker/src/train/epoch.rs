@@ -15,7 +15,7 @@ use super::step::{average_buffers, train_step, Batch, Tally};
 use super::{checkpoint, request_stop, Message};
 use crate::contract::CancelFlag;
 use crate::error::WorkerError;
-use crate::outcome::EpochReport;
+use common::outcome::EpochReport;
 
 /// An epoch's numbers over all ranks, before SAL sees them.
 pub(super) struct Measured {

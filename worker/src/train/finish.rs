@@ -8,7 +8,7 @@ use super::replica::{Output, Replica};
 use super::report;
 use crate::contract::TrialOutcome;
 use crate::error::WorkerError;
-use crate::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
+use common::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
 
 impl Replica {
     /// The final evaluation over all ranks (top-5 and the confusion matrix too) and the result.
@@ -32,7 +32,7 @@ impl Replica {
             macro_avg,
             weighted_avg,
             confusion,
-            train_seconds: crate::outcome::total_seconds(&history),
+            train_seconds: common::outcome::total_seconds(&history),
             peak_host_mb: report::peak_host_mb(),
             peak_device_mb: self.peak_device_mb,
             inference_ms_per_batch,
@@ -90,7 +90,7 @@ fn diverged(history: Vec<EpochReport>) -> TrialResult {
         macro_avg: ClassMetrics { label: "macro avg".into(), ..zero.clone() },
         weighted_avg: ClassMetrics { label: "weighted avg".into(), ..zero },
         confusion: Vec::new(),
-        train_seconds: crate::outcome::total_seconds(&history),
+        train_seconds: common::outcome::total_seconds(&history),
         peak_host_mb: report::peak_host_mb(),
         peak_device_mb: None,
         inference_ms_per_batch: 0.0,

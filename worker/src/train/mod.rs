@@ -34,8 +34,8 @@ use crate::contract::{Devices, RunOptions, TrialEvent, TrialOutcome};
 use crate::data::{self, LoadReport};
 use crate::error::WorkerError;
 use crate::models::{self, Model};
-use crate::outcome::EpochReport;
-use crate::trial::TrialSpec;
+use common::outcome::EpochReport;
+use common::trial::TrialSpec;
 
 mod acceleration;
 mod batches;

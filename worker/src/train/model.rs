@@ -6,7 +6,7 @@ use tch::nn::VarStore;
 
 use super::ModelFactory;
 use crate::error::WorkerError;
-use crate::trial::TrialSpec;
+use common::trial::TrialSpec;
 
 /// Model construction draws from libtorch's process-wide generator: seed and build under one
 /// lock so that a trial's initial weights depend on its seed alone.

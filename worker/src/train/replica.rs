@@ -22,8 +22,8 @@ use crate::data::Split;
 use crate::error::WorkerError;
 use crate::optim;
 use crate::optim::sam;
-use crate::outcome::EpochReport;
-use crate::trial::{Method, TrialSpec};
+use common::outcome::EpochReport;
+use common::trial::{Method, TrialSpec};
 
 /// Everything a rank thread owns.
 pub struct Setup {

@@ -2,7 +2,7 @@
 //! and weighted averages (the paper's table 5, as scikit-learn's `classification_report` computes
 //! them, a division by zero counting as 0), and the process's peak memory.
 
-use crate::outcome::ClassMetrics;
+use common::outcome::ClassMetrics;
 
 /// Per-class metrics and the macro and weighted averages of a confusion matrix
 /// (`confusion[true][predicted]`).

@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::agent::credentials::Client;
 use crate::agent::LeaseKey;
-use crate::outcome::{EpochReport, TrialResult};
+use common::outcome::{EpochReport, TrialResult};
 
 /// Checkpoints travel in chunks of this size.
 const CHUNK_BYTES: usize = 1 << 20;

@@ -19,7 +19,7 @@ pub(super) use message::{download, Outgoing, Sent};
 
 use super::credentials::Client;
 use super::LeaseKey;
-use crate::outcome::TrialResult;
+use common::outcome::TrialResult;
 
 /// How long a trial's epoch report and checkpoint wait for what follows them. Nothing on a
 /// trial's critical path waits for it: the trial's end ends it.
