@@ -14,6 +14,9 @@ use super::{Process, PATIENCE};
 
 pub struct Browser {
     driver: Process,
+    /// Chromium's profile and temporary files (its `TMPDIR`): removed with the browser, where
+    /// chromedriver's own would stay behind in `/tmp`.
+    files: tempfile::TempDir,
     base: String,
     session: String,
     http: ureq::Agent,
@@ -33,16 +36,20 @@ impl Browser {
         if Command::new("chromedriver").arg("--version").output().is_err() {
             return Err("no chromedriver (apt install chromium-driver)".into());
         }
-        let driver = Process::spawn(Command::new("chromedriver").arg(format!("--port={port}")));
+        let files = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let driver = Process::spawn(
+            Command::new("chromedriver").arg(format!("--port={port}")).env("TMPDIR", files.path()),
+        );
         driver.stdout.wait_for("chromedriver's readiness", |l| l.contains("started successfully"));
         let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut browser =
-            Self { driver, base: format!("http://127.0.0.1:{port}"), session: String::new(), http };
+            Self { driver, files, base: format!("http://127.0.0.1:{port}"), session: String::new(), http };
+        let profile = format!("--user-data-dir={}", browser.files.path().join("profile").display());
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "goog:chromeOptions": { "binary": chromium, "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1000", "--hide-scrollbars",
+                "--window-size=1400,1000", "--hide-scrollbars", profile,
             ]},
             "timeouts": { "script": PATIENCE.as_millis() as u64, "pageLoad": 60_000 },
         }}});
