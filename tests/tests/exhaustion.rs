@@ -96,6 +96,7 @@ fn a_full_state_dir_says_so_once_keeps_every_result_and_the_sweep_goes_on_once_f
     let filler = disk.fill();
     let full = coordinator.process.stderr.wait_for("`state dir ... is full`", |l| l.contains("is full"));
     assert!(full.contains(&state.display().to_string()) && full.contains("free at least"), "{full}");
+    eprintln!("the coordinator printed: {full}");
     // The workers keep what they could not send; the coordinator is not "away" to them.
     for worker in [&a, &b] {
         worker.stderr.wait_for("`no room to store results`", |l| l.contains("no room to store results"));
@@ -135,6 +136,7 @@ fn a_full_work_dir_hands_its_trial_back_uncharged_shows_in_status_and_takes_tria
     let full =
         a.stderr.wait_for("`work dir ... is full`", |l| l.contains("work dir") && l.contains("is full"));
     assert!(full.contains("no new trials until there is room"), "{full}");
+    eprintln!("worker a printed: {full}");
     // The coordinator's status names the worker and why it takes nothing.
     let status = Command::new(binary("coordinator"))
         .args(["status", "--coordinator", &url])
@@ -142,6 +144,7 @@ fn a_full_work_dir_hands_its_trial_back_uncharged_shows_in_status_and_takes_tria
         .expect("status runs");
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("worker worker-a takes no trials: work dir"), "{text}");
+    eprintln!("coordinator status printed:\n{text}");
     // Another worker takes the sweep on meanwhile; once freed, the first takes trials again.
     let mut b = start_worker(&url, &dir.path().join("b"), "worker-b");
     b.stderr.wait_for("`trial completed`", |l| l.contains("trial completed"));
@@ -243,6 +246,7 @@ fn a_trial_killed_by_the_kernel_for_memory_says_so_with_its_peak_and_alone_fails
         failed.contains("OOM killer") && failed.contains("oom_kill") && failed.contains("peak RSS"),
         "{failed}"
     );
+    eprintln!("the worker printed: {failed}");
 
     coordinator.process.wait_success("coordinator");
     worker.wait_success("worker");
@@ -258,6 +262,7 @@ fn a_trial_killed_by_the_kernel_for_memory_says_so_with_its_peak_and_alone_fails
         .unwrap();
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(text.contains("out of memory running alone"), "{text}");
+    eprintln!("coordinator report --failures printed:\n{text}");
 }
 
 /// A store with the results of a small finished sweep, made by the real binaries.
@@ -338,6 +343,7 @@ fn a_damaged_or_truncated_state_file_is_refused_in_one_line_without_a_byte_chang
             let line = lines[0];
             assert!(line.starts_with("error: ") && line.contains(&db.display().to_string()), "{line}");
             assert!(line.contains(expected) && line.contains("coordinator backup"), "{damage}: {line}");
+            eprintln!("{damage}, {}: {line}", args[0]);
             assert_eq!(snapshot(&state), before, "{damage}: {args:?} changed the state dir");
         }
     }
