@@ -273,7 +273,7 @@ fn reports_are_per_sweep_and_keep_diverged_and_failed_trials_apart() {
         "{out}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("small_cnn/sgd/broken@12/baseline seed 1: failed after 1 attempts:")
+        lines.iter().any(|l| l.contains("small_cnn/sgd/broken@12/baseline seed 1: failed after 1 attempt:")
             && l.contains("2.png: cannot decode image")),
         "{out}"
     );

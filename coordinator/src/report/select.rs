@@ -200,8 +200,9 @@ pub fn failures(records: &[TrialRecord]) -> Vec<String> {
             let why = match outcome(record) {
                 Outcome::Failed => {
                     format!(
-                        "failed after {} attempts: {}",
+                        "failed after {} attempt{}: {}",
                         record.attempts,
+                        if record.attempts == 1 { "" } else { "s" },
                         record.last_error.as_deref().unwrap_or("?")
                     )
                 }
@@ -321,7 +322,7 @@ pub(crate) mod tests {
         assert_eq!(failures.len(), 2, "{failures:?}");
         assert!(failures
             .iter()
-            .any(|l| l.starts_with("bad ") && l.contains("failed after 1 attempts: dataset root missing")));
+            .any(|l| l.starts_with("bad ") && l.contains("failed after 1 attempt: dataset root missing")));
         assert!(failures.iter().any(|l| l.starts_with("gone ") && l.contains("diverged")));
     }
 }

@@ -189,7 +189,11 @@ impl Scheduler {
         if retryable && trial.failures + 1 < trial.max_attempts {
             AfterLoss::Retry
         } else if retryable {
-            AfterLoss::Fail(format!("{error} (after {} attempts)", trial.failures + 1))
+            let attempts = trial.failures + 1;
+            AfterLoss::Fail(format!(
+                "{error} (after {attempts} attempt{})",
+                if attempts == 1 { "" } else { "s" }
+            ))
         } else {
             AfterLoss::Fail(error.to_string())
         }
