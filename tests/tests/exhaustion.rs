@@ -154,8 +154,10 @@ fn a_full_work_dir_hands_its_trial_back_uncharged_shows_in_status_and_takes_tria
     coordinator.process.wait_success("coordinator");
     a.wait_success("worker a");
     b.wait_success("worker b");
+    let log = coordinator.process.stderr.all();
+    assert_eq!(log.matches("worker takes no trials: work dir").count(), 1, "said once:\n{log}");
     assert_no_panic(&[
-        ("coordinator", coordinator.process.stderr.all()),
+        ("coordinator", log),
         ("worker a", a.stderr.all()),
         ("worker b", b.stderr.all()),
     ]);

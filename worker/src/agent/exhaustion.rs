@@ -20,12 +20,18 @@ pub const ROOM_TO_RESUME: u64 = 1024 * 1024;
 pub(super) struct DiskFull {
     dir: PathBuf,
     cause: String,
+    /// Free bytes when the agent found it full. The line stays the same while it waits: the
+    /// coordinator logs a worker's condition when it changes, and room that came back between
+    /// two looks is said by the next look, not as "full (58 MiB free)".
+    free_bytes: u64,
     next_probe: Instant,
 }
 
 impl DiskFull {
     pub(super) fn new(dir: &Path, cause: String) -> Self {
-        let full = Self { dir: dir.to_path_buf(), cause, next_probe: Instant::now() + PROBE_EVERY };
+        let free_bytes = common::space::free_bytes(dir).unwrap_or(0);
+        let full =
+            Self { dir: dir.to_path_buf(), cause, free_bytes, next_probe: Instant::now() + PROBE_EVERY };
         tracing::error!(
             "{}: no new trials until there is room (the trial's lease is handed back, no attempt charged; \
              results not yet sent are kept)",
@@ -36,11 +42,10 @@ impl DiskFull {
 
     /// What the coordinator's `status` shows for this worker.
     pub(super) fn describe(&self) -> String {
-        let free = common::space::free_bytes(&self.dir).unwrap_or(0);
         format!(
             "work dir {} is full ({} free; needs {}): {}",
             self.dir.display(),
-            common::space::human(free),
+            common::space::human(self.free_bytes),
             common::space::human(ROOM_TO_RESUME),
             self.cause
         )
