@@ -156,11 +156,7 @@ fn a_full_work_dir_hands_its_trial_back_uncharged_shows_in_status_and_takes_tria
     b.wait_success("worker b");
     let log = coordinator.process.stderr.all();
     assert_eq!(log.matches("worker takes no trials: work dir").count(), 1, "said once:\n{log}");
-    assert_no_panic(&[
-        ("coordinator", log),
-        ("worker a", a.stderr.all()),
-        ("worker b", b.stderr.all()),
-    ]);
+    assert_no_panic(&[("coordinator", log), ("worker a", a.stderr.all()), ("worker b", b.stderr.all())]);
     assert_all_done_once(&records(&state), trials, epochs);
     assert!(failures(&state).iter().all(|(_, n)| *n == 0), "{:?}", failures(&state));
 }

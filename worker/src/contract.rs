@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use common::outcome::{EpochReport, TrialResult};
 pub use common::Devices;
+use serde::{Deserialize, Serialize};
 
 /// Asks a running trial to stop at the next step boundary; cloneable across threads.
 #[derive(Debug, Clone, Default)]

@@ -4,8 +4,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::WorkerError;
 use common::trial::TrialSpec;
+
+use crate::error::WorkerError;
 
 /// Longest id accepted from the coordinator.
 const MAX_ID: usize = 128;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::trial::TrialSpec;
 use proto::pb;
 
 use super::device_slots::Placement;
@@ -13,7 +14,6 @@ use super::trial_child::{self, TrialProcess};
 use super::{confine, trial_thread, watchdog, ClientConfig, LeaseKey, Session};
 use crate::run::child_process::TrialJob;
 use crate::run::{CancelFlag, Devices, RunOptions};
-use common::trial::TrialSpec;
 
 /// Everything about starting one trial, decided before anything starts.
 pub(super) struct Plan {

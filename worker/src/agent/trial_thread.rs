@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use common::outcome::{EpochReport, TrialResult};
+use common::trial::TrialSpec;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::LeaseKey;
 use crate::run::{run_trial, RanOutOf, RunOptions, TrialEvent, TrialOutcome};
-use common::outcome::{EpochReport, TrialResult};
-use common::trial::TrialSpec;
 
 /// What a trial (process or thread) tells the agent's loop.
 pub(super) enum TrialMessage {

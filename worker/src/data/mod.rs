@@ -14,11 +14,11 @@
 
 use std::path::{Path, PathBuf};
 
+use common::trial::DatasetSpec;
 use serde::de::DeserializeOwned;
 use tch::Tensor;
 
 use crate::error::WorkerError;
-use common::trial::DatasetSpec;
 
 pub mod cache;
 pub mod cifar;

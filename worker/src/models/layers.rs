@@ -1,10 +1,9 @@
 //! Building blocks shared by the trunks: convolutions and batch norms initialized as torchvision
 //! initializes them, a conv-bn-activation unit, and the classification heads.
 
+use common::trial::Head;
 use tch::nn::{self, init, Module, ModuleT};
 use tch::Tensor;
-
-use common::trial::Head;
 
 /// How a trunk's convolutions are initialized: Kaiming normal (He et al.) with the fan each
 /// torchvision model uses. ResNet, MobileNetV2 and EfficientNet use `fan_out`; DenseNet uses

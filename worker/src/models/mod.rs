@@ -23,12 +23,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use common::trial::Head;
+use common::weights_manifest::{self, is_skipped_entry, is_trunk_variable, Shapes};
 use tch::nn::{self, ModuleT, VarStore};
 use tch::Tensor;
 
 use crate::error::WorkerError;
-use common::trial::Head;
-use common::weights_manifest::{self, is_skipped_entry, is_trunk_variable, Shapes};
 
 mod densenet;
 pub mod dropout;

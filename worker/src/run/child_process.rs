@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::outcome::{EpochReport, TrialResult};
+use common::trial::TrialSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::run::{run_trial, CancelFlag, RanOutOf, RunOptions, TrialEvent, TrialOutcome};
-use common::outcome::{EpochReport, TrialResult};
-use common::trial::TrialSpec;
 
 /// What the agent asks a trial process to run: the trial, and the options it runs with as they
 /// are (its devices as the process sees them: the agent narrows CUDA devices with

@@ -4,12 +4,12 @@
 
 use std::os::raw::c_int;
 
+use common::trial::{Precision, TrialSpec};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 use crate::contract::Devices;
 use crate::error::WorkerError;
-use common::trial::{Precision, TrialSpec};
 
 extern "C" {
     // csrc/autocast.cpp

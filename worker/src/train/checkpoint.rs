@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use common::outcome::EpochReport;
+use common::trial::TrialSpec;
 use sal::{SalController, Snapshot, StressState};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -18,8 +20,6 @@ use tch::{Device, Tensor};
 
 use super::ModelFactory;
 use crate::error::WorkerError;
-use common::outcome::EpochReport;
-use common::trial::TrialSpec;
 
 const FORMAT: &str = "sal-sweep checkpoint v1";
 /// The file name in the checkpoint folder; each checkpoint replaces the previous one.

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use common::outcome::EpochReport;
 use sal::{model_checksum, EpochMetrics};
 use tch::Kind;
 
@@ -15,7 +16,6 @@ use super::step::{average_buffers, train_step, Batch, Tally};
 use super::{checkpoint, request_stop, Message};
 use crate::contract::CancelFlag;
 use crate::error::WorkerError;
-use common::outcome::EpochReport;
 
 /// An epoch's numbers over all ranks, before SAL sees them.
 pub(super) struct Measured {

@@ -2,13 +2,13 @@
 //! flatness, a divergence, or a cancellation.
 
 use common::flatness::Flatness;
+use common::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
 
 use super::epoch::Measured;
 use super::replica::{Output, Replica};
 use super::report;
 use crate::contract::TrialOutcome;
 use crate::error::WorkerError;
-use common::outcome::{ClassMetrics, EpochReport, TrialResult, TrialStatus};
 
 impl Replica {
     /// The final evaluation over all ranks (top-5 and the confusion matrix too) and the result.

@@ -27,6 +27,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::outcome::EpochReport;
+use common::trial::TrialSpec;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -34,8 +36,6 @@ use crate::contract::{Devices, RunOptions, TrialEvent, TrialOutcome};
 use crate::data::{self, LoadReport};
 use crate::error::WorkerError;
 use crate::models::{self, Model};
-use common::outcome::EpochReport;
-use common::trial::TrialSpec;
 
 mod acceleration;
 mod batches;

@@ -2,11 +2,11 @@
 
 use std::sync::Mutex;
 
+use common::trial::TrialSpec;
 use tch::nn::VarStore;
 
 use super::ModelFactory;
 use crate::error::WorkerError;
-use common::trial::TrialSpec;
 
 /// Model construction draws from libtorch's process-wide generator: seed and build under one
 /// lock so that a trial's initial weights depend on its seed alone.

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use common::outcome::EpochReport;
+use common::trial::{Method, TrialSpec};
 use sal::{Collective, SalController};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -22,8 +24,6 @@ use crate::data::Split;
 use crate::error::WorkerError;
 use crate::optim;
 use crate::optim::sam;
-use common::outcome::EpochReport;
-use common::trial::{Method, TrialSpec};
 
 /// Everything a rank thread owns.
 pub struct Setup {

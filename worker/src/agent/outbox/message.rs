@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::outcome::{EpochReport, TrialResult};
 use proto::pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 use crate::agent::credentials::Client;
 use crate::agent::LeaseKey;
-use common::outcome::{EpochReport, TrialResult};
 
 /// Checkpoints travel in chunks of this size.
 const CHUNK_BYTES: usize = 1 << 20;
